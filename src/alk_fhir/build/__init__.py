@@ -1,0 +1,1 @@
+"""Build-time tooling: authoring sources -> the published FHIR package in ``profiles/``."""

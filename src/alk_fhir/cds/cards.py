@@ -1,0 +1,332 @@
+"""CDS Hooks cards built from the applied PlanDefinition: every card is an applicable action.
+
+No clinical rule lives here: whether a card appears is decided by the action's FHIRPath condition in
+``PlanDefinition/alk-guideline`` ($apply); this module only presents the RequestGroup it returned.
+
+Mapping (CDS Hooks 2.0, "Card Attributes"):
+- one card per applicable action that proposes something (its ``resource`` is a request from an
+  ActivityDefinition, not the CommunicationRequest of a guidance-only step) or is ``urgent``,
+  and per top-level action that is not a group;
+- one summary card per applicable top-level group (``groupingBehavior = logical-group``, e.g.
+  ``persistent-alk``) whose Markdown ``detail`` lists its guidance-only steps (no resource, not
+  urgent: H §2.1, §2.2, §2.3, §2.4, §3.2, §3.4, §3.5 …); nested groups only structure the plan and
+  give no card of their own;
+- ``summary`` = the action's title (< 140 characters), ``detail`` = its description and the
+  Handreiking section it cites, ``indicator`` = ``warning`` for ``urgent`` actions, else ``info``
+  (the guideline has no emergencies, so never ``critical``);
+- ``source``: the guideline as ``label``, the citation URL of the action (or of the nearest
+  ancestor, or the plan's) as ``url``, and the action's guideline section Coding as ``topic``;
+- ``suggestions``: one per proposing action, whose ``create`` actions carry the request from the
+  ActivityDefinition (and the proposed CareTeam it focuses on); ``selectionBehavior``
+  ``at-most-one`` (one suggestion per card);
+- ``overrideReasons``: Codings of our concepts CodeSystem, each with a ``display``;
+- ``links``: the guideline text (``absolute``) and, when ``ALK_FHIR_APP_LAUNCH_URL`` is set, the
+  SMART app (``smart``) with ``appContext`` naming the Questionnaire a Task asks for.
+
+Optional fields are omitted when they have no value, never ``null``/``""``/``[]``/``{}``.
+Card and suggestion ``uuid``s derive from ``hookInstance`` and the action id: unique per call
+(``hookInstance`` is), stable for the same call.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from alk_fhir.apply import ApplyResult, Engine
+from alk_fhir.apply.engine import DEFAULT_PLAN
+from alk_fhir.cds.suggestions import bundle_for, for_ehr
+from alk_fhir.cds.text import Texts, concept_texts, pick, shorten, texts
+from alk_fhir.knowledge import CONCEPTS_SYSTEM, GUIDELINE_SYSTEM, Package
+
+JSON = dict[str, Any]
+SUMMARY_LIMIT = 140
+_NAMESPACE = uuid.UUID("0b7d1c54-7f0e-4a44-9d0c-3b5f2b8f6e21")
+COLLECT_WITH_INPUT = "questionnaire"
+
+# Proposed concepts of CodeSystem alk-concepts (see the report of this module's author): the
+# reasons a clinician can give for not following a card.
+OVERRIDE_REASONS: tuple[tuple[str, Texts], ...] = (
+    ("override-already-arranged", {"nl": "Al gedaan of al geregeld", "en": "Already done or arranged"}),
+    ("override-not-applicable", {"nl": "Niet van toepassing op deze patiënt", "en": "Not applicable to this patient"}),
+    ("override-patient-declines", {"nl": "Patiënt wil dit (nu) niet", "en": "Patient declines (for now)"}),
+    ("override-not-now", {"nl": "Niet op dit moment", "en": "Not at this moment"}),
+    ("override-clinically-justified", {"nl": "Bewust gekozen: klinisch verantwoord",
+                                       "en": "Deliberate choice: clinically justified"}),
+)
+_WORDS: dict[str, Texts] = {
+    "label": {"nl": "Handreiking hardnekkige ALK (NALK)", "en": "Guideline on persistent ALK (NALK)"},
+    "source": {"nl": "Bron", "en": "Source"},
+    "guideline": {"nl": "Handreiking", "en": "Guideline"},
+    "steps": {"nl": "Verder uit de handreiking", "en": "More from the guideline"},
+    "questionnaire": {"nl": "Vragenlijst openen", "en": "Open questionnaire"},
+    "careteam": {"nl": "Zorgteam aanmaken", "en": "Create care team"},
+    "create": {"nl": "Aanmaken", "en": "Create"},
+}
+
+
+@dataclass(frozen=True)
+class ActionInfo:
+    """What the card of one PlanDefinition action shows, compiled once."""
+
+    id: str
+    title: Texts
+    description: Texts
+    priority: str
+    container: bool
+    topic: dict[str, JSON]  # language -> Coding
+    citation: Texts
+    url: str
+    definition: JSON | None
+
+
+@dataclass(frozen=True)
+class Catalog:
+    actions: dict[str, ActionInfo]
+    package: Package
+
+    def info(self, action_id: str) -> ActionInfo:
+        return self.actions[action_id]
+
+
+def _sections(pkg: Package) -> dict[str, Texts]:
+    system = next((cs for cs in pkg.of_type("CodeSystem") if cs.get("url") == GUIDELINE_SYSTEM), None)
+    found: dict[str, Texts] = {}
+
+    def walk(concepts: list[JSON]) -> None:
+        for c in concepts:
+            found[c["code"]] = concept_texts(c)
+            walk(c.get("concept", []))
+
+    walk((system or {}).get("concept", []))
+    return found
+
+
+def _section_code(action: JSON) -> str | None:
+    for cc in action.get("code", []):
+        for c in cc.get("coding", []):
+            if c.get("system") == GUIDELINE_SYSTEM:
+                return str(c["code"])
+    return None
+
+
+def compile_catalog(engine: Engine, plan: str = DEFAULT_PLAN) -> Catalog:
+    """Texts, topics and citations of every action of ``plan``: a request only looks them up."""
+    pkg = engine.package
+    try:
+        compiled = engine.plan(plan)
+    except KeyError:  # a package without the guideline plan (e.g. a stub): the services answer 503
+        return Catalog({}, pkg)
+    sections = _sections(pkg)
+    plan_cite: JSON = next((ra for ra in compiled.plan.get("relatedArtifact", [])
+                            if ra.get("type") == "citation" and ra.get("url")), {})
+    plan_url = str(plan_cite.get("url", ""))
+    actions: dict[str, ActionInfo] = {}
+
+    def walk(action: JSON, inherited_url: str) -> None:
+        docs = [d for d in action.get("documentation", []) if isinstance(d, dict)]
+        url = next((d["url"] for d in docs if d.get("url")), inherited_url)
+        code = _section_code(action)
+        section = sections.get(code or "", {})
+        topic = {lang: {"system": GUIDELINE_SYSTEM, "code": code, **({"display": section[lang]} if section else {})}
+                 for lang in ("nl", "en")} if code else {}
+        container = action.get("groupingBehavior") == "logical-group"
+        if docs and docs[0].get("display"):
+            citation = texts(docs[0], "display")
+        elif container or not code:  # a group spans sections: cite the guideline as a whole
+            citation = texts(plan_cite, "display")
+        else:
+            citation = {lang: f"{_WORDS['guideline'][lang]} §{code}" + (f" {section[lang]}" if section else "")
+                        for lang in ("nl", "en")}
+        definition = pkg.resolve(action["definitionCanonical"]) if "definitionCanonical" in action else None
+        actions[action["id"]] = ActionInfo(
+            id=action["id"], title=texts(action, "title"), description=texts(action, "description"),
+            priority=str(action.get("priority", "routine")),
+            container=container,
+            topic=topic, citation=citation, url=url, definition=definition)
+        for child in action.get("action", []):
+            walk(child, url)
+
+    for action in compiled.plan.get("action", []):
+        walk(action, plan_url)
+    return Catalog(actions, pkg)
+
+
+@dataclass(frozen=True)
+class CardOptions:
+    lang: str
+    hook_instance: str
+    launch_url: str = ""
+
+
+def _uuid(options: CardOptions, *parts: str) -> str:
+    return str(uuid.uuid5(_NAMESPACE, "|".join((options.hook_instance, *parts))))
+
+
+def override_reasons(lang: str) -> list[JSON]:
+    return [{"system": CONCEPTS_SYSTEM, "code": code, "display": pick(display, lang)}
+            for code, display in OVERRIDE_REASONS]
+
+
+def _source(info: ActionInfo, lang: str) -> JSON:
+    source: JSON = {"label": pick(_WORDS["label"], lang)}
+    if info.url:
+        source["url"] = info.url
+    if info.topic:
+        source["topic"] = info.topic[lang]
+    return source
+
+
+def _citation_line(info: ActionInfo, lang: str) -> str:
+    cite = pick(info.citation, lang)
+    if not cite:
+        return ""
+    shown = f"[{cite}]({info.url})" if info.url else cite
+    return f"**{pick(_WORDS['source'], lang)}:** {shown}"
+
+
+def _detail(*blocks: str) -> str:
+    return "\n\n".join(b for b in blocks if b)
+
+
+def _guideline_link(info: ActionInfo, lang: str) -> list[JSON]:
+    if not info.url:
+        return []
+    return [{"label": pick(info.citation, lang) or pick(_WORDS["label"], lang), "url": info.url, "type": "absolute"}]
+
+
+def _questionnaire_links(resource: JSON, catalog: Catalog, options: CardOptions) -> list[JSON]:
+    if not options.launch_url or resource.get("resourceType") != "Task":
+        return []
+    links = []
+    for item in resource.get("input", []) or []:
+        canonical = item.get("valueCanonical")
+        if (item.get("type") or {}).get("text") != COLLECT_WITH_INPUT or not isinstance(canonical, str):
+            continue
+        questionnaire = catalog.package.resolve(canonical) or {}
+        title = pick(texts(questionnaire, "title"), options.lang) or canonical
+        links.append({
+            "label": shorten(f"{pick(_WORDS['questionnaire'], options.lang)}: {title}", SUMMARY_LIMIT),
+            "url": options.launch_url,
+            "type": "smart",
+            "appContext": json.dumps({"questionnaire": canonical, "patient": (resource.get("for") or {}).get(
+                "reference")}, separators=(",", ":")),
+        })
+    return links
+
+
+def _action_description(res: JSON, main: JSON, info: ActionInfo, catalog: Catalog, lang: str) -> str:
+    if res is main and info.definition is not None:
+        found = pick(texts(info.definition, "description"), lang) or pick(texts(info.definition, "title"), lang)
+        if found:
+            return found
+    if res.get("resourceType") == "CareTeam":
+        member = next((p.get("member") or {} for p in res.get("participant", []) if isinstance(p, dict)), {})
+        role_code = next((c.get("code") for p in res.get("participant", []) for r in p.get("role", [])
+                          for c in r.get("coding", []) if c.get("system") == CONCEPTS_SYSTEM), None)
+        concept = catalog.package.terminology.concept(CONCEPTS_SYSTEM, role_code) if role_code else None
+        role = pick(concept_texts(concept), lang) if concept else ""
+        who = member.get("display") or member.get("reference") or ""
+        detail = f" ({role}: {who})" if role and who else ""
+        return f"{pick(_WORDS['careteam'], lang)}: {res.get('name', '')}{detail}".strip()
+    return f"{pick(_WORDS['create'], lang)}: {res.get('resourceType')}"
+
+
+def _suggestion(action: JSON, info: ActionInfo, result_requests: dict[str, JSON], catalog: Catalog,
+                options: CardOptions) -> tuple[JSON, JSON] | None:
+    ref = (action.get("resource") or {}).get("reference", "")
+    main = result_requests.get(ref.removeprefix("urn:uuid:"))
+    if main is None:
+        return None
+    originals = bundle_for(main, result_requests)
+    created = for_ehr(originals)
+    lang = options.lang
+    label = pick(texts(info.definition or {}, "title"), lang) or pick(info.title, lang)
+    suggestion: JSON = {
+        "label": shorten(label, SUMMARY_LIMIT),
+        "uuid": _uuid(options, action["id"], "suggestion"),
+        "actions": [{"type": "create",
+                     "description": _action_description(orig, main, info, catalog, lang),
+                     "resource": res} for orig, res in zip(originals, created, strict=True)],
+    }
+    return suggestion, created[-1]
+
+
+def _steps_block(guidance: list[JSON], catalog: Catalog, lang: str) -> str:
+    lines = []
+    for step in guidance:
+        info = catalog.info(step["id"])
+        cite = pick(info.citation, lang)
+        lines.append(f"- **{pick(info.title, lang)}**" + (f" ({cite})" if cite else "")
+                     + f": {pick(info.description, lang)}")
+    return f"**{pick(_WORDS['steps'], lang)}:**\n\n" + "\n".join(lines) if lines else ""
+
+
+def action_card(action: JSON, catalog: Catalog, requests: dict[str, JSON], options: CardOptions,
+                guidance: list[JSON] | None = None) -> JSON:
+    """The card of one action; a group's guidance-only steps (``guidance``) are listed in its detail."""
+    info = catalog.info(action["id"])
+    lang = options.lang
+    summary_only = info.container
+    card: JSON = {
+        "uuid": _uuid(options, action["id"]),
+        "summary": shorten(pick(info.title, lang), SUMMARY_LIMIT),
+        "indicator": "warning" if action.get("priority") == "urgent" and not summary_only else "info",
+        "source": _source(info, lang),
+    }
+    detail = _detail(pick(info.description, lang), _steps_block(guidance or [], catalog, lang),
+                     _citation_line(info, lang))
+    if detail:
+        card["detail"] = detail
+    links = _guideline_link(info, lang)
+    made = _suggestion(action, info, requests, catalog, options) if _proposes(action, requests) else None
+    if made is not None:
+        suggestion, resource = made
+        card["suggestions"] = [suggestion]
+        card["selectionBehavior"] = "at-most-one"
+        links += _questionnaire_links(resource, catalog, options)
+    if not summary_only:
+        card["overrideReasons"] = override_reasons(lang)
+    if links:
+        card["links"] = links
+    return card
+
+
+def _proposes(action: JSON, requests: dict[str, JSON]) -> bool:
+    """True for a step whose request came from an ActivityDefinition; a guidance-only step references
+    just the CommunicationRequest carrying its own text, which the card already shows."""
+    ref = (action.get("resource") or {}).get("reference", "").removeprefix("urn:uuid:")
+    found = requests.get(ref)
+    return found is not None and found["resourceType"] != "CommunicationRequest"
+
+
+def _is_card(action: JSON, requests: dict[str, JSON]) -> bool:
+    return _proposes(action, requests) or action.get("priority") == "urgent"
+
+
+def _collect(action: JSON, catalog: Catalog, requests: dict[str, JSON], guidance: list[JSON],
+             specific: list[JSON]) -> None:
+    """Sort the descendants of ``action``: own cards (``specific``) and guidance-only steps."""
+    for child in action.get("action", []):
+        if _is_card(child, requests):
+            specific.append(child)
+        elif not catalog.info(child["id"]).container:
+            guidance.append(child)
+        _collect(child, catalog, requests, guidance, specific)
+
+
+def build_cards(result: ApplyResult, catalog: Catalog, options: CardOptions) -> list[JSON]:
+    """Cards in plan order: each top-level action's card (a group's summary card when it has guidance
+    steps), then the cards of its proposing or urgent descendants."""
+    requests = {r["id"]: r for r in result.requests}
+    cards: list[JSON] = []
+    for top in result.requestgroup.get("action", []):
+        guidance: list[JSON] = []
+        specific: list[JSON] = []
+        _collect(top, catalog, requests, guidance, specific)
+        if not catalog.info(top["id"]).container or guidance:
+            cards.append(action_card(top, catalog, requests, options, guidance))
+        cards += [action_card(a, catalog, requests, options) for a in specific]
+    return cards

@@ -1,0 +1,171 @@
+"""The CDS Hooks 2.0 endpoints: discovery, service calls, feedback.
+
+``api`` mounts this router with the CDS client JWT check (``alk_fhir.auth.CdsClientAuth``) as a
+router dependency, so every call, discovery included ("Trusting CDS Clients": "for every single
+CDS Service call, whether that be a Discovery call, a single CDS Service invocation, …") is
+authenticated before anything here runs.
+
+A call does only per-patient work: the plan, its FHIRPath and the card texts were compiled at
+start-up (``state.build_cds_state``). Status codes: 200 with cards (``{"cards": []}`` when nothing
+applies), 400 malformed request, 404 unknown service, 412 needed data cannot be had, 413/415 for
+bodies that are too large or not JSON; never a 500 for anything a caller sends.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from alk_fhir.apply import run
+from alk_fhir.cds.cards import CardOptions, build_cards
+from alk_fhir.cds.discovery import SERVICES_BY_ID, Service, discovery_document
+from alk_fhir.cds.errors import CdsError, error_response, json_response
+from alk_fhir.cds.feedback import check_feedback
+from alk_fhir.cds.openapi import (
+    CDS_RESPONSE,
+    DISCOVERY_RESPONSE,
+    FEEDBACK_REQUEST,
+    HOOK_REQUEST,
+    SERVICE_IDS,
+    json_body,
+    responses,
+)
+from alk_fhir.cds.prefetch import Resolved, needs_network, resolve
+from alk_fhir.cds.request import HookRequest, parse_hook_request, selected_orders
+from alk_fhir.cds.state import CdsState, cds_state
+from alk_fhir.cds.text import choose_language
+
+log = logging.getLogger("alk_fhir.cds")
+MAX_BODY = 20 * 1024 * 1024
+DATA_ISSUES_EXTENSION = "org.alk-fhir.data-issues"
+_JSON_TYPES = ("application/json", "application/fhir+json", "application/json+fhir", "")
+_SERVICE_PARAM = [{"name": "service_id", "in": "path", "required": True,
+                   "schema": {"type": "string", "enum": SERVICE_IDS}}]
+
+
+@asynccontextmanager
+async def _lifespan(app: Any) -> AsyncIterator[None]:
+    cds_state(app)  # compiles the card catalog; a broken plan stops start-up here
+    yield
+
+
+router = APIRouter(tags=["cds-hooks"], lifespan=_lifespan)
+
+
+async def read_json(request: Request) -> Any:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype not in _JSON_TYPES:
+        raise CdsError(415, "not-supported", f"unsupported Content-Type {ctype}; send application/json")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        raise CdsError(413, "too-long", f"request body larger than {MAX_BODY} bytes")
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY:
+            raise CdsError(413, "too-long", f"request body larger than {MAX_BODY} bytes")
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise CdsError(400, "structure", f"the request body is not JSON: {exc}") from exc
+
+
+def service_of(request: Request) -> Service:
+    service_id = str(request.path_params.get("service_id", ""))
+    service = SERVICES_BY_ID.get(service_id)
+    if service is None:
+        raise CdsError(404, "not-found", f"no CDS service {service_id!r}; see GET /cds-services")
+    return service
+
+
+@router.get("/cds-services", response_class=Response, responses=responses(DISCOVERY_RESPONSE, 401),
+            summary="CDS Hooks discovery")
+def discovery(request: Request) -> Response:
+    return json_response(discovery_document(choose_language(request.headers.get("accept-language"))))
+
+
+def _practitioner(hook: HookRequest, resolved: Resolved) -> dict[str, Any]:
+    """The user as a reference, with the name from the ``user`` prefetch when there is one."""
+    ref: dict[str, Any] = {"reference": hook.user_reference}
+    for res in resolved.resources:
+        if res.get("resourceType") == hook.user_type and res.get("id") == hook.user_id:
+            names = [n for n in res.get("name", []) or [] if isinstance(n, dict)]
+            if names:
+                name = names[0]
+                text = name.get("text") or " ".join(
+                    str(p) for p in [*(name.get("given") or []), name.get("family")] if isinstance(p, str))
+                if isinstance(text, str) and text.strip():
+                    ref["display"] = text.strip()
+    return ref
+
+
+def _check_patient(hook: HookRequest, resolved: Resolved) -> None:
+    for res in resolved.resources:
+        if isinstance(res, dict) and res.get("resourceType") == "Patient" and res.get("id") not in (
+                None, hook.patient_id):
+            raise CdsError(400, "invalid", "prefetch holds a Patient other than context.patientId", "prefetch")
+
+
+def answer(state: CdsState, service: Service, hook: HookRequest, resolved: Resolved, lang: str) -> dict[str, Any]:
+    if not state.catalog.actions:
+        raise CdsError(503, "not-found", "the guideline PlanDefinition is not loaded on this server")
+    _check_patient(hook, resolved)
+    practitioner = _practitioner(hook, resolved)
+    try:
+        result = run(state.engine, resolved.resources, state.today(), hook=service.hook,
+                     practitioner=practitioner, draft_orders=selected_orders(hook), patient_id=hook.patient_id)
+    except Exception as exc:  # a defect must not become a 500 for the EHR; the log keeps it
+        log.exception("CDS %s: the engine failed on this record", service.id, exc_info=exc)
+        raise CdsError(422, "processing", "the patient data could not be evaluated") from None
+    cards = build_cards(result, state.catalog, CardOptions(
+        lang=lang, hook_instance=hook.hook_instance, launch_url=state.settings.app_launch_url))
+    body: dict[str, Any] = {"cards": cards}
+    issues = resolved.issues + result.context.issues
+    if issues:
+        body["extension"] = {DATA_ISSUES_EXTENSION: {"resourceType": "OperationOutcome", "issue": issues}}
+    return body
+
+
+@router.post("/cds-services/{service_id}", response_class=Response,
+             openapi_extra={**json_body(HOOK_REQUEST), "parameters": _SERVICE_PARAM},
+             responses=responses(CDS_RESPONSE, 400, 401, 404, 412, 413, 415, 422, 503), summary="Call a CDS service")
+async def call_service(request: Request) -> Response:
+    try:
+        state = cds_state(request.app)
+        service = service_of(request)
+        hook = parse_hook_request(await read_json(request), service)
+        lang = choose_language(request.headers.get("accept-language"))
+        if hook.user_type not in service.user_types:
+            return json_response({"cards": []})  # guidance for professionals only (usageRequirements)
+        if needs_network(hook, service):
+            resolved = await run_in_threadpool(resolve, hook, service, state.open_source)
+        else:  # everything came in the prefetch: no thread hop on the hot path
+            resolved = resolve(hook, service, state.open_source)
+        return json_response(answer(state, service, hook, resolved, lang))
+    except CdsError as exc:
+        return error_response(exc)
+
+
+@router.post("/cds-services/{service_id}/feedback", response_class=Response,
+             openapi_extra={**json_body(FEEDBACK_REQUEST), "parameters": _SERVICE_PARAM},
+             responses=responses(None, 400, 401, 404, 413, 415, 503), summary="CDS Hooks feedback")
+async def feedback(request: Request) -> Response:
+    try:
+        state = cds_state(request.app)
+        service = service_of(request)
+        entries = check_feedback(await read_json(request))
+        try:
+            await run_in_threadpool(state.feedback.save_feedback_items, service.id, entries)
+        except Exception as exc:  # the store is down: say so, keep the stack trace in the log
+            log.exception("CDS %s: feedback not stored", service.id, exc_info=exc)
+            raise CdsError(503, "transient", "feedback could not be stored; try again later") from None
+        return Response(status_code=200)
+    except CdsError as exc:
+        return error_response(exc)

@@ -1,0 +1,58 @@
+"""What the CDS endpoints share, built once per app: compiled card catalog, engine, feedback sink.
+
+Built by the router's start-up hook (so a broken plan stops the service at start-up), or on first
+use when an app is driven without its lifespan (tests). ``today``, ``open_source`` and ``feedback``
+are the seams tests replace: the date rules see, the FHIR server reader, the feedback store. The
+feedback store is ``app.state.cds_feedback`` when the app wires one (``alk_fhir.store.Store``
+fits the ``FeedbackSink`` protocol), otherwise feedback is kept in memory with a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from alk_fhir.apply import Engine
+from alk_fhir.cds.cards import Catalog, compile_catalog
+from alk_fhir.cds.feedback import FeedbackSink, MemoryFeedbackSink
+from alk_fhir.cds.prefetch import SourceFactory, http_source
+from alk_fhir.config import Settings
+
+log = logging.getLogger("alk_fhir.cds")
+_lock = threading.Lock()
+
+
+@dataclass
+class CdsState:
+    engine: Engine
+    catalog: Catalog
+    settings: Settings
+    feedback: FeedbackSink
+    today: Callable[[], date] = date.today
+    open_source: SourceFactory = http_source
+
+
+def build_cds_state(app: Any) -> CdsState:
+    engine: Engine = app.state.engine
+    feedback = getattr(app.state, "cds_feedback", None)
+    if feedback is None:
+        log.warning("no feedback store configured: CDS Hooks feedback is kept in memory only")
+        feedback = MemoryFeedbackSink()
+    state = CdsState(engine=engine, catalog=compile_catalog(engine), settings=app.state.settings, feedback=feedback)
+    app.state.cds = state
+    return state
+
+
+def cds_state(app: Any) -> CdsState:
+    existing = getattr(app.state, "cds", None)
+    if isinstance(existing, CdsState):
+        return existing
+    with _lock:
+        existing = getattr(app.state, "cds", None)
+        if isinstance(existing, CdsState):
+            return existing
+        return build_cds_state(app)

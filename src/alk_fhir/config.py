@@ -1,0 +1,100 @@
+"""Settings, read once from ``ALK_FHIR_*`` environment variables.
+
+Every setting has an embedded default so that ``make serve`` works on a fresh machine with no
+configuration at all; production deployments override them (see README, "Configuration").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def _env_list(name: str) -> tuple[str, ...]:
+    raw = os.environ.get(name, "")
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _env_int(name: str, default: int, low: int, high: int) -> int:
+    """An integer setting within [low, high]; anything else stops start-up with the variable's name."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _env_json(name: str) -> dict[str, str]:
+    """Parse a JSON object setting; a broken value must stop start-up, not be ignored."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{name} is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise ValueError(f"{name} must be a JSON object of issuer -> JWKS URL")
+    return {str(k): v for k, v in value.items()}
+
+
+@dataclass(frozen=True)
+class Settings:
+    base_url: str = "http://127.0.0.1:8080"
+    database_url: str = "sqlite:///" + str(REPO_ROOT / "var" / "alk-fhir.sqlite3")
+    package_dir: Path = REPO_ROOT / "profiles"
+    package_cache: Path = Path.home() / ".fhir" / "packages"
+    cds_auth: str = "jwt"
+    cds_trusted_issuers: dict[str, str] = field(default_factory=dict)
+    cors_origins: tuple[str, ...] = ()
+    log_level: str = "info"
+    app_launch_url: str = ""
+    partners_file: str = ""
+    # Auth (alk_fhir.auth). Environment variables and defaults:
+    #   ALK_FHIR_CDS_AUTH            "jwt" (default) | "off": CDS client JWTs required (CDS Hooks 2.0)
+    #   ALK_FHIR_CDS_TRUSTED_ISSUERS {} : JSON object, CDS client issuer -> its JWKS URL; a JWT's `jku`,
+    #                                if present, must equal that URL (no other URL is ever fetched)
+    #   ALK_FHIR_PARTNERS_FILE       "" : JSON list of exchange partners (SMART Backend Services clients)
+    #   ALK_FHIR_TOKEN_KEY_FILE      "" : PEM EC P-384 private key signing our access tokens; when unset a
+    #                                key is generated at start-up and kept in memory, so tokens do not
+    #                                survive a restart and are not valid across workers: multi-worker
+    #                                deployments MUST set it
+    #   ALK_FHIR_TOKEN_LIFETIME      300 : access-token lifetime in seconds (1-300, SMART Backend Services)
+    #   ALK_FHIR_AUTH_CLOCK_SKEW     60 : seconds of clock difference tolerated on exp/iat (0-300)
+    token_key_file: str = ""
+    token_lifetime: int = 300
+    auth_clock_skew: int = 60
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        cds_auth = _env("ALK_FHIR_CDS_AUTH", "jwt").lower()
+        if cds_auth not in ("jwt", "off"):
+            raise ValueError("ALK_FHIR_CDS_AUTH must be 'jwt' or 'off'")
+        return cls(
+            base_url=_env("ALK_FHIR_BASE_URL", cls.base_url).rstrip("/"),
+            database_url=_env("ALK_FHIR_DATABASE_URL", cls.database_url),
+            package_dir=Path(_env("ALK_FHIR_PACKAGE_DIR", str(REPO_ROOT / "profiles"))),
+            package_cache=Path(_env("ALK_FHIR_PACKAGE_CACHE", str(Path.home() / ".fhir" / "packages"))),
+            cds_auth=cds_auth,
+            cds_trusted_issuers=_env_json("ALK_FHIR_CDS_TRUSTED_ISSUERS"),
+            cors_origins=_env_list("ALK_FHIR_CORS_ORIGINS"),
+            log_level=_env("ALK_FHIR_LOG_LEVEL", "info").lower(),
+            app_launch_url=_env("ALK_FHIR_APP_LAUNCH_URL", ""),
+            partners_file=_env("ALK_FHIR_PARTNERS_FILE", ""),
+            token_key_file=_env("ALK_FHIR_TOKEN_KEY_FILE", ""),
+            token_lifetime=_env_int("ALK_FHIR_TOKEN_LIFETIME", 300, 1, 300),
+            auth_clock_skew=_env_int("ALK_FHIR_AUTH_CLOCK_SKEW", 60, 0, 300),
+        )

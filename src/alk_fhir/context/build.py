@@ -1,0 +1,133 @@
+"""Build a PatientContext once per request: index the resources, report the unusable ones.
+
+Unknown or malformed resources never stop the request: they are listed as OperationOutcome issues
+(``PatientContext.issues``) and left out, so one bad entry in an EHR prefetch cannot hide the advice
+that the rest of the record supports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from alk_fhir.context.fhirdata import JSON, reference_key, resource_key
+from alk_fhir.knowledge import Package
+
+# Resource types the facts read, and the elements without which an instance says nothing usable.
+USED_TYPES: dict[str, tuple[str, ...]] = {
+    "Patient": (),
+    "Condition": ("code",),
+    "MedicationStatement": ("status",),
+    "MedicationRequest": ("status",),
+    "Medication": (),
+    "Procedure": ("status", "code"),
+    "DiagnosticReport": ("status", "code"),
+    "Encounter": ("status",),
+    "CareTeam": (),
+    "CarePlan": ("status", "intent"),
+    "QuestionnaireResponse": ("status",),
+    "Consent": ("status",),
+    "Observation": ("status", "code"),
+    "Practitioner": (),
+    "PractitionerRole": (),
+    "Organization": (),
+    "RelatedPerson": (),
+    "Goal": (),
+    "Task": (),
+    "ServiceRequest": (),
+    "Composition": (),
+    "Provenance": (),
+}
+
+
+@dataclass
+class PatientContext:
+    today: date
+    patient: JSON | None
+    by_type: dict[str, list[JSON]] = field(default_factory=dict)
+    by_key: dict[str, JSON] = field(default_factory=dict)
+    draft_orders: list[JSON] = field(default_factory=list)
+    issues: list[JSON] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+    evidence: dict[str, list[JSON]] = field(default_factory=dict)
+
+    def of_type(self, resource_type: str) -> list[JSON]:
+        return self.by_type.get(resource_type, [])
+
+    def resolve(self, ref: Any, contained_in: JSON | None = None) -> JSON | None:
+        if isinstance(ref, dict) and isinstance(ref.get("reference"), str) and ref["reference"].startswith("#"):
+            local = ref["reference"][1:]
+            for res in (contained_in or {}).get("contained", []) or []:
+                if isinstance(res, dict) and res.get("id") == local:
+                    return res
+            return None
+        key = reference_key(ref)
+        return self.by_key.get(key) if key else None
+
+    @property
+    def subject_reference(self) -> JSON | None:
+        return {"reference": resource_key(self.patient)} if self.patient else None
+
+    def add_evidence(self, fact: str, res: JSON) -> None:
+        self.evidence.setdefault(fact, []).append({"reference": resource_key(res)})
+
+
+def resources_of(data: Any) -> list[Any]:
+    """Flatten a Bundle (any type, nested Bundles included), a list, or one resource."""
+    if isinstance(data, list):
+        return [r for item in data for r in resources_of(item)]
+    if isinstance(data, dict) and data.get("resourceType") == "Bundle":
+        out: list[Any] = []
+        for entry in data.get("entry", []) or []:
+            if isinstance(entry, dict) and "resource" in entry:
+                out += resources_of(entry["resource"])
+        return out
+    if data is None:
+        return []
+    return [data]
+
+
+def _issue(severity: str, code: str, text: str, where: str) -> JSON:
+    return {"severity": severity, "code": code, "diagnostics": text, "expression": [where]}
+
+
+def build_context(data: Iterable[Any] | JSON, pkg: Package, today: date,
+                  draft_orders: Any = None, patient_id: str | None = None) -> PatientContext:
+    """Index the resources and compute the facts declared in Library/alk-facts."""
+    from alk_fhir.context.facts import compute_facts
+
+    ctx = PatientContext(today=today, patient=None)
+    items = resources_of(data if isinstance(data, dict) else list(data))
+    for i, res in enumerate(items):
+        where = f"resource[{i}]"
+        if not isinstance(res, dict) or not isinstance(res.get("resourceType"), str):
+            ctx.issues.append(_issue("warning", "structure", "not a FHIR resource; ignored", where))
+            continue
+        rtype = res["resourceType"]
+        if rtype == "OperationOutcome":
+            ctx.issues.append(_issue("information", "informational",
+                                     "an OperationOutcome stood in for data; treated as no data", where))
+            continue
+        if rtype not in USED_TYPES:
+            ctx.issues.append(_issue("information", "not-supported",
+                                     f"{rtype} is not used by the rules; ignored", where))
+            continue
+        missing = [k for k in USED_TYPES[rtype] if k not in res]
+        if missing or not isinstance(res.get("id", ""), str):
+            ctx.issues.append(_issue("warning", "required",
+                                     f"{rtype} without {', '.join(missing) or 'a usable id'}; ignored", where))
+            continue
+        if "id" not in res:
+            res = {**res, "id": f"anon-{i}"}
+        ctx.by_type.setdefault(rtype, []).append(res)
+        ctx.by_key[resource_key(res)] = res
+    patients = ctx.of_type("Patient")
+    if patient_id:
+        ctx.patient = ctx.by_key.get(f"Patient/{patient_id}") or {"resourceType": "Patient", "id": patient_id}
+    elif patients:
+        ctx.patient = patients[0]
+    ctx.draft_orders = [r for r in resources_of(draft_orders) if isinstance(r, dict)]
+    compute_facts(ctx, pkg)
+    return ctx

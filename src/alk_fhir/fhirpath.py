@@ -1,0 +1,60 @@
+"""One process-wide cache of compiled FHIRPath expressions.
+
+Rules, invariants and questionnaire expressions are parsed once (at start-up, when the package
+is indexed) and evaluated many times: parsing costs far more than evaluating. ``fhirpathpy``
+keeps evaluation state in a module-level object, so evaluation is serialised with a lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import fhirpathpy
+from fhirpathpy.models import models
+
+Compiled = Callable[[Any, Mapping[str, Any] | None], list[Any]]
+
+_R4_MODEL = models["r4"]
+_cache: dict[str, Compiled] = {}
+_lock = threading.RLock()
+
+
+class FHIRPathError(ValueError):
+    """An expression that does not parse or fails to evaluate."""
+
+
+def compile_expression(expression: str) -> Compiled:
+    """Return the compiled form of ``expression``, parsing it only the first time."""
+    found = _cache.get(expression)
+    if found is not None:
+        return found
+    with _lock:
+        found = _cache.get(expression)
+        if found is None:
+            try:
+                found = fhirpathpy.compile(expression, model=_R4_MODEL)
+            except Exception as exc:  # the parser raises bare Exceptions
+                raise FHIRPathError(f"cannot parse FHIRPath {expression!r}: {exc}") from exc
+            _cache[expression] = found
+        return found
+
+
+def evaluate(resource: Any, expression: str, variables: Mapping[str, Any] | None = None) -> list[Any]:
+    """Evaluate a (cached) expression; ``variables`` become ``%name`` environment variables."""
+    fn = compile_expression(expression)
+    with _lock:
+        try:
+            return list(fn(resource, dict(variables) if variables else None))
+        except Exception as exc:
+            raise FHIRPathError(f"cannot evaluate FHIRPath {expression!r}: {exc}") from exc
+
+
+def is_true(resource: Any, expression: str, variables: Mapping[str, Any] | None = None) -> bool:
+    """FHIRPath boolean semantics for a condition: exactly ``[True]`` is true, anything else false."""
+    return evaluate(resource, expression, variables) == [True]
+
+
+def cached_count() -> int:
+    return len(_cache)

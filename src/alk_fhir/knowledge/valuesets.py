@@ -1,0 +1,192 @@
+"""ValueSet membership and expansion for the package's own ValueSets, precomputed at load.
+
+Membership is asked on every request (is this medication a risk medication? is this condition
+ALK-related?), so each ValueSet is compiled once into a set of exact (system, code) pairs plus a
+few hierarchical filters. ``is-a``/``descendent-of`` filters on ATC and ICD-10 are answered by code
+prefix: in both code systems a concept's code begins with the code of every ancestor
+(N02AA01 is-a N02AA is-a N02A; F45.0 is-a F45), so the prefix *is* the hierarchy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+PREFIX_HIERARCHY_SYSTEMS = frozenset({
+    "http://www.whocc.no/atc",
+    "http://hl7.org/fhir/sid/icd-10",
+    "http://hl7.org/fhir/sid/icd-10-nl",
+})
+
+
+class NotExpandable(ValueError):
+    """The ValueSet uses a filter on a code system whose content this server does not hold."""
+
+
+@dataclass
+class _Compiled:
+    exact: set[tuple[str, str]] = field(default_factory=set)
+    # one entry per include: system and its filters (ANDed, as FHIR says): (ancestor code, include self)
+    prefixes: list[tuple[str, tuple[tuple[str, bool], ...]]] = field(default_factory=list)
+    whole_systems: set[str] = field(default_factory=set)
+    excluded: set[tuple[str, str]] = field(default_factory=set)
+    expandable: bool = True
+
+
+@dataclass
+class Terminology:
+    codesystems: dict[str, dict[str, Any]] = field(default_factory=dict)
+    valuesets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _concepts: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    _parents: dict[str, dict[str, str]] = field(default_factory=dict)
+    _compiled: dict[str, _Compiled] = field(default_factory=dict)
+
+    @classmethod
+    def from_resources(cls, resources: list[dict[str, Any]]) -> Terminology:
+        term = cls()
+        for res in resources:
+            if res["resourceType"] == "CodeSystem":
+                term.codesystems[res["url"]] = res
+                concepts: dict[str, dict[str, Any]] = {}
+                parents: dict[str, str] = {}
+                _flatten(res.get("concept", []), None, concepts, parents)
+                term._concepts[res["url"]] = concepts
+                term._parents[res["url"]] = parents
+            elif res["resourceType"] == "ValueSet":
+                term.valuesets[res["url"]] = res
+        for url in term.valuesets:
+            term._compile(url, ())
+        return term
+
+    def concept(self, system: str, code: str) -> dict[str, Any] | None:
+        return self._concepts.get(system, {}).get(code)
+
+    def display(self, system: str, code: str) -> str | None:
+        found = self.concept(system, code)
+        return None if found is None else found.get("display")
+
+    def is_a(self, system: str, code: str, ancestor: str) -> bool:
+        if system in PREFIX_HIERARCHY_SYSTEMS:
+            return code.startswith(ancestor)
+        parents = self._parents.get(system, {})
+        current: str | None = code
+        while current is not None:
+            if current == ancestor:
+                return True
+            current = parents.get(current)
+        return False
+
+    def contains(self, valueset_url: str, system: str | None, code: str | None) -> bool:
+        compiled = self._compiled.get(valueset_url.split("|", 1)[0])
+        if compiled is None:
+            raise KeyError(f"unknown ValueSet {valueset_url}")
+        if not system or not code or (system, code) in compiled.excluded:
+            return False
+        if (system, code) in compiled.exact or system in compiled.whole_systems:
+            return True
+        return any(
+            s == system and all((code != c or self_ok) and self.is_a(system, code, c) for c, self_ok in filters)
+            for s, filters in compiled.prefixes
+        )
+
+    def expand(self, valueset_url: str) -> list[dict[str, str]]:
+        """The codes of an enumerable ValueSet, in definition order."""
+        vs = self.valuesets.get(valueset_url.split("|", 1)[0])
+        if vs is None:
+            raise KeyError(f"unknown ValueSet {valueset_url}")
+        if not self._compiled[vs["url"]].expandable:
+            raise NotExpandable(
+                f"ValueSet {vs['url']} filters on a code system whose content this server does not hold"
+            )
+        out: list[dict[str, str]] = []
+        seen: set[tuple[str, str]] = set()
+        for inc in vs.get("compose", {}).get("include", []):
+            for nested in inc.get("valueSet", []):
+                for item in self.expand(nested):
+                    key = (item["system"], item["code"])
+                    if key not in seen:
+                        seen.add(key)
+                        out.append(item)
+            for item in self._include_codes(inc):
+                key = (item["system"], item["code"])
+                if key not in seen and self.contains(vs["url"], *key):
+                    seen.add(key)
+                    out.append(item)
+        return out
+
+    def _include_codes(self, inc: dict[str, Any]) -> list[dict[str, str]]:
+        system = inc.get("system")
+        if not system:
+            return []
+        if inc.get("concept"):
+            return [_item(system, c["code"], c.get("display") or self.display(system, c["code"]))
+                    for c in inc["concept"]]
+        concepts = self._concepts.get(system, {})
+        codes = list(concepts)
+        for flt in inc.get("filter", []):
+            codes = [c for c in codes if self.is_a(system, c, flt["value"])
+                     and (flt["op"] == "is-a" or c != flt["value"])]
+        return [_item(system, c, concepts[c].get("display")) for c in codes]
+
+    def _compile(self, url: str, stack: tuple[str, ...]) -> _Compiled:
+        if url in self._compiled:
+            return self._compiled[url]
+        if url in stack:
+            raise ValueError(f"ValueSet {url} includes itself")
+        compiled = _Compiled()
+        compose = self.valuesets[url].get("compose", {})
+        for inc in compose.get("include", []):
+            for nested in inc.get("valueSet", []):
+                if nested not in self.valuesets:
+                    raise ValueError(f"ValueSet {url} includes unknown ValueSet {nested}")
+                child = self._compile(nested, (*stack, url))
+                compiled.exact |= child.exact
+                compiled.prefixes += child.prefixes
+                compiled.whole_systems |= child.whole_systems
+                compiled.expandable &= child.expandable
+            self._compile_include(inc, compiled, exclude=False)
+        for exc in compose.get("exclude", []):
+            self._compile_include(exc, compiled, exclude=True)
+        self._compiled[url] = compiled
+        return compiled
+
+    def _compile_include(self, inc: dict[str, Any], compiled: _Compiled, exclude: bool) -> None:
+        system = inc.get("system")
+        if not system:
+            return
+        target = compiled.excluded if exclude else compiled.exact
+        own = system in self._concepts
+        if inc.get("concept"):
+            target.update((system, c["code"]) for c in inc["concept"])
+        elif inc.get("filter"):
+            for flt in inc["filter"]:
+                if flt.get("property") not in ("concept", "code") or flt.get("op") not in ("is-a", "descendent-of"):
+                    raise ValueError(f"unsupported ValueSet filter {flt}")
+            if own:
+                target.update((system, c["code"]) for c in self._include_codes(inc))
+            elif system in PREFIX_HIERARCHY_SYSTEMS and not exclude:
+                compiled.prefixes.append((system, tuple((f["value"], f["op"] == "is-a") for f in inc["filter"])))
+                compiled.expandable = False
+            else:
+                raise ValueError(f"cannot evaluate filter on {system}")
+        elif own:
+            target.update((system, code) for code in self._concepts[system])
+        elif not exclude:
+            compiled.whole_systems.add(system)
+            compiled.expandable = False
+
+
+def _flatten(concepts: list[dict[str, Any]], parent: str | None,
+             out: dict[str, dict[str, Any]], parents: dict[str, str]) -> None:
+    for concept in concepts:
+        out[concept["code"]] = concept
+        if parent is not None:
+            parents[concept["code"]] = parent
+        _flatten(concept.get("concept", []), concept["code"], out, parents)
+
+
+def _item(system: str, code: str, display: str | None) -> dict[str, str]:
+    item = {"system": system, "code": code}
+    if display:
+        item["display"] = display
+    return item

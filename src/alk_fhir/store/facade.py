@@ -1,0 +1,118 @@
+"""``Store``: the engine plus one method per operation, each its own transaction.
+
+The functions in documents/feedback/audit/replay take a Session and do not commit; this is where
+transactions begin and end: every write runs in ``db.run_write`` (all or nothing, retried when it
+lost a race), every read in a read-only session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine
+
+from alk_fhir.store import audit, documents, feedback, replay
+from alk_fhir.store.db import create_store_engine, migrate, read_session, run_write
+from alk_fhir.store.documents import PutResult, StoredDocument
+from alk_fhir.store.feedback import FeedbackRecord
+
+
+class Store:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # Documents
+    def put_document(self, bundle: dict[str, Any], *, author_org: str, recipients: Sequence[str],
+                     patient_identifiers: Sequence[str]) -> PutResult:
+        return run_write(self.engine, lambda s: documents.put_document(
+            s, bundle, author_org=author_org, recipients=recipients,
+            patient_identifiers=patient_identifiers))
+
+    def get_document(self, doc_id: str, version: int | str | None = None, *,
+                     visible_to: str | None = None) -> StoredDocument | None:
+        with read_session(self.engine) as s:
+            return documents.get_document(s, doc_id, version, visible_to=visible_to)
+
+    def history(self, doc_id: str, *, visible_to: str | None = None) -> list[StoredDocument]:
+        with read_session(self.engine) as s:
+            return documents.history(s, doc_id, visible_to=visible_to)
+
+    def search_by_identifier(self, system: str | None, value: str, *,
+                             visible_to: str | None = None) -> list[StoredDocument]:
+        with read_session(self.engine) as s:
+            return documents.search_by_identifier(s, system, value, visible_to=visible_to)
+
+    def search_by_patient_identifier(self, system: str | None, value: str, *,
+                                     visible_to: str | None = None) -> list[StoredDocument]:
+        with read_session(self.engine) as s:
+            return documents.search_by_patient_identifier(s, system, value, visible_to=visible_to)
+
+    # CDS Hooks feedback
+    def save_feedback(self, service_id: str, feedback_item: dict[str, Any]) -> int:
+        return run_write(self.engine, lambda s: feedback.save_feedback(s, service_id, feedback_item))
+
+    def save_feedback_items(self, service_id: str, items: Sequence[dict[str, Any]]) -> list[int]:
+        """All entries of one feedback POST (``{"feedback": [...]}``), all stored or none."""
+        return run_write(self.engine, lambda s: [feedback.save_feedback(s, service_id, i) for i in items])
+
+    def list_feedback(self, service_id: str, *, card: str | None = None,
+                      since: datetime | None = None) -> list[FeedbackRecord]:
+        with read_session(self.engine) as s:
+            return feedback.list_feedback(s, service_id, card=card, since=since)
+
+    # Audit
+    def record_audit(self, event: dict[str, Any]) -> str:
+        return run_write(self.engine, lambda s: audit.record_audit(s, event))
+
+    def list_audit(self, *, since: datetime | None = None, until: datetime | None = None,
+                   subtype: str | None = None, action: str | None = None, outcome: str | None = None,
+                   agent: str | None = None, entity: str | None = None,
+                   limit: int = 100) -> list[dict[str, Any]]:
+        with read_session(self.engine) as s:
+            return audit.list_audit(s, since=since, until=until, subtype=subtype, action=action,
+                                    outcome=outcome, agent=agent, entity=entity, limit=limit)
+
+    # Replay protection
+    def remember_jti(self, key: str, expires_at: int, *, now: int | None = None) -> bool:
+        return run_write(self.engine, lambda s: replay.remember_jti(s, key, expires_at, now=now))
+
+
+class StoreAuditSink:
+    """The auth package's ``AuditSink`` (``record(event) -> None``) backed by the store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def record(self, event: dict[str, Any]) -> None:
+        self.store.record_audit(event)
+
+
+class StoreJtiCache:
+    """The auth package's ``JtiCache`` (``remember(key, expires_at) -> bool``) backed by the store,
+    so replay protection holds across workers and restarts."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def remember(self, key: str, expires_at: int) -> bool:
+        return self.store.remember_jti(key, expires_at)
+
+
+def open_store(url: str) -> Store:
+    """Connect to ``url`` (e.g. ``Settings.database_url``) and migrate the database to head."""
+    engine = create_store_engine(url)
+    try:
+        migrate(engine)
+    except Exception:
+        engine.dispose()
+        raise
+    return Store(engine)

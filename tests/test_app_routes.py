@@ -1,0 +1,121 @@
+"""/app/ on the service: the npm build served with safe headers, the install page without it, the
+configuration the launch page reads, and the overview renderer's refusals."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from alk_fhir.api import app_routes
+from alk_fhir.api.app import create_app
+from alk_fhir.config import REPO_ROOT, Settings
+from alk_fhir.knowledge import Package
+from alk_fhir.overview import build_overview
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory, package: Package) -> Iterator[TestClient]:
+    db = tmp_path_factory.mktemp("db") / "alk.sqlite3"
+    settings = Settings(database_url=f"sqlite:///{db}", cds_auth="off")
+    with TestClient(create_app(settings, package)) as test_client:
+        yield test_client
+
+
+@pytest.fixture()
+def fake_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A vendor/ directory with a manifest, standing in for scripts/build-app.sh's output."""
+    vendor = tmp_path / "vendor"
+    (vendor / "lib").mkdir(parents=True)
+    (vendor / "lib" / "x.js").write_text("window.X = 1;\n", encoding="utf-8")
+    (vendor / "manifest.json").write_text(json.dumps({"packages": {"x": {"version": "1", "files": ["lib/x.js"]}}}),
+                                          encoding="utf-8")
+    monkeypatch.setattr(app_routes, "VENDOR_DIR", vendor)
+    monkeypatch.setattr(app_routes, "MANIFEST", vendor / "manifest.json")
+    return vendor
+
+
+def test_app_pages_and_assets_are_served_with_security_headers(client: TestClient, fake_build: Path) -> None:
+    page = client.get("/app/launch.html")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["referrer-policy"] == "no-referrer" and page.headers["cache-control"] == "no-store"
+    assert 'src="vendor/fhirclient/fhir-client.min.js"' in page.text
+    assert client.get("/app/").text == client.get("/app/index.html").text
+    redirect = client.get("/app", follow_redirects=False)
+    assert redirect.status_code == 308 and redirect.headers["location"] == "/app/"
+    script = client.get("/app/js/main.js")
+    assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+    assert script.headers["x-content-type-options"] == "nosniff"
+    assert client.get("/app/vendor/lib/x.js").text == "window.X = 1;\n"
+    assert client.get("/app/css/app.css").headers["content-type"].startswith("text/css")
+
+
+@pytest.mark.parametrize("path", ["/app/../pyproject.toml", "/app/js/../../../../config.py", "/app/vendor/../web/x",
+                                  "/app/nothing.js", "/app/vendor/%2e%2e/build.mjs"])
+def test_app_never_serves_outside_its_directories(client: TestClient, fake_build: Path, path: str) -> None:
+    resp = client.get(path)
+    assert resp.status_code == 404
+    assert resp.json()["resourceType"] == "OperationOutcome"
+
+
+def test_without_the_npm_build_app_pages_say_how_to_install(client: TestClient, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(app_routes, "VENDOR_DIR", tmp_path / "vendor")
+    monkeypatch.setattr(app_routes, "MANIFEST", tmp_path / "vendor" / "manifest.json")
+    for path in ("/app/", "/app/index.html", "/app/launch.html"):
+        resp = client.get(path)
+        assert resp.status_code == 503
+        assert "scripts/build-app.sh" in resp.text and "npm ci" in resp.text
+    assert client.get("/healthz").status_code == 200  # the service itself runs
+
+
+def test_a_build_with_missing_files_is_not_served(client: TestClient, fake_build: Path) -> None:
+    (fake_build / "lib" / "x.js").unlink()
+    resp = client.get("/app/index.html")
+    assert resp.status_code == 503 and "lib/x.js" in resp.text
+
+
+def test_config_names_the_public_client_and_v2_scopes(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    body = client.get("/app/config.json").json()
+    assert body == {"clientId": "alk-fhir-app", "scope": app_routes.DEFAULT_SCOPE, "redirectPath": "index.html"}
+    assert "patient/QuestionnaireResponse.c" in body["scope"].split()
+    monkeypatch.setenv("ALK_FHIR_APP_CLIENT_ID", "ehr-registered-id")
+    assert client.get("/app/config.json").json()["clientId"] == "ehr-registered-id"
+
+
+def test_render_overview_returns_the_readable_page(client: TestClient, package: Package,
+                                                   patients: dict[str, dict[str, object]]) -> None:
+    record = patients["patient-criterion1-failed-cbt-physio"]
+    document = build_overview(record, package, today=date(2026, 11, 1))
+    resp = client.post("/app/api/render-overview", json=document)
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/html")
+    assert "Anna de Vries" in resp.text and "<script" not in resp.text
+
+
+@pytest.mark.parametrize(("body", "status"), [
+    ({"resourceType": "Bundle", "type": "collection", "entry": []}, 422),
+    ({"resourceType": "Patient"}, 422),
+    ([1, 2], 422),
+])
+def test_render_overview_refuses_what_is_not_a_document(client: TestClient, body: object, status: int) -> None:
+    resp = client.post("/app/api/render-overview", json=body)
+    assert resp.status_code == status
+    assert resp.json()["resourceType"] == "OperationOutcome"
+    assert "not a case-overview document" in resp.json()["issue"][0]["diagnostics"]
+
+
+def test_render_overview_refuses_non_json(client: TestClient) -> None:
+    resp = client.post("/app/api/render-overview", content=b"<html/>", headers={"Content-Type": "text/html"})
+    assert resp.status_code == 415
+
+
+def test_the_app_documents_the_app_context_format_the_cds_cards_use() -> None:
+    readme = (REPO_ROOT / "src" / "alk_fhir" / "app" / "README.md").read_text(encoding="utf-8")
+    assert '{"questionnaire": "<canonical>' in readme
+    cards = (REPO_ROOT / "src" / "alk_fhir" / "cds" / "cards.py").read_text(encoding="utf-8")
+    assert '"appContext": json.dumps({"questionnaire": canonical' in cards

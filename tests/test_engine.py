@@ -1,0 +1,473 @@
+"""Issue #4 acceptance: context, assessment and $apply on the example patients."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from fastapi.testclient import TestClient
+
+from alk_fhir.api.app import create_app
+from alk_fhir.apply import ApplyResult, Engine, run
+from alk_fhir.apply.engine import _walk
+from alk_fhir.cli import main
+from alk_fhir.config import Settings
+from alk_fhir.context import FACT_NAMES, build_context
+from alk_fhir.knowledge import CONCEPTS_SYSTEM, Package
+
+TODAY = date(2026, 11, 23)
+GP = {"reference": "Practitioner/prac-gp-jansen"}
+ATC = "http://www.whocc.no/atc"
+
+# The applicable PlanDefinition actions per example patient, in plan order (ids trace to sections).
+EXPECTED_ACTIONS = {
+    "patient-criterion1-failed-cbt-physio": [
+        "screen-persistent-alk",
+        "persistent-alk",
+        "starting-point",
+        "somatic-diagnostics",
+        "psychiatric-diagnostics",
+        "consider-psychiatric-diagnostics",
+        "explanatory-model",
+        "case-coordinator",
+        "expectations",
+        "step-plan",
+        "recovery",
+    ],
+    "patient-criterion3-never-in-treatment": [
+        "persistent-alk",
+        "starting-point",
+        "somatic-diagnostics",
+        "further-somatic-diagnostics",
+        "psychiatric-diagnostics",
+        "consider-psychiatric-diagnostics",
+        "reconsider",
+        "explanatory-model",
+        "case-coordinator",
+        "expectations",
+        "step-plan",
+        "recovery",
+        "nothing-works",
+        "ambit-grid",
+        "consultation",
+        "consultation-consent-needed",
+    ],
+    "patient-bedridden-tube-feeding": [
+        "persistent-alk",
+        "starting-point",
+        "somatic-diagnostics",
+        "psychiatric-diagnostics",
+        "explanatory-model",
+        "expectations",
+        "alk-expert-consult",
+        "step-plan",
+        "recovery",
+        "nothing-works",
+        "admission",
+        "consultation",
+        "consult-topggz",
+        "consult-cce",
+        "consult-euthanasia-expertise",
+    ],
+    "patient-polypharmacy-opioid-benzo": [
+        "persistent-alk",
+        "starting-point",
+        "somatic-diagnostics",
+        "further-somatic-diagnostics",
+        "reassurance-needs-coordination",
+        "medication-review",
+        "psychiatric-diagnostics",
+        "explanatory-model",
+        "case-coordinator",
+        "expectations",
+        "step-plan",
+        "recovery",
+    ],
+    "patient-care-team-coordinator": [
+        "persistent-alk",
+        "starting-point",
+        "somatic-diagnostics",
+        "reassurance-second-opinion",
+        "psychiatric-diagnostics",
+        "expectations",
+        "perpetuating-factors",
+        "recovery",
+    ],
+    "patient-no-alk": [],
+    "patient-possible-persistent-alk": ["screen-persistent-alk"],
+}
+EXPECTED_SECTIONS = {
+    "patient-criterion1-failed-cbt-physio": {"1.1", "2", "2.1", "2.2", "2.3", "2.5", "3.1", "3.2", "3.3", "3.5"},
+    "patient-criterion3-never-in-treatment": {
+        "2",
+        "2.1",
+        "2.2",
+        "2.3",
+        "2.4",
+        "2.5",
+        "3.1",
+        "3.2",
+        "3.3",
+        "3.5",
+        "4",
+        "4.2",
+        "4.3",
+    },
+    "patient-bedridden-tube-feeding": {"2", "2.1", "2.2", "2.3", "2.5", "3.2", "3.3", "3.5", "4", "4.1", "4.3"},
+    "patient-polypharmacy-opioid-benzo": {"2", "2.1", "2.2", "2.3", "2.5", "3.1", "3.2", "3.3", "3.5"},
+    "patient-care-team-coordinator": {"2", "2.1", "2.2", "2.3", "3.2", "3.4", "3.5"},
+    "patient-no-alk": set(),
+    "patient-possible-persistent-alk": {"1.1"},
+}
+# Criteria 1-3 status and the evidence each rests on (resource references; QR items by linkId).
+EXPECTED_CRITERIA = {
+    "patient-criterion1-failed-cbt-physio": [
+        ("met", {"Procedure/proc-anna-cbt", "Procedure/proc-anna-fysio"}),
+        ("unknown", set()),
+        ("unknown", set()),
+    ],
+    "patient-criterion3-never-in-treatment": [
+        ("unknown", {"QuestionnaireResponse/qr-bram-criteria"}),
+        ("unknown", {"QuestionnaireResponse/qr-bram-criteria"}),
+        ("met", {"QuestionnaireResponse/qr-bram-criteria"}),
+    ],
+    "patient-bedridden-tube-feeding": [
+        ("unknown", {"QuestionnaireResponse/qr-carla-criteria"}),
+        ("met", {"QuestionnaireResponse/qr-carla-criteria", "Procedure/proc-carla-mdt"}),
+        ("met", {"QuestionnaireResponse/qr-carla-criteria", "Procedure/proc-carla-pmt"}),
+    ],
+    "patient-polypharmacy-opioid-benzo": [
+        ("met", {"QuestionnaireResponse/qr-dirk-criteria", "Procedure/proc-dirk-cbt", "Procedure/proc-dirk-act"}),
+        ("unknown", {"QuestionnaireResponse/qr-dirk-criteria"}),
+        ("not-met", {"QuestionnaireResponse/qr-dirk-criteria"}),
+    ],
+    "patient-care-team-coordinator": [
+        ("met", {"QuestionnaireResponse/qr-eva-criteria", "Procedure/proc-eva-fysio"}),
+        ("not-met", {"QuestionnaireResponse/qr-eva-criteria"}),
+        ("not-met", {"QuestionnaireResponse/qr-eva-criteria"}),
+    ],
+    "patient-no-alk": [("unknown", set())] * 3,
+    "patient-possible-persistent-alk": [("unknown", set())] * 3,
+}
+EXPECTED_OVERALL = {"patient-no-alk": "unknown", "patient-possible-persistent-alk": "unknown"}
+
+
+def draft(code: str | None, text: str) -> dict[str, Any]:
+    concept: dict[str, Any] = {"text": text}
+    if code:
+        concept["coding"] = [{"system": ATC, "code": code}]
+    return {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {
+                "resource": {
+                    "resourceType": "MedicationRequest",
+                    "id": "draft-1",
+                    "status": "draft",
+                    "intent": "order",
+                    "medicationCodeableConcept": concept,
+                    "subject": {"reference": "Patient/x"},
+                }
+            }
+        ],
+    }
+
+
+def apply_to(engine: Engine, bundle: dict[str, Any], **kw: Any) -> ApplyResult:
+    return run(engine, bundle, TODAY, practitioner=GP, **kw)
+
+
+def action_ids(result: ApplyResult) -> list[str]:
+    return [a["id"] for a in _walk(result.requestgroup.get("action", []))]
+
+
+def test_there_are_at_least_six_patients(patients: dict[str, Any]) -> None:
+    assert set(patients) == set(EXPECTED_ACTIONS)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_ACTIONS))
+def test_applicable_actions_and_sections_per_patient(engine: Engine, patients: dict[str, Any], name: str) -> None:
+    result = apply_to(engine, patients[name])
+    assert action_ids(result) == EXPECTED_ACTIONS[name]
+    assert set(result.section_codes) == EXPECTED_SECTIONS[name]
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_CRITERIA))
+def test_criteria_status_with_evidence(engine: Engine, patients: dict[str, Any], name: str) -> None:
+    result = apply_to(engine, patients[name])
+    got = [
+        (c.status.removeprefix("criterion-"), {e["reference"] for e in c.evidence}) for c in result.assessment.criteria
+    ]
+    assert got == EXPECTED_CRITERIA[name]
+    assert result.assessment.overall.removeprefix("criterion-") == EXPECTED_OVERALL.get(name, "met")
+    obs = result.observation
+    comps = {c["code"]["coding"][0]["code"]: c for c in obs["component"]}
+    for i, (status, evidence) in enumerate(EXPECTED_CRITERIA[name], start=1):
+        comp = comps[f"criterion-{i}"]
+        assert comp["valueCodeableConcept"]["coding"][0] == {
+            "system": CONCEPTS_SYSTEM,
+            "code": f"criterion-{status}",
+            "display": comp["valueCodeableConcept"]["coding"][0]["display"],
+        }
+        assert {e["valueReference"]["reference"] for e in comp.get("extension", [])} == evidence
+
+
+def test_features_come_from_answers_and_the_record(engine: Engine, patients: dict[str, Any]) -> None:
+    carla = apply_to(engine, patients["patient-bedridden-tube-feeding"]).assessment.features
+    assert {"feature-bedridden-adl", "feature-harm-devices", "feature-many-care-contacts"} <= set(carla)
+    gerda = apply_to(engine, patients["patient-possible-persistent-alk"]).assessment.features
+    # No questionnaire: a condition since 2014 and 13 contacts in the last 12 months speak for themselves.
+    assert set(gerda) == {"feature-duration", "feature-many-care-contacts"}
+    assert gerda["feature-duration"] == [{"reference": "Condition/cond-gerda-ibs"}]
+
+
+def test_medication_facts_of_the_polypharmacy_patient(engine: Engine, patients: dict[str, Any]) -> None:
+    facts = apply_to(engine, patients["patient-polypharmacy-opioid-benzo"]).context.facts
+    assert facts["activeMedicationCount"] == 12
+    assert (facts["riskMedicationCount"], facts["opioidCount"], facts["benzodiazepineCount"]) == (5, 2, 2)
+    assert facts["psychiatricComorbidity"] is True  # F32.1
+    assert facts["careContactCount12m"] == 14
+    assert facts["monthsSinceSomaticWorkup"] == 41  # last work-up 2023-06-01
+
+
+# Hook-time inputs that exercise the order-select actions (draftOrders).
+HOOK_CASES = [
+    (
+        "patient-polypharmacy-opioid-benzo",
+        draft("N02AA01", "morfine 10 mg"),
+        ["medication-safety", "draft-risk-medication", "draft-polypharmacy"],
+    ),
+    ("patient-criterion1-failed-cbt-physio", draft(None, "paracetamol 500 mg"), []),
+    ("patient-no-alk", draft("N02AA01", "morfine 10 mg"), []),
+]
+
+
+@pytest.mark.parametrize(("name", "orders", "expected"), HOOK_CASES)
+def test_order_select_actions(
+    engine: Engine, patients: dict[str, Any], name: str, orders: dict[str, Any], expected: list[str]
+) -> None:
+    result = apply_to(engine, patients[name], hook="order-select", draft_orders=orders)
+    assert action_ids(result) == expected
+
+
+def test_every_condition_is_exercised_both_ways(engine: Engine, package: Package, patients: dict[str, Any]) -> None:
+    """Across the example patients (and the hook cases) each condition is once true and once false."""
+    seen: dict[str, set[bool]] = {}
+    runs = [apply_to(engine, b) for b in patients.values()]
+    runs += [apply_to(engine, patients[n], draft_orders=o) for n, o, _ in HOOK_CASES]
+    for result in runs:
+        ctx = result.context
+        for compiled in _all_compiled(engine):
+            for expr in compiled.conditions:
+                from alk_fhir import fhirpath
+
+                seen.setdefault(f"{compiled.action['id']}: {expr}", set()).add(fhirpath.is_true({}, expr, ctx.facts))
+    (plan,) = package.of_type("PlanDefinition")
+    assert len(seen) == sum(len(a.get("condition", [])) for a in _plan_actions(plan["action"]))
+    assert {k: v for k, v in seen.items() if v != {True, False}} == {}
+
+
+def _plan_actions(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [x for a in actions for x in [a, *_plan_actions(a.get("action", []))]]
+
+
+def _all_compiled(engine: Engine) -> list[Any]:
+    out = []
+    stack = list(next(iter(engine.plans.values())).actions)
+    while stack:
+        a = stack.pop()
+        out.append(a)
+        stack.extend(a.children)
+    return out
+
+
+def test_output_is_deterministic_and_references_resolve(engine: Engine, patients: dict[str, Any]) -> None:
+    bundle = patients["patient-polypharmacy-opioid-benzo"]
+    first, second = apply_to(engine, bundle).as_bundle(), apply_to(engine, bundle).as_bundle()
+    assert json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)
+    full_urls = {e["fullUrl"] for e in first["entry"]}
+    internal = [r for r in _references(first) if r.startswith("urn:uuid:")]
+    assert internal and set(internal) <= full_urls
+    careplan = apply_to(engine, bundle).as_careplan()
+    contained = {f"#{r['id']}" for r in careplan["contained"]}
+    assert {r for r in _references(careplan) if r.startswith("#")} <= contained
+    assert not [r for r in _references(careplan) if r.startswith("urn:uuid:")]
+
+
+def _references(node: Any) -> list[str]:
+    if isinstance(node, list):
+        return [r for n in node for r in _references(n)]
+    if isinstance(node, dict):
+        own = [node["reference"]] if isinstance(node.get("reference"), str) else []
+        return own + [r for v in node.values() for r in _references(v)]
+    return []
+
+
+def test_requests_carry_the_activity_definition_and_the_user(engine: Engine, patients: dict[str, Any]) -> None:
+    result = apply_to(engine, patients["patient-criterion1-failed-cbt-physio"])
+    kinds = {
+        (r["resourceType"], str(r.get("instantiatesCanonical", "")).split("/")[-1].split("|")[0])
+        for r in result.requests if r["resourceType"] != "CommunicationRequest"
+    }
+    assert kinds == {
+        ("Task", "collect-criteria"),
+        ("Task", "collect-explanatory-model"),
+        ("Task", "appoint-case-coordinator"),
+        ("CarePlan", "draft-step-plan"),
+        ("CareTeam", ""),
+    }
+    task = next(r for r in result.requests if r["resourceType"] == "Task" and "appoint" in r["instantiatesCanonical"])
+    assert task["for"] == {"reference": "Patient/pat-anna"} and task["owner"] == GP and task["intent"] == "option"
+    team = next(r for r in result.requests if r["resourceType"] == "CareTeam")
+    assert task["focus"] == {"reference": f"urn:uuid:{team['id']}"}
+    assert team["participant"][0]["member"] == GP and team["status"] == "proposed"
+    collect = next(r for r in result.requests if "collect-criteria" in str(r.get("instantiatesCanonical")))
+    assert collect["input"][0]["valueCanonical"] == "https://alk-fhir.org/fhir/Questionnaire/alk-criteria"
+
+
+def test_guidance_only_steps_carry_their_text_as_a_communication_request(
+        engine: Engine, patients: dict[str, Any]) -> None:
+    """R4 rqg-1: every RequestGroup action has a resource or sub-actions; a step that only informs
+    references a CommunicationRequest to the clinician whose payload is the step's nl text (+ en)."""
+    result = apply_to(engine, patients["patient-criterion1-failed-cbt-physio"])
+    by_ref = {f"urn:uuid:{r['id']}": r for r in result.requests}
+    leaves = [a for a in _all_actions(result.requestgroup.get("action", [])) if "action" not in a]
+    assert leaves and all("resource" in a for a in leaves)
+    messages = [(a, by_ref[a["resource"]["reference"]]) for a in leaves
+                if by_ref[a["resource"]["reference"]]["resourceType"] == "CommunicationRequest"]
+    assert messages
+    for action, message in messages:
+        payload = message["payload"][0]
+        assert payload["contentString"] == action.get("description", action.get("title"))
+        langs = {e["extension"][0]["valueCode"] for e in payload["_contentString"]["extension"]
+                 if e["url"] == "http://hl7.org/fhir/StructureDefinition/translation"}
+        assert "en" in langs
+        assert message["status"] == "draft" and "intent" not in message  # R4 has no CommunicationRequest.intent
+        assert message["subject"] == {"reference": "Patient/pat-anna"} and message["recipient"] == [GP]
+        assert message["reasonCode"] == action["code"]
+    assert not [a for a in _all_actions(result.requestgroup["action"]) if "action" in a and "resource" in a]
+
+
+def _all_actions(actions: list[Any]) -> list[Any]:
+    return [x for a in actions for x in [a, *_all_actions(a.get("action", []))]]
+
+
+def test_malformed_and_unknown_resources_are_reported_not_fatal(engine: Engine, patients: dict[str, Any]) -> None:
+    bundle = json.loads(json.dumps(patients["patient-criterion1-failed-cbt-physio"]))
+    bundle["entry"] += [
+        {"resource": {"resourceType": "Condition", "id": "broken"}},
+        {"resource": {"resourceType": "Basic", "id": "b"}},
+        {"resource": "not a resource"},
+        {"resource": {"resourceType": "OperationOutcome", "issue": []}},
+    ]
+    result = apply_to(engine, bundle)
+    assert action_ids(result) == EXPECTED_ACTIONS["patient-criterion1-failed-cbt-physio"]
+    assert [i["code"] for i in result.context.issues] == ["required", "not-supported", "structure", "informational"]
+
+
+def test_context_computes_exactly_the_declared_facts(package: Package, patients: dict[str, Any]) -> None:
+    (library,) = package.of_type("Library")
+    declared = {p["name"] for p in library["parameter"]}
+    assert declared == set(FACT_NAMES)
+    ctx = build_context(patients["patient-no-alk"], package, TODAY)
+    assert set(ctx.facts) | {"assessmentDone", "persistentAlk", "profileFeatureCount"} == declared
+
+
+def test_apply_cli_prints_a_bundle_and_names_bad_input(tmp_path: Path) -> None:
+    from alk_fhir.config import REPO_ROOT
+
+    runner = CliRunner()
+    path = REPO_ROOT / "examples/patients/patient-possible-persistent-alk.json"
+    result = runner.invoke(main, ["apply", str(path), "--date", "2026-11-23"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["resourceType"] == "Bundle" and out["entry"][0]["resource"]["resourceType"] == "CarePlan"
+    bad = tmp_path / "bad.json"
+    bad.write_text("{nope")
+    result = runner.invoke(main, ["apply", str(bad)])
+    assert result.exit_code != 0 and "bad.json" in result.output and "not JSON" in result.output
+    result = runner.invoke(main, ["apply", str(path), "--date", "23-11-2026"])
+    assert result.exit_code != 0 and "--date" in result.output
+
+
+@pytest.fixture(scope="module")
+def client(package: Package, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    db = tmp_path_factory.mktemp("db") / "a.sqlite3"
+    with TestClient(create_app(Settings(database_url=f"sqlite:///{db}", cds_auth="off"), package)) as c:
+        yield c
+
+
+def params(bundle: dict[str, Any], **extra: str) -> dict[str, Any]:
+    parameter: list[dict[str, Any]] = [
+        {"name": "data", "resource": bundle},
+        {"name": "today", "valueDate": "2026-11-23"},
+    ]
+    parameter += [{"name": k, "valueString": v} for k, v in extra.items()]
+    return {"resourceType": "Parameters", "parameter": parameter}
+
+
+def test_http_apply_answers_the_careplan_with_contained_results(client: TestClient, patients: dict[str, Any]) -> None:
+    body = params(
+        patients["patient-care-team-coordinator"], subject="Patient/pat-eva", practitioner="Practitioner/prac-gp-jansen"
+    )
+    for path in ("/fhir/PlanDefinition/$apply", "/fhir/PlanDefinition/alk-guideline/$apply"):
+        r = client.post(path, json=body, headers={"Content-Type": "application/fhir+json"})
+        assert r.status_code == 200, r.text
+        careplan = r.json()
+        assert careplan["resourceType"] == "CarePlan" and careplan["intent"] == "proposal"
+        rg = next(c for c in careplan["contained"] if c["resourceType"] == "RequestGroup")
+        assert [a["id"] for a in _walk(rg["action"])] == EXPECTED_ACTIONS["patient-care-team-coordinator"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status"),
+    [
+        ("/fhir/PlanDefinition/$apply", {"resourceType": "Patient"}, 400),
+        (
+            "/fhir/PlanDefinition/$apply",
+            {"resourceType": "Parameters", "parameter": [{"name": "bogus", "valueString": "x"}]},
+            400,
+        ),
+        (
+            "/fhir/PlanDefinition/$apply",
+            {"resourceType": "Parameters", "parameter": [{"name": "subject", "valueString": "x"}]},
+            400,
+        ),
+        ("/fhir/PlanDefinition/nope/$apply", {"resourceType": "Parameters"}, 404),
+    ],
+)
+def test_http_apply_errors(client: TestClient, path: str, body: dict[str, Any], status: int) -> None:
+    r = client.post(path, json=body)
+    assert r.status_code == status and r.json()["resourceType"] == "OperationOutcome"
+
+
+def test_http_apply_rejects_non_json(client: TestClient) -> None:
+    r = client.post("/fhir/PlanDefinition/$apply", content=b"<xml/>", headers={"Content-Type": "application/fhir+json"})
+    assert r.status_code == 400 and r.json()["issue"][0]["code"] == "structure"
+
+
+@pytest.fixture(scope="module")
+def validator(package: Package, core_dir: Path) -> Any:
+    from alk_fhir.validation import build_validator
+
+    return build_validator(package, core_dir)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_ACTIONS))
+def test_apply_output_passes_our_validator(engine: Engine, patients: dict[str, Any], validator: Any, name: str) -> None:
+    """CarePlan, RequestGroup, assessment Observation and every proposed request conform to their profiles."""
+    from alk_fhir.validation import has_errors
+
+    result = apply_to(engine, patients[name])
+    for res in [result.careplan, result.requestgroup, result.observation, *result.requests]:
+        outcome = validator.validate(res)
+        errors = [i for i in outcome.get("issue", []) if i["severity"] in ("error", "fatal")]
+        assert not has_errors(outcome), (res["resourceType"], errors)
+    assert not has_errors(validator.validate(result.as_careplan()))
+    assert not has_errors(validator.validate(result.as_bundle()))
