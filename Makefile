@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: install install-dev browser serve test lint typecheck unit package build-package check-package bench clean
+.PHONY: install install-dev app browser serve test lint typecheck unit package build-package check-package bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,12 +22,17 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
+# The clinician app's JavaScript (fhirclient, lforms) from the npm registry, exact versions from its
+# lock file; without Node.js it says so and the service still starts (/app/ explains what is missing).
+app:
+	bash scripts/build-app.sh
+
 # Debian's chromium for the browser tests (never a browser download); skipped with a reason if impossible.
 browser:
 	bash scripts/ensure-chromium.sh
 
 # Local development: CDS client JWTs are not required unless ALK_FHIR_CDS_AUTH says so.
-serve: install
+serve: install app
 	ALK_FHIR_CDS_AUTH=$${ALK_FHIR_CDS_AUTH:-off} $(BIN)/alk-fhir serve --host $(HOST) --port $(PORT)
 
 test: install-dev lint typecheck unit
@@ -38,7 +43,7 @@ lint: install-dev
 typecheck: install-dev
 	$(BIN)/mypy
 
-unit: install-dev browser
+unit: install-dev app browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 build-package: install

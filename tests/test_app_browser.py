@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -43,41 +42,6 @@ AMBIT_Q = f"{BASE}/Questionnaire/alk-ambit-grid"
 PATIENT = "pat-anna"
 EXAMPLE = REPO_ROOT / "examples" / "patients" / "patient-criterion1-failed-cbt-physio.json"
 
-# SDC pre-population for the criteria form (launchContext patient + x-fhir-query variables +
-# initialExpression). Used only while the package's Questionnaire has no initialExpression of its own.
-SDC = "http://hl7.org/fhir/uv/sdc/StructureDefinition/"
-PREPOPULATION_VARIABLES = [
-    ("conditions", "Condition?patient={{%patient.id}}&clinical-status=active"),
-    ("encounters", "Encounter?patient={{%patient.id}}"),
-]
-PREPOPULATION = {
-    "main-complaints": "%conditions.entry.resource.select(code.text | code.coding.display).first().join('; ')",
-    "feature-many-care-contacts": "%encounters.entry.resource.where(status != 'cancelled' and "
-                                  "status != 'entered-in-error' and period.start >= today() - 1 year).count() >= 12",
-}
-
-
-def sdc_prepopulated(questionnaire: dict[str, Any]) -> dict[str, Any]:
-    """The criteria Questionnaire with pre-population expressions (unless it already has some)."""
-    text = json.dumps(questionnaire)
-    if "sdc-questionnaire-initialExpression" in text:
-        return questionnaire
-    q: dict[str, Any] = json.loads(text)
-    q.setdefault("extension", []).extend(
-        {"url": "http://hl7.org/fhir/StructureDefinition/variable",
-         "valueExpression": {"name": name, "language": "application/x-fhir-query", "expression": query}}
-        for name, query in PREPOPULATION_VARIABLES)
-
-    def walk(items: list[dict[str, Any]]) -> None:
-        for item in items:
-            if item["linkId"] in PREPOPULATION:
-                item.setdefault("extension", []).append(
-                    {"url": SDC + "sdc-questionnaire-initialExpression",
-                     "valueExpression": {"language": "text/fhirpath", "expression": PREPOPULATION[item["linkId"]]}})
-            walk(item.get("item", []))
-
-    walk(q["item"])
-    return q
 
 
 def patient_record() -> list[dict[str, Any]]:
@@ -118,11 +82,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     from alk_fhir.overview import build_overview
 
     tmp = tmp_path_factory.mktemp("app")
-    profiles = tmp / "profiles"
-    shutil.copytree(REPO_ROOT / "profiles", profiles)
-    q_file = profiles / "Questionnaire-alk-criteria.json"
-    q_file.write_text(json.dumps(sdc_prepopulated(json.loads(q_file.read_text(encoding="utf-8"))),
-                                 ensure_ascii=False, indent=2), encoding="utf-8")
+    profiles = REPO_ROOT / "profiles"  # the package as shipped: its criteria form pre-populates (SDC)
     package = load_package(profiles)
     settings = dataclasses.replace(Settings.from_env(), database_url=f"sqlite:///{tmp / 'alk.sqlite3'}",
                                    package_dir=profiles)
@@ -243,6 +203,8 @@ def test_ehr_launch_criteria_form_submit_assessment_and_advice(stack: Stack, app
     assert page.locator('[id="main-complaints/1/1"]').input_value() == "Fibromyalgie"
     assert "ant-radio-wrapper-checked" in (page.locator('[id="feature-many-care-contacts/1/1|true"]')
                                            .get_attribute("class") or "")
+    # three distinct active MedicationStatements in Anna's record (H §2.2 medication count)
+    assert page.locator('[id="active-medication-count/1/1"]').input_value() == "3"
     # a dependent item appears only after its trigger answer
     assert page.locator('[id="criterion-1-treatments/1/1"]').count() == 0
     app.pick("criterion-1/1/1", "Voldaan")
@@ -261,6 +223,7 @@ def test_ehr_launch_criteria_form_submit_assessment_and_advice(stack: Stack, app
     assert found["criterion-2"][0]["valueCoding"]["code"] == "criterion-not-met"
     assert found["main-complaints"] == [{"valueString": "Fibromyalgie"}]
     assert found["feature-many-care-contacts"] == [{"valueBoolean": True}]
+    assert found["active-medication-count"] == [{"valueInteger": 3}]
     assert any(line.startswith("create QuestionnaireResponse/") for line in stack.ehr.log)
 
     app.tab("results")

@@ -236,6 +236,11 @@ class TestEhr:
             if not wanted:
                 return outcome(400, "not-supported", "searches need patient=")
             found = [r for r in self.of_type(rtype) if self.in_compartment(r, wanted)]
+            if "status" in params:
+                found = [r for r in found if r.get("status") == params["status"]]
+            if "clinical-status" in params:
+                found = [r for r in found if params["clinical-status"] in
+                         [c.get("code") for c in (r.get("clinicalStatus") or {}).get("coding", [])]]
         found = [r for r in found if self.in_compartment(r, tok.patient)]
         bundle = {"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "searchset", "total": len(found),
                   "link": [{"relation": "self", "url": str(request.url)}],

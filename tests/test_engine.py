@@ -236,6 +236,30 @@ def test_medication_facts_of_the_polypharmacy_patient(engine: Engine, patients: 
     assert facts["monthsSinceSomaticWorkup"] == 41  # last work-up 2023-06-01
 
 
+def test_answered_medication_count_counts_when_the_record_holds_fewer(engine: Engine) -> None:
+    """$apply with only the criteria response (pre-filled in the EHR's form): the answered count decides
+    polypharmacy (H §2.2); the record's own count wins when it is higher."""
+    def response(count: int) -> dict[str, Any]:
+        return {"resourceType": "QuestionnaireResponse", "id": "qr-meds", "status": "completed",
+                "questionnaire": "https://alk-fhir.org/fhir/Questionnaire/alk-criteria", "authored": "2026-11-01",
+                "subject": {"reference": "Patient/p1"},
+                "item": [{"linkId": "alk", "item": [{"linkId": "alk-present", "answer": [{"valueBoolean": True}]}]},
+                         {"linkId": "criteria", "item": [{"linkId": "criterion-1", "answer": [{"valueCoding": {
+                             "system": "https://alk-fhir.org/fhir/CodeSystem/alk-concepts",
+                             "code": "criterion-met"}}]}]},
+                         {"linkId": "situation", "item": [{"linkId": "active-medication-count",
+                                                           "answer": [{"valueInteger": count}]}]}]}
+    patient = {"resourceType": "Patient", "id": "p1"}
+    many = apply_to(engine, {"resourceType": "Bundle", "type": "collection",
+                             "entry": [{"resource": patient}, {"resource": response(11)}]})
+    assert many.context.facts["activeMedicationCount"] == 11
+    assert many.context.evidence["activeMedicationCount"] == [{"reference": "QuestionnaireResponse/qr-meds"}]
+    few = apply_to(engine, {"resourceType": "Bundle", "type": "collection",
+                            "entry": [{"resource": patient}, {"resource": response(2)}]})
+    assert few.context.facts["activeMedicationCount"] == 2
+    assert "medication-review" in action_ids(many) and "medication-review" not in action_ids(few)
+
+
 # Hook-time inputs that exercise the order-select actions (draftOrders).
 HOOK_CASES = [
     (

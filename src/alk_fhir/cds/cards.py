@@ -46,16 +46,6 @@ SUMMARY_LIMIT = 140
 _NAMESPACE = uuid.UUID("0b7d1c54-7f0e-4a44-9d0c-3b5f2b8f6e21")
 COLLECT_WITH_INPUT = "questionnaire"
 
-# Proposed concepts of CodeSystem alk-concepts (see the report of this module's author): the
-# reasons a clinician can give for not following a card.
-OVERRIDE_REASONS: tuple[tuple[str, Texts], ...] = (
-    ("override-already-arranged", {"nl": "Al gedaan of al geregeld", "en": "Already done or arranged"}),
-    ("override-not-applicable", {"nl": "Niet van toepassing op deze patiënt", "en": "Not applicable to this patient"}),
-    ("override-patient-declines", {"nl": "Patiënt wil dit (nu) niet", "en": "Patient declines (for now)"}),
-    ("override-not-now", {"nl": "Niet op dit moment", "en": "Not at this moment"}),
-    ("override-clinically-justified", {"nl": "Bewust gekozen: klinisch verantwoord",
-                                       "en": "Deliberate choice: clinically justified"}),
-)
 _WORDS: dict[str, Texts] = {
     "label": {"nl": "Handreiking hardnekkige ALK (NALK)", "en": "Guideline on persistent ALK (NALK)"},
     "source": {"nl": "Bron", "en": "Source"},
@@ -86,22 +76,33 @@ class ActionInfo:
 class Catalog:
     actions: dict[str, ActionInfo]
     package: Package
+    # CodeSystem alk-concepts, group ``override-reasons``: why a clinician does not follow a card.
+    override_reasons: tuple[tuple[str, Texts], ...] = ()
 
     def info(self, action_id: str) -> ActionInfo:
         return self.actions[action_id]
 
 
-def _sections(pkg: Package) -> dict[str, Texts]:
-    system = next((cs for cs in pkg.of_type("CodeSystem") if cs.get("url") == GUIDELINE_SYSTEM), None)
-    found: dict[str, Texts] = {}
+def _concepts(pkg: Package, url: str) -> list[JSON]:
+    system = next((cs for cs in pkg.of_type("CodeSystem") if cs.get("url") == url), None)
+    found: list[JSON] = []
 
     def walk(concepts: list[JSON]) -> None:
         for c in concepts:
-            found[c["code"]] = concept_texts(c)
+            found.append(c)
             walk(c.get("concept", []))
 
     walk((system or {}).get("concept", []))
     return found
+
+
+def _sections(pkg: Package) -> dict[str, Texts]:
+    return {c["code"]: concept_texts(c) for c in _concepts(pkg, GUIDELINE_SYSTEM)}
+
+
+def _override_reasons(pkg: Package) -> tuple[tuple[str, Texts], ...]:
+    group = next((c for c in _concepts(pkg, CONCEPTS_SYSTEM) if c["code"] == "override-reasons"), {})
+    return tuple((c["code"], concept_texts(c)) for c in group.get("concept", []))
 
 
 def _section_code(action: JSON) -> str | None:
@@ -151,7 +152,7 @@ def compile_catalog(engine: Engine, plan: str = DEFAULT_PLAN) -> Catalog:
 
     for action in compiled.plan.get("action", []):
         walk(action, plan_url)
-    return Catalog(actions, pkg)
+    return Catalog(actions, pkg, _override_reasons(pkg))
 
 
 @dataclass(frozen=True)
@@ -165,9 +166,9 @@ def _uuid(options: CardOptions, *parts: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, "|".join((options.hook_instance, *parts))))
 
 
-def override_reasons(lang: str) -> list[JSON]:
+def override_reasons(catalog: Catalog, lang: str) -> list[JSON]:
     return [{"system": CONCEPTS_SYSTEM, "code": code, "display": pick(display, lang)}
-            for code, display in OVERRIDE_REASONS]
+            for code, display in catalog.override_reasons]
 
 
 def _source(info: ActionInfo, lang: str) -> JSON:
@@ -287,8 +288,8 @@ def action_card(action: JSON, catalog: Catalog, requests: dict[str, JSON], optio
         card["suggestions"] = [suggestion]
         card["selectionBehavior"] = "at-most-one"
         links += _questionnaire_links(resource, catalog, options)
-    if not summary_only:
-        card["overrideReasons"] = override_reasons(lang)
+    if not summary_only and catalog.override_reasons:
+        card["overrideReasons"] = override_reasons(catalog, lang)
     if links:
         card["links"] = links
     return card

@@ -132,6 +132,14 @@ def answer_date(found: dict[str, list[JSON]], link: str) -> date | None:
     return None
 
 
+def answer_int(found: dict[str, list[JSON]], link: str) -> int | None:
+    for answer in found.get(link, []):
+        value = answer.get("valueInteger")
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+    return None
+
+
 def is_psychiatric(res: JSON) -> bool:
     return has_code(res.get("category"), CONCEPTS_SYSTEM, "diagnostics-psychiatric")
 
@@ -168,7 +176,12 @@ def compute_facts(ctx: PatientContext, pkg: Package) -> None:
     f["psychiatricComorbidity"] = bool(psych)
 
     meds = active_medications(ctx)
-    f["activeMedicationCount"] = len(meds)
+    # The record counts what it holds; a clinician's answer (pre-filled from the EHR the form ran in)
+    # counts when our data holds fewer, e.g. $apply called with the questionnaire response only.
+    answered = answer_int(crit, "active-medication-count")
+    f["activeMedicationCount"] = max(len(meds), answered or 0)
+    if criteria and answered is not None and answered > len(meds):
+        ctx.add_evidence("activeMedicationCount", criteria)
     for fact, vs in (("riskMedicationCount", "alk-risk-medication"), ("opioidCount", "alk-opioids"),
                      ("benzodiazepineCount", "alk-benzodiazepines")):
         hits = [m for m in meds if pkg.any_in_valueset(VS + vs, medication_codings(ctx, m))]
