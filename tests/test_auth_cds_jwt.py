@@ -14,7 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.testclient import TestClient
 
 from alk_fhir.auth.cds_jwt import CdsClientAuth, CdsJwtError, verify_cds_jwt
-from alk_fhir.auth.jwks import JwksCache
+from alk_fhir.auth.jwks import JwksCache, JwksFetchNeeded
 from alk_fhir.auth.replay import MemoryJtiCache
 from alk_fhir.auth.state import install_auth_state
 from alk_fhir.auth.tokens import TokenIssuer
@@ -282,3 +282,26 @@ def test_as_the_cds_hooks_sandbox_would() -> None:
     other_origin = client.options("/cds-services/alk-patient-view", headers={
         "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
     assert "access-control-allow-origin" not in other_origin.headers
+
+
+def test_without_fetching_an_uncached_key_asks_for_a_fetch_and_consumes_nothing(fetcher: StaticFetcher) -> None:
+    """The dependency verifies on the event loop with allow_fetch=False and falls back to the thread
+    pool only for a JWKS fetch: that first attempt must not have recorded the jti."""
+    jwks = JwksCache({JWKS_URL}, fetcher=fetcher)
+    replay = MemoryJtiCache()
+    token = es384()
+
+    def run(allow_fetch: bool) -> dict[str, Any]:
+        return verify_cds_jwt(token, audience=AUD, trusted_issuers={ISS: JWKS_URL}, jwks=jwks, replay=replay,
+                              allow_fetch=allow_fetch)
+    with pytest.raises(JwksFetchNeeded):
+        run(False)
+    assert fetcher.calls == []
+    assert run(True)["iss"] == ISS  # the same token: its jti was not spent by the first attempt
+    assert fetcher.calls == [JWKS_URL]
+    with pytest.raises(CdsJwtError, match="already used"):
+        run(False)  # cached now: no fetch needed, and the replay is refused
+    second = es384()
+    assert verify_cds_jwt(second, audience=AUD, trusted_issuers={ISS: JWKS_URL}, jwks=jwks, replay=replay,
+                          allow_fetch=False)["iss"] == ISS
+    assert fetcher.calls == [JWKS_URL]

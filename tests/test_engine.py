@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -12,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
+from alk_fhir import fastpath, fhirpath
 from alk_fhir.api.app import create_app
 from alk_fhir.apply import ApplyResult, Engine, run
 from alk_fhir.apply.engine import _walk
@@ -288,13 +291,31 @@ def test_every_condition_is_exercised_both_ways(engine: Engine, package: Package
     for result in runs:
         ctx = result.context
         for compiled in _all_compiled(engine):
-            for expr in compiled.conditions:
-                from alk_fhir import fhirpath
-
-                seen.setdefault(f"{compiled.action['id']}: {expr}", set()).add(fhirpath.is_true({}, expr, ctx.facts))
+            for expr, test in zip(compiled.conditions, compiled.tests, strict=True):
+                reference = fhirpath.is_true({}, expr, ctx.facts)  # fhirpathpy, the reference engine
+                assert test({}, ctx.facts) is reference, expr  # the compiled closures agree
+                seen.setdefault(f"{compiled.action['id']}: {expr}", set()).add(reference)
     (plan,) = package.of_type("PlanDefinition")
     assert len(seen) == sum(len(a.get("condition", [])) for a in _plan_actions(plan["action"]))
     assert {k: v for k, v in seen.items() if v != {True, False}} == {}
+
+
+def test_conditions_compile_to_closures_that_agree_with_fhirpathpy(engine: Engine) -> None:
+    """Every plan condition fits fastpath's subset (no fhirpathpy call per request), and on facts
+    set to every combination of empty, false/0, true/1 and larger values both engines agree."""
+    compiled = [c for c in _all_compiled(engine) if c.conditions]
+    types = {p["name"]: p["type"] for p in engine.package.resolve(
+        "https://alk-fhir.org/fhir/Library/alk-facts")["parameter"] if p["use"] == "in"}
+    for c in compiled:
+        for expr in c.conditions:
+            assert fastpath.compile_fast(expr, "Patient", types) is not None, expr
+    samples = {"boolean": [[], False, True], "integer": [[], 0, 1, 4, 5, 23, 24, 25]}
+    for c in compiled:
+        for expr, test in zip(c.conditions, c.tests, strict=True):
+            names = sorted(set(re.findall(r"%([A-Za-z]+)", expr)))
+            for values in itertools.product(*(samples[types[n]] for n in names)):
+                facts = dict(zip(names, values, strict=True))
+                assert test({}, facts) is fhirpath.is_true({}, expr, facts), (expr, facts)
 
 
 def _plan_actions(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -549,13 +549,25 @@ def test_jti_is_accepted_once_until_it_expires(store: Store) -> None:
 
 def test_expired_jtis_are_purged(store: Store) -> None:
     from alk_fhir.store.models import SeenJti
+    from alk_fhir.store.replay import PURGE_INTERVAL
 
     now = 1_700_000_000
     for i in range(5):
         store.remember_jti(f"old-{i}", now + i, now=now)
-    store.remember_jti("fresh", now + 1000, now=now + 10)
+    store.remember_jti("fresh", now + 1000, now=now + 10)  # within the sweep interval: kept for now
     with read_session(store.engine) as s:
-        assert s.execute(select(func.count()).select_from(SeenJti)).scalar_one() == 1
+        assert s.execute(select(func.count()).select_from(SeenJti)).scalar_one() == 6
+    store.remember_jti("later", now + 1000, now=now + PURGE_INTERVAL)
+    with read_session(store.engine) as s:
+        assert s.execute(select(func.count()).select_from(SeenJti)).scalar_one() == 2
+
+
+def test_an_expired_entry_never_blocks_its_key_even_before_the_sweep(store: Store) -> None:
+    now = 1_700_000_000
+    assert store.remember_jti("k", now + 5, now=now)
+    assert not store.remember_jti("k", now + 500, now=now + 4)
+    assert store.remember_jti("k", now + 500, now=now + 5)  # expired at now+5: accepted again, no sweep yet
+    assert not store.remember_jti("k", now + 500, now=now + 6)
 
 
 def test_jti_replay_across_threads_is_refused(store: Store) -> None:

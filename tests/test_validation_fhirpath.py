@@ -23,9 +23,10 @@ import pytest
 from fhirpathpy.engine.nodes import ResourceNode
 from fhirpathpy.models import models
 
+from alk_fhir import fastpath
 from alk_fhir.config import REPO_ROOT
 from alk_fhir.knowledge import Package
-from alk_fhir.validation import Validator, build_validator, fastpath, invariants
+from alk_fhir.validation import Validator, build_validator, invariants
 from alk_fhir.validation.defs import Definitions
 
 FIXTURES = Path(__file__).parent / "fixtures" / "validation"

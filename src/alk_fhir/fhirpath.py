@@ -14,7 +14,10 @@ from typing import Any
 import fhirpathpy
 from fhirpathpy.models import models
 
+from alk_fhir import fastpath
+
 Compiled = Callable[[Any, Mapping[str, Any] | None], list[Any]]
+Condition = Callable[[Any, Mapping[str, Any]], bool]
 
 _R4_MODEL = models["r4"]
 _cache: dict[str, Compiled] = {}
@@ -54,6 +57,31 @@ def evaluate(resource: Any, expression: str, variables: Mapping[str, Any] | None
 def is_true(resource: Any, expression: str, variables: Mapping[str, Any] | None = None) -> bool:
     """FHIRPath boolean semantics for a condition: exactly ``[True]`` is true, anything else false."""
     return evaluate(resource, expression, variables) == [True]
+
+
+def compile_evaluator(expression: str, variable_types: Mapping[str, str], focus_type: str = "Patient") -> Compiled:
+    """An expression over typed ``%variables``, compiled to closures by ``fastpath`` when it fits its
+    subset (microseconds, no lock), else evaluated by fhirpathpy, with the same results either way
+    (tests/test_engine.py compares both on every plan condition)."""
+    compile_expression(expression)  # parse errors surface here, with fhirpathpy's message
+    fast = fastpath.compile_fast(expression, focus_type, dict(variable_types))
+    if fast is None:
+        return lambda resource, variables: evaluate(resource, expression, variables)
+    compiled = fast
+
+    def run(resource: Any, variables: Mapping[str, Any] | None) -> list[Any]:
+        env = variables if isinstance(variables, dict) else dict(variables or {})
+        try:
+            return compiled([resource] if resource else [], env)
+        except Exception as exc:
+            raise FHIRPathError(f"cannot evaluate FHIRPath {expression!r}: {exc}") from exc
+    return run
+
+
+def compile_condition(expression: str, variable_types: Mapping[str, str], focus_type: str = "Patient") -> Condition:
+    """A rule's applicability: exactly ``[True]`` is true (as ``is_true``)."""
+    run = compile_evaluator(expression, variable_types, focus_type)
+    return lambda resource, variables: run(resource, variables) == [True]
 
 
 def cached_count() -> int:

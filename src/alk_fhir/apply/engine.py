@@ -41,7 +41,10 @@ COLLECT_WITH = "http://hl7.org/fhir/uv/cpg/StructureDefinition/cpg-collectWith"
 SNOMED_CASE_MANAGER = {"system": "http://snomed.info/sct", "code": "768832004", "display": "Case manager (occupation)"}
 _NAMESPACE = uuid.UUID("6f1c3a52-4b8e-4f0a-9a57-2d0e9b7c1a11")
 _VARIABLE = re.compile(r"%([A-Za-z][A-Za-z0-9_]*)")
-DYNAMIC_VARIABLES = ("subject", "practitioner", "now", "today", "careTeams", "assessment")
+# The %variables a dynamicValue may use, with their FHIR types (R4 plandefinition-operation-apply:
+# subject, practitioner; CPG: now/today; ours: the active care teams and the computed assessment).
+DYNAMIC_VARIABLES = {"subject": "Reference", "practitioner": "Reference", "now": "dateTime", "today": "date",
+                     "careTeams": "Reference", "assessment": "Reference"}
 _TEXT_KEYS = ("title", "_title", "description", "_description", "textEquivalent", "_textEquivalent")
 
 
@@ -49,6 +52,8 @@ _TEXT_KEYS = ("title", "_title", "description", "_description", "textEquivalent"
 class CompiledAction:
     action: JSON
     conditions: tuple[str, ...]
+    tests: tuple[fhirpath.Condition, ...]
+    dynamic: tuple[tuple[str, fhirpath.Compiled], ...]  # (path, compiled expression) of the definition
     triggers: frozenset[str]
     definition: JSON | None
     children: tuple[CompiledAction, ...]
@@ -147,33 +152,39 @@ def load_engine(pkg: Package) -> Engine:
     return engine
 
 
-def _declared_facts(pkg: Package, plan: JSON) -> set[str]:
-    declared: set[str] = set()
+def _declared_facts(pkg: Package, plan: JSON) -> dict[str, str]:
+    """The facts (name -> FHIR type) the plan's Libraries declare as input parameters."""
+    declared: dict[str, str] = {}
     for ref in plan.get("library", []):
         lib = pkg.resolve(ref)
         if lib is None:
             raise BrokenPackage(f"PlanDefinition/{plan['id']}: library {ref} not in the package")
-        declared |= {p["name"] for p in lib.get("parameter", []) if p.get("use") == "in"}
-    missing = declared - set(FACT_NAMES)
+        declared |= {p["name"]: str(p.get("type", "")) for p in lib.get("parameter", []) if p.get("use") == "in"}
+    missing = set(declared) - set(FACT_NAMES)
     if missing:
         raise BrokenPackage(f"facts declared but not computed by alk_fhir.context: {sorted(missing)}")
     return declared
 
 
-def _compile_action(pkg: Package, plan: JSON, action: JSON, declared: set[str]) -> CompiledAction:
+def _compile_action(pkg: Package, plan: JSON, action: JSON, declared: dict[str, str]) -> CompiledAction:
     where = f"PlanDefinition/{plan['id']} action {action.get('id')}"
     conditions = []
+    tests = []
     for cond in action.get("condition", []):
         expr = cond.get("expression", {})
         if cond.get("kind") != "applicability" or expr.get("language") != "text/fhirpath":
             raise BrokenPackage(f"{where}: only FHIRPath applicability conditions are supported")
         text = expr["expression"]
-        unknown = set(_VARIABLE.findall(text)) - declared
+        unknown = set(_VARIABLE.findall(text)) - set(declared)
         if unknown:
             raise BrokenPackage(f"{where}: condition uses undeclared facts {sorted(unknown)}")
-        fhirpath.compile_expression(text)
+        try:
+            tests.append(fhirpath.compile_condition(text, declared))
+        except fhirpath.FHIRPathError as exc:
+            raise BrokenPackage(f"{where}: {exc}") from exc
         conditions.append(text)
     definition = None
+    dynamic: list[tuple[str, fhirpath.Compiled]] = []
     if "definitionCanonical" in action and action.get("action"):
         raise BrokenPackage(f"{where}: an action with a definition cannot hold sub-actions (R4 rqg-1)")
     if "definitionCanonical" in action:
@@ -185,11 +196,14 @@ def _compile_action(pkg: Package, plan: JSON, action: JSON, declared: set[str]) 
             unknown = set(_VARIABLE.findall(text)) - set(DYNAMIC_VARIABLES)
             if unknown:
                 raise BrokenPackage(f"ActivityDefinition/{definition['id']}: unknown variables {sorted(unknown)}")
-            fhirpath.compile_expression(text)
+            try:
+                dynamic.append((dv["path"], fhirpath.compile_evaluator(text, DYNAMIC_VARIABLES)))
+            except fhirpath.FHIRPathError as exc:
+                raise BrokenPackage(f"ActivityDefinition/{definition['id']}: {exc}") from exc
             _is_list_element(definition["kind"], dv["path"])  # fails loudly on a wrong path
     triggers = frozenset(t["name"] for t in action.get("trigger", []) if t.get("type") == "named-event")
     children = tuple(_compile_action(pkg, plan, a, declared) for a in action.get("action", []))
-    return CompiledAction(action, tuple(conditions), triggers, definition, children)
+    return CompiledAction(action, tuple(conditions), tuple(tests), tuple(dynamic), triggers, definition, children)
 
 
 @lru_cache(maxsize=256)
@@ -276,8 +290,7 @@ def _apply_action(compiled: CompiledAction, ctx: PatientContext, variables: dict
                   requests: list[JSON], trace: list[JSON], new_id: Any, practitioner: JSON | None,
                   plan: CompiledPlan) -> JSON | None:
     action = compiled.action
-    results = [fhirpath.is_true(ctx.patient or {}, c, ctx.facts) for c in compiled.conditions]
-    applicable = all(results)
+    applicable = all(test(ctx.patient or {}, ctx.facts) for test in compiled.tests)
     trace.append({"action": action.get("id"), "conditions": list(compiled.conditions), "applicable": applicable})
     if not applicable:
         return None
@@ -287,7 +300,7 @@ def _apply_action(compiled: CompiledAction, ctx: PatientContext, variables: dict
         if key in action:
             out[key] = action[key]
     if compiled.definition is not None:
-        resource = _instantiate(compiled.definition, ctx, variables, new_id(action["id"]))
+        resource = _instantiate(compiled.definition, compiled.dynamic, variables, new_id(action["id"]))
         requests.append(resource)
         out["resource"] = {"reference": f"urn:uuid:{resource['id']}"}
         if compiled.definition["id"] == "appoint-case-coordinator" and practitioner:
@@ -325,7 +338,8 @@ def communication(action: JSON, ctx: PatientContext, practitioner: JSON | None, 
     return message
 
 
-def _instantiate(definition: JSON, ctx: PatientContext, variables: dict[str, Any], res_id: str) -> JSON:
+def _instantiate(definition: JSON, dynamic: tuple[tuple[str, fhirpath.Compiled], ...], variables: dict[str, Any],
+                 res_id: str) -> JSON:
     """ActivityDefinition -> request resource (R4 activitydefinition-operation-apply mapping)."""
     kind = definition["kind"]
     canonical = f"{definition['url']}|{definition['version']}"
@@ -350,11 +364,11 @@ def _instantiate(definition: JSON, ctx: PatientContext, variables: dict[str, Any
         raise BrokenPackage(f"ActivityDefinition/{definition['id']}: kind {kind} is not supported")
     if "priority" in definition and kind != "CarePlan":
         res["priority"] = definition["priority"]
-    for dv in definition.get("dynamicValue", []):
-        value = fhirpath.evaluate({}, dv["expression"]["expression"], variables)
+    for path, expression in dynamic:
+        value = expression({}, variables)
         if not value:
             continue
-        res[dv["path"]] = value if _is_list_element(kind, dv["path"]) else value[0]
+        res[path] = value if _is_list_element(kind, path) else value[0]
     return res
 
 

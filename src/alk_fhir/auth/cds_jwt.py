@@ -14,6 +14,7 @@ attacker. The reason goes to the log.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -23,8 +24,9 @@ from fastapi import HTTPException, Request
 from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.security.base import SecurityBase
 from fastapi.security.utils import get_authorization_scheme_param
+from starlette.concurrency import run_in_threadpool
 
-from alk_fhir.auth.jwks import ALGORITHM_KEYS, JwksCache, JwksError
+from alk_fhir.auth.jwks import ALGORITHM_KEYS, JwksCache, JwksError, JwksFetchNeeded
 from alk_fhir.auth.replay import JtiCache
 from alk_fhir.auth.state import auth_state
 
@@ -40,16 +42,16 @@ class CdsJwtError(Exception):
 
 def _unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
     try:
-        header = jwt.get_unverified_header(token)
-        claims = jwt.decode(token, options={"verify_signature": False})
+        found = jwt.api_jwt.decode_complete(token, options={"verify_signature": False})
     except jwt.PyJWTError as exc:
         raise CdsJwtError(f"not a JWT: {exc}") from exc
-    return header, claims
+    return found["header"], found["payload"]
 
 
 def verify_cds_jwt(token: str, *, audience: str, trusted_issuers: Mapping[str, str], jwks: JwksCache,
-                   replay: JtiCache, leeway: int = 60) -> dict[str, Any]:
-    """The verified claims of a CDS client JWT addressed to ``audience``; raises CdsJwtError."""
+                   replay: JtiCache, leeway: int = 60, allow_fetch: bool = True) -> dict[str, Any]:
+    """The verified claims of a CDS client JWT addressed to ``audience``; raises CdsJwtError, or
+    JwksFetchNeeded (before anything is recorded) when ``allow_fetch`` is False and the key is not cached."""
     header, unverified = _unverified(token)
     alg = header.get("alg")
     if alg not in ACCEPTED_ALGORITHMS:
@@ -68,7 +70,9 @@ def verify_cds_jwt(token: str, *, audience: str, trusted_issuers: Mapping[str, s
     if jku is not None and jku != jwks_url:
         raise CdsJwtError(f"jku {jku!r} is not the JWKS URL configured for {iss}")
     try:
-        key = jwks.key(jwks_url, kid, alg)
+        key = jwks.key(jwks_url, kid, alg, allow_fetch=allow_fetch)
+    except JwksFetchNeeded:
+        raise
     except JwksError as exc:
         raise CdsJwtError(str(exc)) from exc
     try:
@@ -98,8 +102,10 @@ class CdsClientAuth(SecurityBase):
         self.model = HTTPBearerModel(bearerFormat="JWT", description="CDS Hooks 2.0 client JWT")
         self.scheme_name = scheme_name or self.__class__.__name__
 
-    def __call__(self, request: Request) -> str | None:
-        # Sync on purpose: a JWKS fetch blocks, so FastAPI runs this in its thread pool.
+    async def __call__(self, request: Request) -> str | None:
+        # Verified on the event loop while the issuer's key is cached (signature check and one jti
+        # INSERT: well under a millisecond, cheaper than a thread-pool hop); only a JWKS fetch, which
+        # blocks on the network, goes to the thread pool.
         state = auth_state(request.app)
         settings = state.settings
         if settings.cds_auth == "off":
@@ -109,9 +115,14 @@ class CdsClientAuth(SecurityBase):
             log.info("CDS request to %s refused: no Bearer JWT", request.url.path)
             raise _unauthorized()
         audience = settings.base_url.rstrip("/") + request.url.path
+        verify = functools.partial(verify_cds_jwt, token, audience=audience,
+                                   trusted_issuers=settings.cds_trusted_issuers, jwks=state.jwks,
+                                   replay=state.replay, leeway=settings.auth_clock_skew)
         try:
-            claims = verify_cds_jwt(token, audience=audience, trusted_issuers=settings.cds_trusted_issuers,
-                                    jwks=state.jwks, replay=state.replay, leeway=settings.auth_clock_skew)
+            try:
+                claims = verify(allow_fetch=False)
+            except JwksFetchNeeded:
+                claims = await run_in_threadpool(verify, allow_fetch=True)
         except CdsJwtError as exc:
             log.warning("CDS request to %s refused: %s", request.url.path, exc)
             raise _unauthorized() from None

@@ -18,7 +18,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,6 +34,10 @@ _MAX_AGE = re.compile(r"max-age\s*=\s*(\d+)")
 
 class JwksError(Exception):
     """No usable key: the reason is for the log, never for the caller."""
+
+
+class JwksFetchNeeded(JwksError):
+    """The key is not cached and ``allow_fetch`` was False: ask again where blocking I/O is fine."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,13 @@ class _Entry:
     jwks: dict[str, Any]
     fetched_at: float
     expires_at: float
+    # (kid, alg) -> the parsed key: building a PyJWK costs ~25 µs, paid once per key, not per token
+    parsed: dict[tuple[str, str], PyJWK | None] = field(default_factory=dict)
+
+    def select(self, kid: str, alg: str) -> PyJWK | None:
+        if (kid, alg) not in self.parsed:
+            self.parsed[(kid, alg)] = select_key(self.jwks, kid, alg)
+        return self.parsed[(kid, alg)]
 
 
 class JwksCache:
@@ -135,8 +146,9 @@ class JwksCache:
         self._failures: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def key(self, url: str, kid: str, alg: str) -> PyJWK:
-        """The verification key for ``kid`` from the JWK Set at ``url``; raises JwksError."""
+    def key(self, url: str, kid: str, alg: str, *, allow_fetch: bool = True) -> PyJWK:
+        """The verification key for ``kid`` from the JWK Set at ``url``; raises JwksError
+        (JwksFetchNeeded when only a fetch could answer and ``allow_fetch`` is False)."""
         if url not in self.allowed_urls:
             raise JwksError(f"JWKS URL {url} is not allow-listed")
         if alg not in ALGORITHM_KEYS:
@@ -146,15 +158,17 @@ class JwksCache:
             entry = self._entries.get(url)
             failed_at = self._failures.get(url)
         if entry is not None:
-            found = select_key(entry.jwks, kid, alg)
+            found = entry.select(kid, alg)
             if found is not None and now < entry.expires_at:
                 return found
             if found is None and now - entry.fetched_at < self._min_refetch:
                 raise JwksError(f"kid {kid!r} not in JWKS {url} (fetched {now - entry.fetched_at:.0f}s ago)")
         if failed_at is not None and now - failed_at < self._min_refetch:
             raise JwksError(f"JWKS {url} failed {now - failed_at:.0f}s ago; not retried yet")
+        if not allow_fetch:
+            raise JwksFetchNeeded(f"JWKS {url} must be fetched for kid {kid!r}")
         entry = self._refresh(url, now)
-        found = select_key(entry.jwks, kid, alg)
+        found = entry.select(kid, alg)
         if found is None:
             raise JwksError(f"no single {alg} key with kid {kid!r} in JWKS {url}")
         return found

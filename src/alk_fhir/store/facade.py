@@ -7,6 +7,7 @@ lost a race), every read in a read-only session.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -22,6 +23,7 @@ from alk_fhir.store.feedback import FeedbackRecord
 class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._next_jti_purge = 0
 
     @property
     def dialect(self) -> str:
@@ -83,7 +85,11 @@ class Store:
 
     # Replay protection
     def remember_jti(self, key: str, expires_at: int, *, now: int | None = None) -> bool:
-        return run_write(self.engine, lambda s: replay.remember_jti(s, key, expires_at, now=now))
+        current = int(time.time()) if now is None else now
+        purge = current >= self._next_jti_purge
+        if purge:
+            self._next_jti_purge = current + replay.PURGE_INTERVAL
+        return run_write(self.engine, lambda s: replay.remember_jti(s, key, expires_at, now=current, purge=purge))
 
 
 class StoreAuditSink:

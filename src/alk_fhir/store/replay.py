@@ -10,22 +10,46 @@ from __future__ import annotations
 
 import hashlib
 import time
+from functools import lru_cache
+from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import bindparam, delete
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from alk_fhir.store.db import InvalidRecord, insert_ignore
+from alk_fhir.store.db import InvalidRecord
 from alk_fhir.store.models import SeenJti
 
+PURGE_INTERVAL = 60  # seconds between sweeps of expired ids: housekeeping, not correctness
 
-def remember_jti(session: Session, key: str, expires_at: int, *, now: int | None = None) -> bool:
+
+def remember_jti(session: Session, key: str, expires_at: int, *, now: int | None = None,
+                 purge: bool = True) -> bool:
     """True the first time ``key`` is seen (or after its earlier entry expired); False on a replay.
 
-    Expired entries are purged in the same transaction.
+    One statement decides: INSERT … ON CONFLICT DO UPDATE … WHERE the stored entry has expired,
+    RETURNING the key — a row comes back for a new or expired key, none for a live one. Sweeping
+    other expired entries (``purge``) is only housekeeping, so the caller does it now and then
+    rather than on every token (it cost a second statement on the CDS hot path).
     """
     if not isinstance(key, str) or not key:
         raise InvalidRecord("jti key is required")
     current = int(time.time()) if now is None else now
-    session.execute(delete(SeenJti).where(SeenJti.expires_at <= current))
+    if purge:
+        session.execute(delete(SeenJti).where(SeenJti.expires_at <= current))
     digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
-    return insert_ignore(session, SeenJti, {"key_hash": digest, "expires_at": int(expires_at)})
+    connection = session.connection()  # Core execution: the ORM path tripled the cost of this hot statement
+    statement = _upsert(connection.dialect.name)
+    row = connection.execute(statement, {"key_hash": digest, "expires_at": int(expires_at), "now": current}).first()
+    return row is not None
+
+
+@lru_cache(maxsize=4)
+def _upsert(dialect: str) -> Any:
+    """Built once per dialect with bound parameters: building it per call cost ~0.4 ms of Python."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(SeenJti).values(key_hash=bindparam("key_hash"), expires_at=bindparam("expires_at"))
+    return statement.on_conflict_do_update(
+        index_elements=[SeenJti.key_hash], set_={"expires_at": statement.excluded.expires_at},
+        where=SeenJti.expires_at <= bindparam("now")).returning(SeenJti.key_hash)

@@ -8,7 +8,7 @@ R4 validation.html "Validating Resources": structure (known elements, JSON shape
 primitive formats, fixed/pattern values, slicing, required/extensible bindings, invariants,
 reference targets, and the bundle/document rules. Modules: defs (where definitions come from),
 tree (snapshot → element tree), compile (tree → check closures, cached per URL), structure (the
-walk), primitives, patterns, slicing, bindings, invariants + xhtml + fastpath (constraints),
+walk), primitives, patterns, slicing, bindings, invariants + xhtml + ``alk_fhir.fastpath`` (constraints),
 bundle (references between entries, document rules), outcome/report (results).
 
 Speed (≥ 2,000 resources/s on one core, benchmarks/validate.py): a resource is walked once per

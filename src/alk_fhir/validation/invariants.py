@@ -44,8 +44,8 @@ from typing import Any
 
 from fhirpathpy.engine.nodes import ResourceNode
 
-from alk_fhir import fhirpath
-from alk_fhir.validation import fastpath, xhtml
+from alk_fhir import fastpath, fhirpath
+from alk_fhir.validation import xhtml
 from alk_fhir.validation.run import Run
 
 ValueCheck = Callable[[Any, str, Run], None]

@@ -1,4 +1,5 @@
-"""A small FHIRPath compiler for the expressions invariants are made of, with fhirpathpy as fallback.
+"""A small FHIRPath compiler for the expressions invariants and rule conditions are made of, with
+fhirpathpy as fallback.
 
 Why: fhirpathpy interprets its syntax tree on every call (about 40 µs for ``a.exists() implies
 b.exists()``); a questionnaire response alone evaluates ``qrs-1`` on every item. Invariants use a
@@ -6,7 +7,9 @@ narrow part of FHIRPath — navigation, ``exists/empty/not/count/where/all/first
 equality and literals — so this module compiles exactly that part, from fhirpathpy's own parse
 tree, into Python closures (about 1 µs), and answers ``None`` for anything else (type operators,
 date/quantity comparison, unknown functions, navigation whose type it cannot tell), which then
-goes to fhirpathpy unchanged.
+goes to fhirpathpy unchanged. The guideline's PlanDefinition conditions (``%persistentAlk and
+%hasCaseCoordinator.not()``) use the same subset over typed ``%variables`` (the facts the Library
+declares), so ``$apply`` evaluates them here too.
 
 Semantics follow FHIRPath N1 (http://hl7.org/fhirpath/N1): collections in and out, empty
 propagation for operators, three-valued ``and/or/xor/implies``, singleton evaluation of
@@ -62,13 +65,16 @@ class NoValue:
         self.parts = parts
 
 
-def compile_fast(expression: str, type_path: str) -> Fn | None:
-    """Closures for ``expression`` evaluated with a focus of ``type_path``, or None if outside the subset."""
+def compile_fast(expression: str, type_path: str, variables: dict[str, str] | None = None) -> Fn | None:
+    """Closures for ``expression`` evaluated with a focus of ``type_path``, or None if outside the subset.
+
+    ``variables`` maps the ``%name``s the expression may use to their FHIR type (``integer``,
+    ``boolean``…); the closure reads them from its ``env`` (a value or a list of values)."""
     first = type_path.split(".", 1)[0]
     resource_type = first if "Resource" in _chain(first)[1:] else None
     try:
         tree = parse(expression)
-        fn, _ = _Compiler(resource_type).expr(tree["children"][0], type_path)
+        fn, _ = _Compiler(resource_type, variables or {}).expr(tree["children"][0], type_path)
     except Unsupported:
         return None
     except Exception:  # the parser's own errors: leave them to fhirpathpy's message
@@ -166,8 +172,9 @@ def _equal(left: list[Any], right: list[Any]) -> list[Any]:
 
 
 class _Compiler:
-    def __init__(self, resource_type: str | None) -> None:
+    def __init__(self, resource_type: str | None, variables: dict[str, str]) -> None:
         self.resource_type = resource_type
+        self.variables = variables
 
     def expr(self, node: dict[str, Any], scope: str | None) -> tuple[Fn, str | None]:
         kind = node["type"]
@@ -217,6 +224,11 @@ class _Compiler:
             return (lambda focus, env: ["http://unitsofmeasure.org"]), STR
         if name == "resource" and self.resource_type:
             return (lambda focus, env: [env["resource"]] if env.get("resource") is not None else []), self.resource_type
+        if name in self.variables:
+            def variable(focus: list[Any], env: dict[str, Any]) -> list[Any]:
+                value = env.get(name)
+                return list(value) if isinstance(value, list) else [] if value is None else [value]
+            return variable, self.variables[name]
         raise Unsupported(f"%{name}")
 
     # invocations
