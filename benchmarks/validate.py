@@ -9,17 +9,22 @@ a Bundle counts once per entry resource plus once for itself. Workloads:
 - our profile examples (examples/profiles, single resources and the case-overview document);
 - the example patient bundles (examples/patients, 7 collections of 7–30 resources);
 - the questionnaire responses (examples/questionnaire-responses);
-- everything above, mixed, plus the invalid examples (errors cost a little more to report).
+- everything above, mixed, plus the invalid examples (errors cost a little more to report);
+- one collection Bundle of 1,000 entries of our profiled resources (the profile examples and the
+  case-overview document's entries, copied with fresh ids and fullUrls): the issue's yardstick.
 
-For comparison it also times json.loads + fhir.resources R4B model parsing of the same content,
-which checks far less (no profiles, no invariants, no terminology).
+For comparison it also times fhir.resources R4B model parsing of the same, already-decoded content
+(the validator too is given decoded JSON), which checks far less (no profiles, no invariants, no
+terminology).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
+import uuid
 from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
@@ -38,6 +43,22 @@ def load(folder: str) -> list[dict[str, Any]]:
 def size(resource: dict[str, Any]) -> int:
     entries = resource.get("entry", []) if resource.get("resourceType") == "Bundle" else []
     return 1 + sum(size(e["resource"]) for e in entries if isinstance(e.get("resource"), dict))
+
+
+def thousand_entry_bundle(profiles: list[dict[str, Any]]) -> dict[str, Any]:
+    """1,000 entries of profiled resources: the single examples and the document's entries, repeated."""
+    pool: list[dict[str, Any]] = []
+    for resource in profiles:
+        if resource["resourceType"] == "Bundle":
+            pool += [e["resource"] for e in resource.get("entry", []) if e.get("resource", {}).get("meta")]
+        else:
+            pool.append(resource)
+    entries = []
+    for i in range(1000):
+        resource = copy.deepcopy(pool[i % len(pool)])
+        resource["id"] = str(uuid.UUID(int=i + 1))
+        entries.append({"fullUrl": f"urn:uuid:{resource['id']}", "resource": resource})
+    return {"resourceType": "Bundle", "id": "bench-1000", "type": "collection", "entry": entries}
 
 
 def rate(fn: Any, items: list[dict[str, Any]], seconds: float) -> float:
@@ -69,17 +90,22 @@ def main() -> None:
         "questionnaire responses": load("questionnaire-responses"),
     }
     workloads["all, with the invalid examples"] = [r for rs in workloads.values() for r in rs] + load("invalid")
+    big = thousand_entry_bundle(workloads["profile examples"])
+    errors = [i for i in validator.validate(big)["issue"] if i["severity"] in ("error", "fatal")]
+    if errors:
+        raise SystemExit(f"the 1,000-entry bundle should be valid: {errors[:3]}")
+    workloads["1,000-entry bundle of profiled resources"] = [big]
 
     def parse(resource: dict[str, Any]) -> object:
-        return get_fhir_model_class(resource["resourceType"]).model_validate(json.loads(json.dumps(resource)))
+        return get_fhir_model_class(resource["resourceType"]).model_validate(resource)
 
-    print(f"{'workload':34} {'resources':>9} {'validate/s':>11} {'R4B parse/s':>12}")
+    print(f"{'workload':42} {'resources':>9} {'validate/s':>11} {'R4B parse/s':>12}")
     for name, items in workloads.items():
         n = sum(size(i) for i in items)
         valid_rate = rate(validator.validate, items, args.seconds)
         parsable = [i for i in items if not name.startswith("all")]
         parse_rate = rate(parse, parsable, args.seconds / 2) if parsable else float("nan")
-        print(f"{name:34} {n:9d} {valid_rate:11.0f} {parse_rate:12.0f}")
+        print(f"{name:42} {n:9d} {valid_rate:11.0f} {parse_rate:12.0f}")
 
 
 if __name__ == "__main__":

@@ -85,7 +85,10 @@ def test_config_names_the_public_client_and_v2_scopes(client: TestClient, monkey
     assert body == {"clientId": "alk-fhir-app", "scope": app_routes.DEFAULT_SCOPE, "redirectPath": "index.html"}
     assert "patient/QuestionnaireResponse.c" in body["scope"].split()
     monkeypatch.setenv("ALK_FHIR_APP_CLIENT_ID", "ehr-registered-id")
-    assert client.get("/app/config.json").json()["clientId"] == "ehr-registered-id"
+    monkeypatch.setenv("ALK_FHIR_APP_SCOPE", "openid fhirUser patient/*.rs")
+    settings = Settings.from_env()
+    assert (settings.app_client_id, settings.app_scope) == ("ehr-registered-id", "openid fhirUser patient/*.rs")
+    assert app_routes.app_config(settings)["clientId"] == "ehr-registered-id"
 
 
 def test_render_overview_returns_the_readable_page(client: TestClient, package: Package,

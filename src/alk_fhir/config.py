@@ -62,6 +62,10 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     log_level: str = "info"
     app_launch_url: str = ""
+    # The clinician app (SMART App Launch public client): the client id the EHR registered for it and
+    # the scopes it asks for (ALK_FHIR_APP_CLIENT_ID, ALK_FHIR_APP_SCOPE).
+    app_client_id: str = "alk-fhir-app"
+    app_scope: str = "openid fhirUser patient/*.rs patient/QuestionnaireResponse.c"
     partners_file: str = ""
     # Auth (alk_fhir.auth). Environment variables and defaults:
     #   ALK_FHIR_CDS_AUTH            "jwt" (default) | "off": CDS client JWTs required (CDS Hooks 2.0)
@@ -93,6 +97,8 @@ class Settings:
             cors_origins=_env_list("ALK_FHIR_CORS_ORIGINS"),
             log_level=_env("ALK_FHIR_LOG_LEVEL", "info").lower(),
             app_launch_url=_env("ALK_FHIR_APP_LAUNCH_URL", ""),
+            app_client_id=_env("ALK_FHIR_APP_CLIENT_ID", "").strip() or cls.app_client_id,
+            app_scope=_env("ALK_FHIR_APP_SCOPE", "").strip() or cls.app_scope,
             partners_file=_env("ALK_FHIR_PARTNERS_FILE", ""),
             token_key_file=_env("ALK_FHIR_TOKEN_KEY_FILE", ""),
             token_lifetime=_env_int("ALK_FHIR_TOKEN_LIFETIME", 300, 1, 300),

@@ -8,7 +8,7 @@ Endpoints:
 - ``GET /app/launch.html``: the SMART launch URL (EHR launch with ``iss`` + ``launch``, standalone
   launch without them). ``GET /app/`` / ``/app/index.html``: the redirect URI.
 - ``GET /app/config.json``: client id and scopes, from ``ALK_FHIR_APP_CLIENT_ID`` (default
-  ``alk-fhir-app``) and ``ALK_FHIR_APP_SCOPE`` (default :data:`DEFAULT_SCOPE`).
+  ``alk-fhir-app``) and ``ALK_FHIR_APP_SCOPE`` (default :data:`DEFAULT_SCOPE`), read into ``Settings``.
 - ``POST /app/api/render-overview``: a case-overview document Bundle in, the readable HTML page out
   (``alk_fhir.overview.render_html``). Like ``$apply`` it is a pure transformation: nothing is read
   from or written to a store, so it needs no partner token; the app runs it on a document it read
@@ -21,7 +21,6 @@ secret) with PKCE S256; scopes in the v2 syntax (``patient/*.rs``, ``patient/Que
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from alk_fhir.api.outcome import FHIRError, read_json_body
+from alk_fhir.config import Settings
 
 router = APIRouter(tags=["app"])
 
@@ -37,10 +37,10 @@ WEB_DIR = APP_DIR / "web"
 VENDOR_DIR = APP_DIR / "vendor"
 MANIFEST = VENDOR_DIR / "manifest.json"
 
-DEFAULT_CLIENT_ID = "alk-fhir-app"
-# Read what the rules and views need, write only QuestionnaireResponses; openid fhirUser names the
-# author of a response. The launch page adds `launch` (EHR launch) or `launch/patient` (standalone).
-DEFAULT_SCOPE = "openid fhirUser patient/*.rs patient/QuestionnaireResponse.c"
+# Scopes (Settings.app_scope): read what the rules and views need, write only QuestionnaireResponses;
+# openid fhirUser names the author of a response. The launch page adds `launch` (EHR launch) or
+# `launch/patient` (standalone).
+DEFAULT_SCOPE = Settings.app_scope
 
 MEDIA_TYPES = {
     ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
@@ -88,12 +88,8 @@ def build_problem() -> str | None:
     return f"vendor files missing: {', '.join(missing)}." if missing else None
 
 
-def app_config() -> dict[str, Any]:
-    return {
-        "clientId": os.environ.get("ALK_FHIR_APP_CLIENT_ID", "").strip() or DEFAULT_CLIENT_ID,
-        "scope": os.environ.get("ALK_FHIR_APP_SCOPE", "").strip() or DEFAULT_SCOPE,
-        "redirectPath": "index.html",
-    }
+def app_config(settings: Settings) -> dict[str, Any]:
+    return {"clientId": settings.app_client_id, "scope": settings.app_scope, "redirectPath": "index.html"}
 
 
 def _file_response(path: Path) -> Response:
@@ -131,8 +127,8 @@ def app_root() -> RedirectResponse:
 
 
 @router.get("/app/config.json", include_in_schema=False)
-def config() -> Response:
-    return Response(json.dumps(app_config()), media_type="application/json",
+def config(request: Request) -> Response:
+    return Response(json.dumps(app_config(request.app.state.settings)), media_type="application/json",
                     headers={"Cache-Control": "no-store", **SECURITY_HEADERS})
 
 
