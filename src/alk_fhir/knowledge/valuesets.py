@@ -40,6 +40,10 @@ class Terminology:
     _concepts: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     _parents: dict[str, dict[str, str]] = field(default_factory=dict)
     _compiled: dict[str, _Compiled] = field(default_factory=dict)
+    # (ValueSet url, system, code) -> member? The package never changes while loaded, and a record
+    # repeats the same few codes (ATC filters walk the hierarchy): asked once, remembered.
+    _members: dict[tuple[str, str, str], bool] = field(default_factory=dict)
+    _expansions: dict[str, list[dict[str, str]]] = field(default_factory=dict)
 
     @classmethod
     def from_resources(cls, resources: list[dict[str, Any]]) -> Terminology:
@@ -84,14 +88,28 @@ class Terminology:
             return False
         if (system, code) in compiled.exact or system in compiled.whole_systems:
             return True
-        return any(
-            s == system and all((code != c or self_ok) and self.is_a(system, code, c) for c, self_ok in filters)
-            for s, filters in compiled.prefixes
-        )
+        key = (valueset_url.split("|", 1)[0], system, code)
+        found = self._members.get(key)
+        if found is None:
+            found = any(
+                s == system and all((code != c or self_ok) and self.is_a(system, code, c) for c, self_ok in filters)
+                for s, filters in compiled.prefixes
+            )
+            if len(self._members) >= 100_000:  # codes from callers are unbounded: keep the memo bounded
+                self._members.clear()
+            self._members[key] = found
+        return found
 
     def expand(self, valueset_url: str) -> list[dict[str, str]]:
-        """The codes of an enumerable ValueSet, in definition order."""
-        vs = self.valuesets.get(valueset_url.split("|", 1)[0])
+        """The codes of an enumerable ValueSet, in definition order (computed once; callers get copies)."""
+        url = valueset_url.split("|", 1)[0]
+        found = self._expansions.get(url)
+        if found is None:
+            found = self._expansions[url] = self._expand(url)
+        return [dict(item) for item in found]
+
+    def _expand(self, valueset_url: str) -> list[dict[str, str]]:
+        vs = self.valuesets.get(valueset_url)
         if vs is None:
             raise KeyError(f"unknown ValueSet {valueset_url}")
         if not self._compiled[vs["url"]].expandable:
