@@ -51,7 +51,7 @@ def test_cli_directory_with_progress_and_bad_json(tmp_path: Path) -> None:
         shutil.copy(path, tmp_path / path.name)
     (tmp_path / "kapot.json").write_text("{not json", encoding="utf-8")
     result = run(str(tmp_path))
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # unusable input wins over invalid files
     assert "validating" in result.output  # the progress bar (stderr; the runner mixes the streams)
     assert f"{tmp_path / 'kapot.json'}: FATAL -: {tmp_path / 'kapot.json'}: not JSON" in result.output
     assert "13 files: 0 valid, 13 invalid" in result.output
@@ -84,6 +84,12 @@ def test_cli_profile_strict_and_usage(tmp_path: Path) -> None:
     assert "WARNING" not in run("-q", str(consent)).stdout
     missing = run(str(tmp_path / "weg.json"))
     assert missing.exit_code == 2 and "weg.json" in missing.output
+    (tmp_path / "lijst.json").write_text("[1, 2]", encoding="utf-8")
+    not_a_resource = run(str(tmp_path / "lijst.json"))
+    assert not_a_resource.exit_code == 2 and "not a FHIR resource" in not_a_resource.output
+    (tmp_path / "latin1.json").write_bytes('{"resourceType": "Patient", "name": [{"text": "Zoë"}]}'.encode("latin-1"))
+    unreadable = run(str(tmp_path / "latin1.json"))
+    assert unreadable.exit_code == 2 and "latin1.json: cannot read the file" in unreadable.output
 
 
 # ---- HTTP --------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """``alk-fhir validate PATH...``: validate FHIR JSON files against our profiles and the R4 base.
 
-Exit status: 0 when no file has errors (warnings allowed unless ``--strict``), 1 otherwise, 2 for
-wrong usage. Directories are searched for ``*.json``; many files get a progress bar on stderr.
+Exit status: 0 when no file has errors (warnings allowed unless ``--strict``), 1 when any has, 2 for
+unusable input (a file that cannot be read, is not JSON or is not a FHIR resource: a ``fatal`` issue
+naming the file and why) or wrong usage; the other files are still validated and reported. Directories are searched for ``*.json``; many files get a progress bar on stderr.
 """
 
 from __future__ import annotations
@@ -63,5 +64,8 @@ def validate(paths: tuple[Path, ...], profile: str | None, fmt: str, strict: boo
             for line in report.text_lines(name, outcome, warnings=not quiet):
                 click.echo(line)
         click.echo(report.summary(results), err=True)
-    failed = any(c["error"] or c["fatal"] or (strict and c["warning"]) for c in (counts(o) for _, o in results))
+    tallies = [counts(o) for _, o in results]
+    if any(c["fatal"] for c in tallies):
+        sys.exit(2)
+    failed = any(c["error"] or (strict and c["warning"]) for c in tallies)
     sys.exit(1 if failed else 0)
