@@ -2,7 +2,8 @@
 
 Exit status: 0 when no file has errors (warnings allowed unless ``--strict``), 1 when any has, 2 for
 unusable input (a file that cannot be read, is not JSON or is not a FHIR resource: a ``fatal`` issue
-naming the file and why) or wrong usage; the other files are still validated and reported. Directories are searched for ``*.json``; many files get a progress bar on stderr.
+naming the file and why) or wrong usage; the other files are still validated and reported.
+Directories are searched for ``*.json``; many files get a progress bar on stderr.
 """
 
 from __future__ import annotations
