@@ -58,7 +58,8 @@ package: install
 bench: install-dev
 	$(BIN)/python benchmarks/apply.py
 	$(BIN)/python benchmarks/validate.py
-	$(BIN)/python benchmarks/cds.py
+	$(BIN)/python benchmarks/cds.py --without-auth
+	$(BIN)/python benchmarks/cds.py --workers 2
 
 clean:
 	rm -rf $(VENV) dist var .pytest_cache .mypy_cache .ruff_cache

@@ -1,6 +1,8 @@
 """CDS Hooks ``patient-view`` over HTTP, next to a bare FastAPI endpoint that parses and echoes the same body.
 
-Run: ``.venv/bin/python benchmarks/cds.py [--requests N] [--seconds S]``. Starts, on 127.0.0.1:
+Run: ``.venv/bin/python benchmarks/cds.py [--requests N] [--seconds S] [--workers W] [--without-auth]``.
+``--workers`` gives every server (service and echo alike) that many uvicorn worker processes: one
+is the default, the number of cores is the usual production setting. Starts, on 127.0.0.1:
 
 - the service as in production: ``alk-fhir serve`` (uvicorn, one worker, no access log, log level
   warning) with ``ALK_FHIR_CDS_AUTH=jwt``: every request carries a fresh ES384 CDS client JWT, verified
@@ -147,10 +149,11 @@ async def echo(request: Request) -> JSONResponse:
     return JSONResponse(await request.json())
 
 
-def serve_echo(port: int) -> None:
+def serve_echo(port: int, workers: int) -> None:
     import uvicorn
 
-    uvicorn.run(echo_app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    uvicorn.run("cds:echo_app", app_dir=str(Path(__file__).resolve().parent), host="127.0.0.1", port=port,
+                workers=workers, log_level="warning", access_log=False)
 
 
 Call = Callable[[requests.Session], None]
@@ -213,10 +216,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of the 8-client run per server")
     parser.add_argument("--without-auth", action="store_true",
                         help="also measure the service with ALK_FHIR_CDS_AUTH=off (JWT and jti cost shown apart)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="uvicorn worker processes, the same for the service and the echo (default 1)")
     parser.add_argument("--serve-echo", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_echo:
-        serve_echo(args.serve_echo)
+        serve_echo(args.serve_echo, args.workers)
         return
 
     body = hook_body()
@@ -252,7 +257,8 @@ def main() -> None:
                "ALK_FHIR_TOKEN_KEY_FILE": ""}
         alk = str(Path(sys.executable).with_name("alk-fhir"))
         calls: dict[str, Call] = {"alk-patient-view": call_service}
-        servers = [([alk, "serve", "--host", "127.0.0.1", "--port", str(service_port)], env, service_port)]
+        workers = ["--workers", str(args.workers)]
+        servers = [([alk, "serve", "--host", "127.0.0.1", "--port", str(service_port), *workers], env, service_port)]
         if args.without_auth:
             off_port = free_port()
 
@@ -263,11 +269,11 @@ def main() -> None:
                     raise RuntimeError(f"service (auth off) answered {response.status_code}")
 
             calls["  same, CDS_AUTH=off"] = call_off
-            servers.append(([alk, "serve", "--host", "127.0.0.1", "--port", str(off_port)],
+            servers.append(([alk, "serve", "--host", "127.0.0.1", "--port", str(off_port), *workers],
                             {**env, "ALK_FHIR_CDS_AUTH": "off", "ALK_FHIR_BASE_URL": f"http://127.0.0.1:{off_port}",
                              "ALK_FHIR_DATABASE_URL": f"sqlite:///{tmp}/bench-off.sqlite3"}, off_port))
         calls["echo (parse + return)"] = call_echo
-        servers.append(([sys.executable, __file__, "--serve-echo", str(echo_port)], env, echo_port))
+        servers.append(([sys.executable, __file__, "--serve-echo", str(echo_port), *workers], env, echo_port))
         with contextlib.ExitStack() as stack:
             for command, environment, port in servers:
                 stack.enter_context(process(command, environment, port))
@@ -275,7 +281,7 @@ def main() -> None:
             rates = throughput(calls, args.seconds)
         results = {name: (*latency[name], rates[name]) for name in calls}
     sys.stdout.write(f"{args.requests} sequential requests; {CLIENTS} concurrent clients for {args.seconds:g} s; "
-                     f"{os.cpu_count()} CPUs shared by clients and server\n")
+                     f"{args.workers} uvicorn worker(s) per server; {os.cpu_count()} CPUs shared by all\n")
     sys.stdout.write(f"{'server':26} {'p50 ms':>8} {'p99 ms':>8} {'req/s (8 clients)':>18}\n")
     for name, (p50, p99, rps) in results.items():
         sys.stdout.write(f"{name:26} {p50:8.2f} {p99:8.2f} {rps:18.0f}\n")
