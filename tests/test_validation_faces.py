@@ -127,6 +127,19 @@ def test_http_parameters_and_profile(client: TestClient) -> None:
     assert post(client, "/fhir/CareTeam/$validate", params).json() == by_query
 
 
+def test_http_system_level_validate_reads_the_type_from_the_content(client: TestClient) -> None:
+    bad = post(client, "/fhir/$validate", read(INVALID))
+    assert bad.status_code == 200 and bad.json()["issue"][0]["expression"] == ["CareTeam.participant"]
+    assert post(client, "/fhir/$validate", read(VALID)).json()["issue"][0]["severity"] == "information"
+    document = read(EXAMPLES / "profiles" / "alk-case-overview-document-example.json")
+    params = {"resourceType": "Parameters", "parameter": [{"name": "resource", "resource": document}]}
+    outcome = post(client, "/fhir/$validate", params).json()
+    assert not [i for i in outcome["issue"] if i["severity"] in ("error", "fatal")]
+    not_fhir = post(client, "/fhir/$validate", {"name": "no resourceType"})
+    assert not_fhir.status_code == 200
+    assert any(i["severity"] == "error" and "resourceType" in i["diagnostics"] for i in not_fhir.json()["issue"])
+
+
 @pytest.mark.parametrize(("path", "body", "status", "words"), [
     ("/fhir/CareTeam/$validate", {"resourceType": "Patient"}, 400, "this is CareTeam/$validate"),
     ("/fhir/Zorgteam/$validate", {"resourceType": "Zorgteam"}, 404, "not an R4 resource type"),
@@ -135,6 +148,8 @@ def test_http_parameters_and_profile(client: TestClient) -> None:
     ("/fhir/CareTeam/$validate", {"resourceType": "Parameters", "parameter": [{"name": "x", "valueString": "y"}]},
      400, "unknown parameter"),
     ("/fhir/CareTeam/$validate", {"resourceType": "Parameters", "parameter": []}, 400, "no resource to validate"),
+    ("/fhir/$validate", {"resourceType": "Parameters", "parameter": []}, 400, "no resource to validate"),
+    ("/fhir/$validate", [1, 2], 400, "no resource to validate"),
 ])
 def test_http_refusals(client: TestClient, path: str, body: Any, status: int, words: str) -> None:
     response = post(client, path, body)

@@ -77,20 +77,32 @@ def _inputs(body: Any, resource_type: str, profile: str | None, mode: str | None
     return body, profile, mode
 
 
+@router.post("/fhir/$validate", response_class=FHIRResponse)
+async def validate_any(request: Request, profile: str | None = None, mode: str | None = None) -> FHIRResponse:
+    """Any resource, its type read from the content: for tools that validate files of mixed types."""
+    return await _validate(request, None, profile, mode)
+
+
 @router.post("/fhir/{resource_type}/$validate", response_class=FHIRResponse)
 async def validate_operation(request: Request, resource_type: str, profile: str | None = None,
                              mode: str | None = None) -> FHIRResponse:
+    """Resource-type level $validate (R4 resource-operation-validate)."""
+    return await _validate(request, resource_type, profile, mode)
+
+
+async def _validate(request: Request, resource_type: str | None, profile: str | None,
+                    mode: str | None) -> FHIRResponse:
     validator = validator_of(request)
-    if resource_type not in validator.defs.resource_types:
+    if resource_type is not None and resource_type not in validator.defs.resource_types:
         raise FHIRError(404, "not-supported", f"{resource_type} is not an R4 resource type")
     body = await read_json_body(request)
-    resource, profile, mode = _inputs(body, resource_type, profile, mode)
+    resource, profile, mode = _inputs(body, resource_type or "", profile, mode)
     if mode not in (None, "create"):
         raise FHIRError(400, "not-supported", f"mode {mode!r} needs a stored instance; this server validates "
                         "content at type level only (no mode, or 'create')")
     if not isinstance(resource, dict):
         raise FHIRError(400, "required", "no resource to validate: send it as the body or as parameter 'resource'")
-    if resource.get("resourceType") != resource_type:
+    if resource_type is not None and resource.get("resourceType") != resource_type:
         raise FHIRError(400, "invalid", f"the resource is a {resource.get('resourceType')!r}, but this is "
                         f"{resource_type}/$validate", "resourceType")
     try:
