@@ -9,18 +9,16 @@ service then, not at the first request.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Any
 
+from alk_fhir.appstate import state_of
 from alk_fhir.auth.audit import AuditSink, MemoryAuditSink
 from alk_fhir.auth.jwks import Fetcher, JwksCache, http_fetch
 from alk_fhir.auth.partners import PartnerRegistry, load_partners
 from alk_fhir.auth.replay import JtiCache, MemoryJtiCache
 from alk_fhir.auth.tokens import TokenIssuer, token_issuer
 from alk_fhir.config import Settings
-
-_lock = threading.Lock()
 
 
 @dataclass
@@ -58,11 +56,4 @@ def install_auth_state(app: Any, **overrides: Any) -> AuthState:
 
 
 def auth_state(app: Any) -> AuthState:
-    existing = getattr(app.state, "auth", None)
-    if isinstance(existing, AuthState):
-        return existing
-    with _lock:
-        existing = getattr(app.state, "auth", None)
-        if isinstance(existing, AuthState):
-            return existing
-        return install_auth_state(app)
+    return state_of(app, "auth", AuthState, install_auth_state)

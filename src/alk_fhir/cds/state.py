@@ -10,20 +10,19 @@ fits the ``FeedbackSink`` protocol), otherwise feedback is kept in memory with a
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 from alk_fhir.apply import Engine
+from alk_fhir.appstate import state_of
 from alk_fhir.cds.cards import Catalog, compile_catalog
 from alk_fhir.cds.feedback import FeedbackSink, MemoryFeedbackSink
 from alk_fhir.cds.prefetch import SourceFactory, http_source
 from alk_fhir.config import Settings
 
 log = logging.getLogger("alk_fhir.cds")
-_lock = threading.Lock()
 
 
 @dataclass
@@ -48,11 +47,4 @@ def build_cds_state(app: Any) -> CdsState:
 
 
 def cds_state(app: Any) -> CdsState:
-    existing = getattr(app.state, "cds", None)
-    if isinstance(existing, CdsState):
-        return existing
-    with _lock:
-        existing = getattr(app.state, "cds", None)
-        if isinstance(existing, CdsState):
-            return existing
-        return build_cds_state(app)
+    return state_of(app, "cds", CdsState, build_cds_state)
