@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -109,7 +110,33 @@ def test_render_overview_refuses_what_is_not_a_document(client: TestClient, body
     resp = client.post("/app/api/render-overview", json=body)
     assert resp.status_code == status
     assert resp.json()["resourceType"] == "OperationOutcome"
-    assert "not a case-overview document" in resp.json()["issue"][0]["diagnostics"]
+    assert any(i["severity"] in ("error", "fatal") for i in resp.json()["issue"])
+
+
+def _broken(document: dict[str, Any], where: str) -> dict[str, Any]:
+    doc = json.loads(json.dumps(document))
+    composition = doc["entry"][0]["resource"]
+    if where == "sections":
+        composition["section"] = "x"
+    elif where == "section":
+        composition["section"][0] = "x"
+    elif where == "section-code":
+        composition["section"][0]["code"] = "x"
+    else:
+        entry = next(e for e in doc["entry"] if e["resource"]["resourceType"] == where)
+        key = "medicationCodeableConcept" if where == "MedicationStatement" else "code"
+        entry["resource"][key] = "x"
+    return doc
+
+
+@pytest.mark.parametrize("where", ["sections", "section", "section-code", "MedicationStatement", "Condition"])
+def test_render_overview_refuses_malformed_documents_with_the_outcome(
+        client: TestClient, package: Package, patients: dict[str, dict[str, object]], where: str) -> None:
+    document = build_overview(patients["patient-criterion1-failed-cbt-physio"], package, today=date(2026, 11, 1))
+    resp = client.post("/app/api/render-overview", json=_broken(document, where))
+    assert resp.status_code == 422, resp.text[:300]
+    issues = resp.json()["issue"]
+    assert any(i["severity"] == "error" and i.get("expression") for i in issues)
 
 
 def test_render_overview_refuses_non_json(client: TestClient) -> None:

@@ -355,6 +355,18 @@ def test_operation_outcome_in_prefetch_is_no_data_and_reported(client: TestClien
     assert {i["expression"][0] for i in issues} >= {"prefetch.encounters", "prefetch.procedures"}
 
 
+@pytest.mark.parametrize("junk", [[], "x", 5, {"resource": "x"}])
+def test_searchset_entries_that_hold_no_resource_are_reported_not_fatal(client: TestClient, junk: Any) -> None:
+    body = fresh()
+    body["prefetch"]["conditions"]["entry"].append(junk if isinstance(junk, dict) else {"resource": junk})
+    body["prefetch"]["user"] = {"resourceType": "Practitioner", "id": body["context"]["userId"].split("/")[-1],
+                                "name": {"text": "not a list"}}
+    response = post(client, body)
+    assert response.status_code == 200 and response.json()["cards"]
+    issues = response.json()["extension"][routes.DATA_ISSUES_EXTENSION]["issue"]
+    assert any(i["expression"] == ["prefetch.conditions"] and "no FHIR resource" in i["diagnostics"] for i in issues)
+
+
 def test_paginated_prefetch_without_fhir_server_is_412(client: TestClient) -> None:
     body = fresh()
     body["prefetch"]["conditions"]["link"] = [

@@ -439,6 +439,12 @@ def test_apply_cli_prints_a_bundle_and_names_bad_input(tmp_path: Path) -> None:
     assert result.exit_code != 0 and "bad.json" in result.output and "not JSON" in result.output
     result = runner.invoke(main, ["apply", str(path), "--date", "23-11-2026"])
     assert result.exit_code != 0 and "--date" in result.output
+    result = runner.invoke(main, ["apply", str(path), "--date", "0001-01-01"])
+    assert result.exit_code != 0 and "--date" in result.output and "outside" in result.output
+    empty = tmp_path / "empty.json"
+    empty.write_text('{"resourceType": "Bundle", "type": "collection"}')
+    result = runner.invoke(main, ["apply", str(empty)])
+    assert result.exit_code != 0 and "empty.json" in result.output and "no Patient" in result.output
 
 
 @pytest.fixture(scope="module")
@@ -485,11 +491,37 @@ def test_http_apply_answers_the_careplan_with_contained_results(client: TestClie
             400,
         ),
         ("/fhir/PlanDefinition/nope/$apply", {"resourceType": "Parameters"}, 404),
+        (  # "today" outside the range the rules' date arithmetic is defined for
+            "/fhir/PlanDefinition/$apply",
+            {"resourceType": "Parameters", "parameter": [
+                {"name": "today", "valueDate": "0001-01-01"},
+                {"name": "data", "resource": {"resourceType": "Bundle", "type": "collection", "entry": [
+                    {"resource": {"resourceType": "Patient", "id": "p"}}]}}]},
+            400,
+        ),
+        (  # no subject and no Patient: nothing to apply the plan to
+            "/fhir/PlanDefinition/$apply",
+            {"resourceType": "Parameters", "parameter": [
+                {"name": "data", "resource": {"resourceType": "Bundle", "entry": "x"}}]},
+            400,
+        ),
     ],
 )
 def test_http_apply_errors(client: TestClient, path: str, body: dict[str, Any], status: int) -> None:
     r = client.post(path, json=body)
     assert r.status_code == status and r.json()["resourceType"] == "OperationOutcome"
+
+
+@pytest.mark.parametrize("depth", [200, 5000])
+def test_deeply_nested_bodies_are_400_not_500(client: TestClient, depth: int) -> None:
+    """Below json's recursion limit (200) or beyond it (5000): refused by read_json_body, for every
+    FHIR endpoint that reads a body."""
+    body = ('{"resourceType": "Parameters", "parameter": [{"name": "data", "resource": ' + '{"a": [' * depth
+            + "1" + "]}" * depth + "}]}").encode()
+    for path in ("/fhir/PlanDefinition/$apply", "/fhir/$validate", "/fhir/Patient/$validate"):
+        r = client.post(path, content=body, headers={"Content-Type": "application/fhir+json"})
+        assert r.status_code == 400, (path, r.text[:200])
+        assert "nests deeper" in r.json()["issue"][0]["diagnostics"]
 
 
 def test_http_apply_rejects_non_json(client: TestClient) -> None:
@@ -516,3 +548,34 @@ def test_apply_output_passes_our_validator(engine: Engine, patients: dict[str, A
         assert not has_errors(outcome), (res["resourceType"], errors)
     assert not has_errors(validator.validate(result.as_careplan()))
     assert not has_errors(validator.validate(result.as_bundle()))
+
+
+def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    items = node.items() if isinstance(node, dict) else enumerate(node[:2]) if isinstance(node, list) else []
+    for key, value in items:
+        yield (*prefix, key)
+        yield from _paths(value, (*prefix, key))
+
+
+@pytest.mark.parametrize("name", ["patient-polypharmacy-opioid-benzo", "patient-care-team-coordinator",
+                                  "patient-criterion1-failed-cbt-physio"])
+def test_malformed_elements_anywhere_never_crash_the_engine(engine: Engine, patients: dict[str, Any],
+                                                             name: str) -> None:
+    """Issue 4: "unknown or malformed resources are reported, not fatal". Every element of every
+    resource of the record, in turn, replaced by a value of the wrong JSON type: $apply still answers."""
+    bundle = patients[name]
+    tried = 0
+    for index, entry in enumerate(bundle["entry"]):
+        for path in _paths(entry["resource"]):
+            if path[0] in ("resourceType", "id"):
+                continue
+            for wrong in ("x", 5, {}, [5], [{"a": 1}]):
+                broken = json.loads(json.dumps(bundle))
+                node = broken["entry"][index]["resource"]
+                for key in path[:-1]:
+                    node = node[key]
+                node[path[-1]] = wrong
+                result = apply_to(engine, broken)  # raises on a crash
+                assert result.careplan["subject"]
+                tried += 1
+    assert tried > 500

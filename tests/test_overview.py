@@ -497,6 +497,22 @@ def test_cli_errors_name_the_file(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "--date must be YYYY-MM-DD" in result.output
 
 
+def test_cli_render_and_diff_refuse_malformed_documents_naming_file_and_path(tmp_path: Path) -> None:
+    runner = CliRunner()
+    record = write(tmp_path / "record.json", gp_record())
+    good = tmp_path / "good.json"
+    built = runner.invoke(main, ["overview", "build", str(record), "--date", "2026-11-23", "-o", str(good)])
+    assert built.exit_code == 0, built.output
+    document = json.loads(good.read_text(encoding="utf-8"))
+    document["entry"][0]["resource"]["section"][0]["code"] = "x"
+    bad = write(tmp_path / "bad.json", document)
+    for args in (["render", str(bad)], ["diff", str(good), str(bad)]):
+        result = runner.invoke(main, ["overview", *args])
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+        assert "bad.json: the document does not conform" in result.output
+        assert "Bundle.entry[0].resource.section[0].code" in result.output
+
+
 def test_patient_identifier_is_the_bsn() -> None:
     from alk_fhir.overview import document_context, patient_identifiers
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import time
@@ -20,6 +21,7 @@ from alk_fhir.overview import add_step, build_overview
 from alk_fhir.store import Store
 from fixtures.auth.jwtkit import assertion_claims, ec_key, public_jwk, rsa_key, sign
 from fixtures.overview.kit import BSN, GGZ_URA, GP_URA, OTHER_URA, PATIENT_BSN, T1, T2, TODAY, URA, gp_record, package
+from test_store import BACKENDS, database_url  # noqa: F401 (the fixture)
 
 BASE = "https://alk.example.org"
 TOKEN_URL = BASE + "/auth/token"
@@ -40,18 +42,23 @@ def partner(client_id: str, ura: str, scopes: list[str]) -> dict[str, Any]:
             "scopes": scopes, "jwks": {"keys": [public_jwk(KEYS[client_id], f"{client_id}-1", ALGS[client_id])]}}
 
 
-@pytest.fixture
-def env(tmp_path: Path) -> Iterator[Env]:
+@contextlib.contextmanager
+def running(tmp_path: Path, url: str) -> Iterator[Env]:
     partners = tmp_path / "partners.json"
     partners.write_text(json.dumps([
         partner("gp", GP_URA, [READ, WRITE]), partner("ggz", GGZ_URA, [READ, WRITE]),
         partner("other", OTHER_URA, [READ, WRITE]), partner("gp-reader", GP_URA, [READ]),
     ]), encoding="utf-8")
-    settings = Settings(base_url=BASE, database_url=f"sqlite:///{tmp_path / 'store.sqlite3'}",
-                        partners_file=str(partners), cds_auth="off")
+    settings = Settings(base_url=BASE, database_url=url, partners_file=str(partners), cds_auth="off")
     app = create_app(settings, package())
     with TestClient(app, base_url=BASE) as client:
         yield Env(client, app.state.store)
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[Env]:
+    with running(tmp_path, f"sqlite:///{tmp_path / 'store.sqlite3'}") as started:
+        yield started
 
 
 def assertion(client_id: str, **claims: Any) -> str:
@@ -230,6 +237,24 @@ def test_bad_requests_are_400_with_an_outcome(env: Env) -> None:
     assert env.client.get("/fhir/Bundle?subject=x", headers=gp).status_code == 400
     assert env.client.get("/fhir/Bundle", headers=gp).status_code == 400
     assert len(refusals(env)) == 5
+
+
+@pytest.mark.parametrize("database_url", BACKENDS, indirect=True)
+def test_ids_and_tokens_no_database_column_should_see_are_refused(
+        tmp_path: Path, database_url: str) -> None:  # noqa: F811 (the fixture)
+    """A NUL byte (PostgreSQL text cannot hold one) or a version number past any integer column: 404 for
+    reads, 400 for searches, audited, never a 500 — on SQLite and on PostgreSQL."""
+    with running(tmp_path, database_url) as env:
+        gp = bearer(env, "gp")
+        assert post(env, gp_document(), gp).status_code == 201
+        for path in ("/fhir/Bundle/a%00b", "/fhir/Bundle/a%00b/_history", "/fhir/Bundle/x/_history/1%00",
+                     "/fhir/Bundle/x/_history/99999999999999999999999", "/fhir/Bundle/" + "a" * 65):
+            response = env.client.get(path, headers=gp)
+            assert response.status_code == 404 and response.json()["resourceType"] == "OperationOutcome", path
+        for query in ("identifier=a%00b", "composition.patient.identifier=x%00|y", "identifier=" + "v" * 3000):
+            response = env.client.get(f"/fhir/Bundle?{query}", headers=gp)
+            assert response.status_code == 400 and response.json()["resourceType"] == "OperationOutcome", query
+        assert len(refusals(env)) == 8
 
 
 def test_capability_statement_lists_bundle(env: Env) -> None:

@@ -135,9 +135,11 @@ def config(request: Request) -> Response:
 @router.post("/app/api/render-overview", response_class=HTMLResponse)
 async def render_overview(request: Request) -> Response:
     """The case overview document (Bundle, type document) as the standalone HTML page."""
+    from alk_fhir.api.validate_routes import require_valid_document
     from alk_fhir.overview import DocumentError, render_html
 
     document = await read_json_body(request)
+    require_valid_document(request, document)  # 422 with the OperationOutcome: render only what conforms
     try:
         page = render_html(document, request.app.state.package)
     except DocumentError as exc:

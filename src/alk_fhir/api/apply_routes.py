@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from alk_fhir.api.outcome import FHIRError, FHIRResponse, fhir_response, read_json_body
-from alk_fhir.apply import Engine, run
+from alk_fhir.apply import Engine, NoSubject, pinned_day, run
 from alk_fhir.apply.engine import DEFAULT_PLAN
 
 router = APIRouter(tags=["apply"])
@@ -59,9 +59,10 @@ def _today(value: Any) -> date:
     if value is None:
         return date.today()
     try:
-        return date.fromisoformat(str(value))
+        return pinned_day(str(value))
     except ValueError as exc:
-        raise FHIRError(400, "invalid", f"today must be a date (YYYY-MM-DD), not {value!r}") from exc
+        raise FHIRError(400, "invalid", f"today must be a date (YYYY-MM-DD) in a supported range, not {value!r}: "
+                        f"{exc}", "Parameters.parameter.where(name='today')") from exc
 
 
 def apply_operation(request: Request, plan_url: str, params: dict[str, Any]) -> FHIRResponse:
@@ -79,6 +80,9 @@ def apply_operation(request: Request, plan_url: str, params: dict[str, Any]) -> 
                      patient_id=_subject_id(params.get("subject")))
     except KeyError as exc:
         raise FHIRError(404, "not-found", str(exc.args[0])) from exc
+    except NoSubject as exc:
+        raise FHIRError(400, "required", f"{exc}: send parameter 'subject' or a Patient in 'data'",
+                        "Parameters.parameter.where(name='subject')") from exc
     return fhir_response(result.as_careplan())
 
 

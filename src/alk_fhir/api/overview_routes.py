@@ -26,6 +26,7 @@ Every access, allowed or refused, is recorded as an AuditEvent.
 
 from __future__ import annotations
 
+import re
 import uuid
 from email.utils import format_datetime
 from typing import Annotated, Any, NoReturn
@@ -224,8 +225,22 @@ def _readable(request: Request, principal: Principal, interaction: Interaction,
     return visible
 
 
+_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # R4 datatypes.html#id
+_VERSION = re.compile(r"[1-9][0-9]{0,8}")  # our version ids count up from 1
+
+
+def _known_shape(request: Request, principal: Principal, doc_id: str, version_id: str | None = None) -> None:
+    """An id that is no FHIR id (or a version that is no version number we give) names nothing here:
+    404 before it reaches the store (a NUL byte or a 30-digit number is not something a database
+    column should be asked about). The audit names the request, not the unusable id."""
+    if not _ID.fullmatch(doc_id) or (version_id is not None and not _VERSION.fullmatch(version_id)):
+        _refuse(request, principal, "read", 404, "not-found", "no such Bundle: not a valid id or version id",
+                entity="Bundle/(invalid id)")
+
+
 @router.get("/fhir/Bundle/{doc_id}", response_class=FHIRResponse)
 def read_bundle(request: Request, doc_id: str, principal: Reader) -> FHIRResponse:
+    _known_shape(request, principal, doc_id)
     found = _store(request).get_document(doc_id)
     doc = _readable(request, principal, "read", [found] if found else [], f"Bundle/{doc_id}")[0]
     audit_access(request, principal, interaction="read", outcome="0",
@@ -235,6 +250,7 @@ def read_bundle(request: Request, doc_id: str, principal: Reader) -> FHIRRespons
 
 @router.get("/fhir/Bundle/{doc_id}/_history", response_class=FHIRResponse)
 def history_bundle(request: Request, doc_id: str, principal: Reader) -> FHIRResponse:
+    _known_shape(request, principal, doc_id)
     versions = _readable(request, principal, "read", _store(request).history(doc_id),
                          f"Bundle/{doc_id}")
     audit_access(request, principal, interaction="read", outcome="0", entity_reference=f"Bundle/{doc_id}",
@@ -255,6 +271,7 @@ def history_bundle(request: Request, doc_id: str, principal: Reader) -> FHIRResp
 
 @router.get("/fhir/Bundle/{doc_id}/_history/{version_id}", response_class=FHIRResponse)
 def vread_bundle(request: Request, doc_id: str, version_id: str, principal: Reader) -> FHIRResponse:
+    _known_shape(request, principal, doc_id, version_id)
     found = _store(request).get_document(doc_id, version_id)
     what = f"Bundle/{doc_id}/_history/{version_id}"
     doc = _readable(request, principal, "read", [found] if found else [], what)[0]
@@ -302,6 +319,9 @@ def search_bundles(request: Request, principal: Reader) -> FHIRResponse:
             system, value = parse_token(raw)
             if not value:
                 _refuse(request, principal, "search", 400, "invalid", f"{name}: a value is required ([system]|value)")
+            if "\x00" in raw or len(raw) > 2048:
+                _refuse(request, principal, "search", 400, "invalid",
+                        f"{name}: not a token a FHIR identifier can hold (control character or too long)")
             found = (store.search_by_identifier(system, value, visible_to=org) if name == "identifier"
                      else store.search_by_patient_identifier(system, value, visible_to=org))
             these = {d.id: d for d in found}

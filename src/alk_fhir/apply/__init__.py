@@ -1,5 +1,5 @@
 """PlanDefinition/$apply: the guideline's applicable actions for one patient, as FHIR resources."""
 
-from alk_fhir.apply.engine import ApplyResult, Engine, apply_plan, load_engine, run
+from alk_fhir.apply.engine import ApplyResult, Engine, NoSubject, apply_plan, load_engine, pinned_day, run
 
-__all__ = ["ApplyResult", "Engine", "apply_plan", "load_engine", "run"]
+__all__ = ["ApplyResult", "Engine", "NoSubject", "apply_plan", "load_engine", "pinned_day", "run"]

@@ -216,10 +216,28 @@ def _is_list_element(resource_type: str, path: str) -> bool:
 
 # ------------------------------------------------------------------------------------------ apply
 
+class NoSubject(ValueError):
+    """Neither a subject nor a Patient in the data: R4 $apply's ``subject`` is 1..*, and our profiles
+    (applied CarePlan, RequestGroup, assessment) require one."""
+
+
+EARLIEST_DAY, LATEST_DAY = date(1900, 1, 1), date(8999, 12, 31)
+
+
+def pinned_day(text: str) -> date:
+    """A caller's "today" (YYYY-MM-DD) within the range the rules' date arithmetic is defined for."""
+    day = date.fromisoformat(text)
+    if not EARLIEST_DAY <= day <= LATEST_DAY:
+        raise ValueError(f"{text} is outside {EARLIEST_DAY.isoformat()}..{LATEST_DAY.isoformat()}")
+    return day
+
+
 def run(engine: Engine, data: Any, today: date, *, plan: str = DEFAULT_PLAN, hook: str | None = None,
         practitioner: JSON | None = None, draft_orders: Any = None, patient_id: str | None = None) -> ApplyResult:
-    """Context, assessment and $apply in one call: what every face needs."""
+    """Context, assessment and $apply in one call: what every face needs (NoSubject without a patient)."""
     ctx = build_context(data, engine.package, today, draft_orders=draft_orders, patient_id=patient_id)
+    if ctx.subject_reference is None:
+        raise NoSubject("the data hold no Patient and no subject was given: $apply is for one patient")
     assessment = assess(ctx, engine.package)
     ctx.facts.update(assessment.facts())
     return apply_plan(engine, plan, ctx, assessment, hook=hook, practitioner=practitioner)

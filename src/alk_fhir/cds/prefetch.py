@@ -160,12 +160,15 @@ def _absorb(key: str, value: Any, out: Resolved) -> None:
                                               "treated as no data"))
         return
     if value.get("resourceType") == "Bundle":
-        for entry in value.get("entry", []) or []:
+        entries = value.get("entry", []) or []
+        for i, entry in enumerate(entries if isinstance(entries, list) else [entries]):
             res = entry.get("resource") if isinstance(entry, dict) else None
             if isinstance(res, dict) and res.get("resourceType") == "OperationOutcome":
                 out.issues.append(_outcome_issue(key, "the search reported an OperationOutcome; treated as no data"))
-            elif res is not None:
+            elif isinstance(res, dict):
                 out.resources.append(res)
+            elif res is not None or not isinstance(entry, dict):
+                out.issues.append(_outcome_issue(key, f"entry[{i}] holds no FHIR resource (a JSON object); ignored"))
         return
     out.resources.append(value)
 

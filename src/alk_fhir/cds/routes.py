@@ -92,17 +92,21 @@ def discovery(request: Request) -> Response:
 
 
 def _practitioner(hook: HookRequest, resolved: Resolved) -> dict[str, Any]:
-    """The user as a reference, with the name from the ``user`` prefetch when there is one."""
+    """The user as a reference, with the name from the ``user`` prefetch when there is one (a name we
+    cannot read is left out: the reference alone is enough)."""
     ref: dict[str, Any] = {"reference": hook.user_reference}
     for res in resolved.resources:
-        if res.get("resourceType") == hook.user_type and res.get("id") == hook.user_id:
-            names = [n for n in res.get("name", []) or [] if isinstance(n, dict)]
-            if names:
-                name = names[0]
-                text = name.get("text") or " ".join(
-                    str(p) for p in [*(name.get("given") or []), name.get("family")] if isinstance(p, str))
-                if isinstance(text, str) and text.strip():
-                    ref["display"] = text.strip()
+        if not isinstance(res, dict) or res.get("resourceType") != hook.user_type or res.get("id") != hook.user_id:
+            continue
+        names = res.get("name")
+        name = next((n for n in names if isinstance(n, dict)), None) if isinstance(names, list) else None
+        if name is None:
+            continue
+        given = name.get("given")
+        parts = [*(given if isinstance(given, list) else []), name.get("family")]
+        text = name.get("text") or " ".join(p for p in parts if isinstance(p, str))
+        if isinstance(text, str) and text.strip():
+            ref["display"] = text.strip()
     return ref
 
 

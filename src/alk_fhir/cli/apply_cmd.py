@@ -20,7 +20,7 @@ from alk_fhir.config import Settings
 @click.option("--explain", is_flag=True, help="print the facts and each condition's result to stderr")
 def apply(bundle: Path, plan: str | None, today: str | None, practitioner: str | None, explain: bool) -> None:
     """Run PlanDefinition/$apply on a patient Bundle and print the resulting collection Bundle."""
-    from alk_fhir.apply import load_engine, run
+    from alk_fhir.apply import NoSubject, load_engine, pinned_day, run
     from alk_fhir.apply.engine import DEFAULT_PLAN
     from alk_fhir.knowledge import load_package
 
@@ -33,15 +33,17 @@ def apply(bundle: Path, plan: str | None, today: str | None, practitioner: str |
     if not isinstance(data, dict) or data.get("resourceType") != "Bundle":
         raise click.ClickException(f"{bundle}: $.resourceType must be 'Bundle'")
     try:
-        day = date.fromisoformat(today) if today else date.today()
+        day = pinned_day(today) if today else date.today()
     except ValueError as exc:
-        raise click.ClickException(f"--date must be YYYY-MM-DD, not {today!r}") from exc
+        raise click.ClickException(f"--date must be YYYY-MM-DD in a supported range, not {today!r}: {exc}") from exc
     engine = load_engine(load_package(Settings.from_env().package_dir))
     try:
         result = run(engine, data, day, plan=plan or DEFAULT_PLAN,
                      practitioner={"reference": practitioner} if practitioner else None)
     except KeyError as exc:
         raise click.ClickException(str(exc.args[0])) from exc
+    except NoSubject as exc:
+        raise click.ClickException(f"{bundle}: {exc} (add the Patient resource to the Bundle)") from exc
     if explain:
         click.echo(json.dumps({"facts": result.context.facts, "trace": result.trace,
                                "issues": result.context.issues}, indent=2, ensure_ascii=False), err=True)

@@ -60,6 +60,20 @@ def _read_document(path: Path) -> Any:
     return doc
 
 
+def _conform(path: Path, doc: Any, pkg: Any, refusal: str = "the document does not conform") -> None:
+    """Validate ``doc`` against the case-overview profiles; errors stop the command, naming the file
+    and each problem's FHIRPath (render, diff and send read only documents that conform)."""
+    from alk_fhir.knowledge import corepkg
+    from alk_fhir.validation import build_validator, has_errors
+
+    validator = build_validator(pkg, corepkg.require(Settings.from_env().package_cache))
+    outcome = validator.validate_document(doc)
+    if has_errors(outcome):
+        problems = "; ".join(f"{', '.join(i.get('expression', []))}: {i.get('diagnostics')}"
+                             for i in outcome["issue"] if i.get("severity") in ("error", "fatal"))
+        raise click.ClickException(f"{path}: {refusal}: {problems}")
+
+
 def _day(value: str | None) -> date:
     try:
         return date.fromisoformat(value) if value else date.today()
@@ -122,7 +136,9 @@ def render(document: Path, output: Path | None) -> None:
     """Render an overview DOCUMENT as a standalone, print-friendly HTML page."""
     from alk_fhir.overview import render_html
 
-    _write(render_html(_read_document(document), _package()), output)
+    doc, pkg = _read_document(document), _package()
+    _conform(document, doc, pkg)
+    _write(render_html(doc, pkg), output)
 
 
 @overview.command()
@@ -133,7 +149,10 @@ def diff(old: Path, new: Path, fmt: str) -> None:
     """What changed from OLD to NEW, per section: added, removed and changed items."""
     from alk_fhir.overview import diff_overviews
 
-    result = diff_overviews(_read_document(old), _read_document(new), _package())
+    before, after, pkg = _read_document(old), _read_document(new), _package()
+    _conform(old, before, pkg)
+    _conform(new, after, pkg)
+    result = diff_overviews(before, after, pkg)
     _write(_dump(result.to_json()) if fmt == "json" else result.to_text(), None)
 
 
@@ -181,11 +200,9 @@ def send(document: Path, recipient: str, day: str | None, provenance: Path | Non
          private_key: Path, alg: str, max_wait: float) -> None:
     """Send an overview DOCUMENT to a partner's FHIR server (conditional create, safe to repeat)."""
     from alk_fhir.exchange import ExchangeError, document_provenance
-    from alk_fhir.knowledge import corepkg
     from alk_fhir.overview import ConsentRefused, composition_of, custodian_orgs, document_context
     from alk_fhir.overview.build import now_instant
     from alk_fhir.overview.consent import require_exchange_consent
-    from alk_fhir.validation import build_validator, has_errors
 
     _logging()
     doc = _read_document(document)
@@ -202,12 +219,7 @@ def send(document: Path, recipient: str, day: str | None, provenance: Path | Non
         require_exchange_consent(ctx, recipient=recipient, senders=senders, today=today)
     except ConsentRefused as exc:
         raise Refused(f"{document}: {exc}") from exc
-    validator = build_validator(pkg, corepkg.require(Settings.from_env().package_cache))
-    outcome = validator.validate_document(doc)
-    if has_errors(outcome):
-        problems = "; ".join(f"{', '.join(i.get('expression', []))}: {i.get('diagnostics')}"
-                             for i in outcome["issue"] if i.get("severity") in ("error", "fatal"))
-        raise click.ClickException(f"{document}: not sent, the document does not conform: {problems}")
+    _conform(document, doc, pkg, "not sent, the document does not conform")
     client = _client(server, client_id, private_key, alg, WRITE_SCOPE, max_wait)
     try:
         with client:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from alk_fhir.context.fhirdata import JSON, reference_key, resource_key
+from alk_fhir.context.fhirdata import JSON, as_dict, as_list, reference_key, resource_key
 from alk_fhir.knowledge import Package
 
 # Resource types the facts read, and the elements without which an instance says nothing usable.
@@ -59,7 +59,7 @@ class PatientContext:
     def resolve(self, ref: Any, contained_in: JSON | None = None) -> JSON | None:
         if isinstance(ref, dict) and isinstance(ref.get("reference"), str) and ref["reference"].startswith("#"):
             local = ref["reference"][1:]
-            for res in (contained_in or {}).get("contained", []) or []:
+            for res in as_list(as_dict(contained_in).get("contained")):
                 if isinstance(res, dict) and res.get("id") == local:
                     return res
             return None
@@ -80,7 +80,7 @@ def resources_of(data: Any) -> list[Any]:
         return [r for item in data for r in resources_of(item)]
     if isinstance(data, dict) and data.get("resourceType") == "Bundle":
         out: list[Any] = []
-        for entry in data.get("entry", []) or []:
+        for entry in as_list(data.get("entry")):
             if isinstance(entry, dict) and "resource" in entry:
                 out += resources_of(entry["resource"])
         return out

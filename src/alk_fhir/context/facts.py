@@ -14,6 +14,8 @@ from typing import Any
 from alk_fhir.context.build import PatientContext
 from alk_fhir.context.fhirdata import (
     JSON,
+    as_dict,
+    as_list,
     code_of,
     codings,
     effective_date,
@@ -79,8 +81,8 @@ def medication_key(ctx: PatientContext, res: JSON) -> str:
     for c in medication_codings(ctx, res):
         if c.get("code"):
             return f"{c.get('system')}|{c['code']}"
-    concept = res.get("medicationCodeableConcept") or {}
-    return str(concept.get("text") or (res.get("medicationReference") or {}).get("reference") or resource_key(res))
+    concept = as_dict(res.get("medicationCodeableConcept"))
+    return str(concept.get("text") or as_dict(res.get("medicationReference")).get("reference") or resource_key(res))
 
 
 def active_medications(ctx: PatientContext) -> list[JSON]:
@@ -257,10 +259,10 @@ def current_coordinators(ctx: PatientContext) -> list[JSON]:
     for team in ctx.of_type("CareTeam"):
         if team.get("status") != "active":
             continue
-        for p in team.get("participant", []) or []:
+        for p in as_list(team.get("participant")):
             if not isinstance(p, dict) or not has_code(p.get("role"), CONCEPTS_SYSTEM, "case-coordinator"):
                 continue
-            end = parse_date((p.get("period") or {}).get("end"))
+            end = parse_date(as_dict(p.get("period")).get("end"))
             if end is None or end >= ctx.today:
                 found.append(p)
                 ctx.add_evidence("hasCaseCoordinator", team)

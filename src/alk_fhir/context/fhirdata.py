@@ -13,14 +13,28 @@ from typing import Any
 JSON = dict[str, Any]
 
 
+def as_dict(value: Any) -> JSON:
+    """``value`` when it is a JSON object, else ``{}``: the rules read records they did not validate."""
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    """``value`` when it is a JSON array, else ``[]``."""
+    return value if isinstance(value, list) else []
+
+
+def _well_formed(coding: Any) -> bool:
+    return isinstance(coding, dict) and all(isinstance(coding.get(k, ""), str) for k in ("system", "code"))
+
+
 def codings(concept: Any) -> list[JSON]:
-    """The codings of a CodeableConcept (or a list of them); tolerant of malformed input."""
+    """The codings of a CodeableConcept (or a list of them); tolerant of malformed input: a coding
+    whose system or code is not a string is left out."""
     if isinstance(concept, list):
         return [c for item in concept for c in codings(item)]
     if not isinstance(concept, dict):
         return []
-    found = concept.get("coding")
-    return [c for c in found if isinstance(c, dict)] if isinstance(found, list) else []
+    return [c for c in as_list(concept.get("coding")) if _well_formed(c)]
 
 
 def has_code(concept: Any, system: str, code: str) -> bool:
@@ -82,7 +96,7 @@ def walk_answers(items: Any) -> Iterator[tuple[str, JSON]]:
         if not isinstance(item, dict):
             continue
         link = str(item.get("linkId", ""))
-        for answer in item.get("answer", []) or []:
+        for answer in as_list(item.get("answer")):
             if isinstance(answer, dict):
                 yield link, answer
                 yield from walk_answers(answer.get("item"))

@@ -23,7 +23,7 @@ from alk_fhir.context.facts import (
     latest_response,
     treatment_outcome,
 )
-from alk_fhir.context.fhirdata import JSON, codings, parse_date, resource_key
+from alk_fhir.context.fhirdata import JSON, as_dict, codings, parse_date, resource_key
 from alk_fhir.knowledge import CANONICAL_BASE, CONCEPTS_SYSTEM, Package
 
 MET, NOT_MET, UNKNOWN = "criterion-met", "criterion-not-met", "criterion-unknown"
@@ -109,7 +109,7 @@ def _features(ctx: PatientContext, pkg: Package, response: JSON | None,
         if not is_active_condition(cond) or not pkg.any_in_valueset(
                 f"{CANONICAL_BASE}/ValueSet/alk-conditions", codings(cond.get("code"))):
             continue
-        onset = parse_date(cond.get("onsetDateTime")) or parse_date((cond.get("onsetPeriod") or {}).get("start"))
+        onset = parse_date(cond.get("onsetDateTime")) or parse_date(as_dict(cond.get("onsetPeriod")).get("start"))
         if onset and _years(onset, ctx.today) >= 1:
             features.setdefault("feature-duration", []).append({"reference": resource_key(cond)})
     if ctx.facts.get("careContactCount12m", 0) >= MANY_CONTACTS_PER_YEAR:
