@@ -254,7 +254,11 @@ def test_ids_and_tokens_no_database_column_should_see_are_refused(
         for query in ("identifier=a%00b", "composition.patient.identifier=x%00|y", "identifier=" + "v" * 3000):
             response = env.client.get(f"/fhir/Bundle?{query}", headers=gp)
             assert response.status_code == 400 and response.json()["resourceType"] == "OperationOutcome", query
-        assert len(refusals(env)) == 8
+        nul = gp_document()
+        nul["identifier"]["value"] = "urn:uuid:a\x00b"
+        response = post(env, nul, gp)
+        assert response.status_code == 422 and "control characters" in response.text
+        assert len(refusals(env)) == 9
 
 
 def test_capability_statement_lists_bundle(env: Env) -> None:

@@ -27,40 +27,49 @@ VALID = sorted((EXAMPLES / "profiles").glob("*.json")) + sorted((EXAMPLES / "que
 INVALID = sorted((EXAMPLES / "invalid").glob("*.json"))
 CARETEAM = canonical("StructureDefinition", "alk-careteam")
 
-# file stem -> (expression, words in the diagnostics) that must be among the errors
-EXPECTED: dict[str, tuple[str, str]] = {
-    "applied-careplan-activity-not-a-requestgroup": ("CarePlan.activity[0].reference", "allowed here: RequestGroup"),
-    "applied-careplan-malformed-reference": ("CarePlan.subject", "is not a valid reference"),
-    "assessment-criterion-status-unknown": ("Observation.component[0].value.ofType(CodeableConcept)",
+# file stem -> (severity, expression, words in the diagnostics): an issue the outcome must have
+EXPECTED: dict[str, tuple[str, str, str]] = {
+    "applied-careplan-activity-not-a-requestgroup": ("error", "CarePlan.activity[0].reference",
+                                                     "allowed here: RequestGroup"),
+    "applied-careplan-malformed-reference": ("error", "CarePlan.subject", "is not a valid reference"),
+    "assessment-code-not-persistent-alk-assessment": ("error", "Observation.code",
+                                                      "does not match the required pattern"),
+    "assessment-criterion-status-unknown": ("error", "Observation.component[0].value.ofType(CodeableConcept)",
                                             "alk-criterion-status (required binding)"),
-    "assessment-evidence-not-a-reference": ("Observation.component[0].extension[0].valueString", "unknown element"),
-    "assessment-impossible-date": ("Observation.effective.ofType(dateTime)", "no such date"),
-    "assessment-without-criterion3": ("Observation.component", "slice 'criterion3': minimum required = 1"),
-    "careteam-coordinator-is-patient": ("CareTeam.participant[0].member",
+    "assessment-evidence-not-a-reference": ("error", "Observation.component[0].extension[0].valueString",
+                                            "unknown element"),
+    "assessment-impossible-date": ("error", "Observation.effective.ofType(dateTime)", "no such date"),
+    "assessment-without-criterion3": ("error", "Observation.component", "slice 'criterion3': minimum required = 1"),
+    "careteam-coordinator-is-patient": ("error", "CareTeam.participant[0].member",
                                         "reference to a Patient; allowed here: Practitioner | PractitionerRole"),
-    "careteam-misspelled-element": ("CareTeam.participants", "unknown element 'participants'"),
-    "careteam-status-not-in-valueset": ("CareTeam.status", "'busy' is not in the value set"),
-    "careteam-three-coordinators": ("CareTeam.participant", "slice 'coordinator': at most 2 allowed, found 3"),
-    "careteam-without-coordinator": ("CareTeam.participant", "slice 'coordinator': minimum required = 1"),
-    "careteam-without-name": ("CareTeam.name", "minimum required = 1"),
-    "case-overview-missing-section": ("Composition.section", "slice 'consultations': minimum required = 1"),
-    "case-overview-section-empty-with-entries": ("Composition.section[0]", "cmp-2"),
-    "case-overview-unknown-section": ("Composition.section[9]", "matches none of the slices"),
-    "consent-provision-deny": ("Consent.provision.type", 'value must be exactly "permit"'),
-    "consent-unreferenced-contained": ("Consent", "dom-3"),
-    "document-careteam-without-coordinator": ("Bundle.entry[10].resource.careTeam[0]",
+    "careteam-misspelled-element": ("error", "CareTeam.participants", "unknown element 'participants'"),
+    "careteam-status-not-in-valueset": ("error", "CareTeam.status", "'busy' is not in the value set"),
+    "careteam-three-coordinators": ("error", "CareTeam.participant", "slice 'coordinator': at most 2 allowed, found 3"),
+    "careteam-without-coordinator": ("error", "CareTeam.participant", "slice 'coordinator': minimum required = 1"),
+    "careteam-without-name": ("error", "CareTeam.name", "minimum required = 1"),
+    "case-overview-missing-section": ("error", "Composition.section", "slice 'consultations': minimum required = 1"),
+    "case-overview-section-empty-with-entries": ("error", "Composition.section[0]", "cmp-2"),
+    "case-overview-unknown-section": ("error", "Composition.section[9]", "matches none of the slices"),
+    "consent-provision-deny": ("error", "Consent.provision.type", 'value must be exactly "permit"'),
+    "consent-unreferenced-contained": ("error", "Consent", "dom-3"),
+    "document-careteam-without-coordinator": ("error", "Bundle.entry[10].resource.careTeam[0]",
                                               f"does not conform to {CARETEAM}"),
-    "document-first-entry-not-composition": ("Bundle", "alk-doc-1"),
-    "document-fullurl-does-not-match-id": ("Bundle.entry[2].fullUrl", "does not match the entry's resource"),
-    "document-not-of-type-document": ("Bundle.type", 'value must be exactly "document"'),
-    "document-patient-missing": ("Bundle.entry[0].resource.subject", "does not resolve to an entry of this document"),
-    "document-without-identifier": ("Bundle.identifier", "minimum required = 1"),
-    "requestgroup-action-without-guideline-code": ("RequestGroup.action[0]", "alk-rg-1"),
-    "requestgroup-narrative-with-script": ("RequestGroup.text.div", "txt-1"),
-    "stepplan-activity-without-detail": ("CarePlan", "alk-sp-1"),
-    "stepplan-intent-not-plan": ("CarePlan.intent", 'value must be exactly "plan"'),
-    "stepplan-period-ends-before-start": ("CarePlan.activity[0].detail.scheduled.ofType(Period)", "per-1"),
-    "stepplan-step-not-scheduled-as-period": ("CarePlan.activity[0].detail.scheduledString", "unknown element"),
+    "document-first-entry-not-composition": ("error", "Bundle", "alk-doc-1"),
+    "document-fullurl-does-not-match-id": ("error", "Bundle.entry[2].fullUrl", "does not match the entry's resource"),
+    "document-fullurl-not-unique": ("error", "Bundle.entry[15].fullUrl", "is also the fullUrl of Bundle.entry[1]"),
+    "document-not-of-type-document": ("error", "Bundle.type", 'value must be exactly "document"'),
+    "document-patient-missing": ("error", "Bundle.entry[0].resource.subject",
+                                 "does not resolve to an entry of this document"),
+    "document-without-identifier": ("error", "Bundle.identifier", "minimum required = 1"),
+    "requestgroup-action-without-guideline-code": ("error", "RequestGroup.action[0]", "alk-rg-1"),
+    "requestgroup-narrative-with-script": ("error", "RequestGroup.text.div", "txt-1"),
+    "stepplan-activity-without-detail": ("error", "CarePlan", "alk-sp-1"),
+    "stepplan-intent-not-plan": ("error", "CarePlan.intent", 'value must be exactly "plan"'),
+    "stepplan-period-ends-before-start": ("error", "CarePlan.activity[0].detail.scheduled.ofType(Period)", "per-1"),
+    "stepplan-step-not-scheduled-as-period": ("error", "CarePlan.activity[0].detail.scheduledString",
+                                              "unknown element"),
+    "transaction-reference-to-unknown-urn-uuid": ("error", "Bundle.entry[1].resource.subject",
+                                                  "does not resolve to an entry of this transaction"),
 }
 
 
@@ -78,6 +87,10 @@ def errors(outcome: dict[str, Any]) -> list[tuple[str, str]]:
             if i["severity"] in ("error", "fatal")]
 
 
+def issues(outcome: dict[str, Any]) -> list[tuple[str, str, str]]:
+    return [(i["severity"], ", ".join(i.get("expression", [])), i["diagnostics"]) for i in outcome["issue"]]
+
+
 def test_every_invalid_example_has_an_expectation() -> None:
     assert {p.stem for p in INVALID} == set(EXPECTED)
 
@@ -92,9 +105,9 @@ def test_published_examples_are_valid(validator: Validator, path: Path) -> None:
 def test_invalid_examples_fail_where_their_name_says(validator: Validator, path: Path) -> None:
     outcome = validator.validate(read(path))
     assert has_errors(outcome)
-    expression, words = EXPECTED[path.stem]
-    found = errors(outcome)
-    assert any(e == expression and words in d for e, d in found), found
+    severity, expression, words = EXPECTED[path.stem]
+    found = issues(outcome)
+    assert any(s == severity and e == expression and words in d for s, e, d in found), found
 
 
 @pytest.mark.parametrize("path", VALID + INVALID + sorted((EXAMPLES / "patients").glob("*.json")), ids=lambda p: p.stem)
@@ -210,3 +223,87 @@ def test_core_profiles_this_validator_cannot_read_degrade_to_a_warning(validator
     assert any("cannot be checked here" in i["diagnostics"] for i in outcome["issue"])
     with pytest.raises(UnknownProfile):
         validator.validate(comp, no_snapshot)
+
+
+# ---- references a bundle cannot resolve ------------------------------------------------------------
+PATIENT_URN = "urn:uuid:9a3c5e7f-1b2d-4c6e-8f0a-2b4d6f8a0c1e"
+
+
+def transaction(subject: str) -> dict[str, Any]:
+    goal = {"resourceType": "Goal", "lifecycleStatus": "proposed", "description": {"text": "weer wandelen"},
+            "subject": {"reference": subject}}
+    patient = {"resourceType": "Patient", "name": [{"family": "Jansen-de Wit"}]}
+    return {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": PATIENT_URN, "resource": patient, "request": {"method": "POST", "url": "Patient"}},
+        {"fullUrl": "urn:uuid:0c2e4a6b-8d1f-4a3c-9e5b-7d9f1b3c5e70", "resource": goal,
+         "request": {"method": "POST", "url": "Goal"}},
+    ]}
+
+
+@pytest.mark.parametrize(("subject", "unresolvable"), [
+    (PATIENT_URN, False),
+    ("urn:uuid:9a3c5e7f-1b2d-4c6e-8f0a-000000000000", True),  # a temporary id no entry has
+    ("urn:oid:2.16.528.1.1007.3.3.1234", True),
+    ("Patient/pt-jansen", False),  # "left untouched" (http.html): the Patient the server already has
+    ("https://fhir.example.org/fhir/Patient/pt-jansen", False),
+])
+def test_a_transaction_must_resolve_its_urn_references(validator: Validator, subject: str,
+                                                        unresolvable: bool) -> None:
+    outcome = validator.validate(transaction(subject))
+    at_subject = [(s, d) for s, e, d in issues(outcome) if e == "Bundle.entry[1].resource.subject"]
+    if unresolvable:
+        assert ("error", f"reference '{subject}' does not resolve to an entry of this transaction: no entry has "
+                "it as fullUrl, so the server has no resource to put in its place") in at_subject
+    else:
+        assert at_subject == []
+        assert errors(outcome) == []
+
+
+def test_a_document_entry_must_resolve_its_urn_references(validator: Validator) -> None:
+    doc = read(EXAMPLES / "profiles" / "alk-case-overview-document-example.json")
+    goal = next(i for i, e in enumerate(doc["entry"]) if e["resource"]["resourceType"] == "Goal")
+    where = f"Bundle.entry[{goal}].resource.subject"
+    doc["entry"][goal]["resource"]["subject"] = {"reference": "urn:uuid:9a3c5e7f-1b2d-4c6e-8f0a-000000000000"}
+    assert any(s == "error" and e == where and "a urn: reference can only resolve to an entry's fullUrl" in d
+               for s, e, d in issues(validator.validate(doc)))
+    # a RESTful one may point at the server the document came from: the document is not self-contained
+    doc["entry"][goal]["resource"]["subject"] = {"reference": "Patient/elders"}
+    found = [(s, e) for s, e, _ in issues(validator.validate(doc))]
+    assert ("warning", where) in found
+    assert ("error", where) not in found
+
+
+# ---- content nested deeper than Python recurses ----------------------------------------------------
+def nested_extensions(levels: int) -> dict[str, Any]:
+    node: dict[str, Any] = {"url": "https://example.org/x", "valueString": "blad"}
+    for _ in range(levels):
+        node = {"url": "https://example.org/x", "extension": [node]}
+    return {"resourceType": "Patient", "extension": [node]}
+
+
+def test_deeply_nested_content_is_a_fatal_issue_not_a_recursion_error(validator: Validator) -> None:
+    outcome = validator.validate(nested_extensions(900))
+    assert has_errors(outcome)
+    assert [(i["severity"], i["code"]) for i in outcome["issue"]] == [("fatal", "too-costly")]
+    assert "nested too deeply" in outcome["issue"][0]["diagnostics"]
+    assert not has_errors(validator.validate(nested_extensions(50)))  # the validator is still whole afterwards
+    assert errors(validator.validate(read(EXAMPLES / "profiles" / "alk-careteam-example.json"))) == []
+
+
+def test_validate_file_names_a_file_nested_too_deeply(validator: Validator, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    deep = tmp_path / "diep.json"
+    deep.write_text("[" * 1200 + "]" * 1200, encoding="utf-8")  # json.loads itself gives up
+    outcome = validator.validate_file(deep)
+    assert [i["severity"] for i in outcome["issue"]] == ["fatal"]
+    assert outcome["issue"][0]["diagnostics"].startswith(f"{deep}: cannot be decoded: ")
+
+    def too_deep(*args: Any, **kwargs: Any) -> None:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    # content that decodes but is too deep to walk (where that starts depends on the caller's stack)
+    monkeypatch.setattr(validator.compiler, "check_resource", too_deep)
+    walked = EXAMPLES / "profiles" / "alk-careteam-example.json"
+    outcome = validator.validate_file(walked)
+    assert [i["severity"] for i in outcome["issue"]] == ["fatal"]
+    assert outcome["issue"][0]["diagnostics"].startswith(f"{walked}: the content is nested too deeply")

@@ -90,6 +90,10 @@ def test_cli_profile_strict_and_usage(tmp_path: Path) -> None:
     (tmp_path / "latin1.json").write_bytes('{"resourceType": "Patient", "name": [{"text": "Zoë"}]}'.encode("latin-1"))
     unreadable = run(str(tmp_path / "latin1.json"))
     assert unreadable.exit_code == 2 and "latin1.json: cannot read the file" in unreadable.output
+    (tmp_path / "deep.json").write_text("[" * 1200 + "]" * 1200, encoding="utf-8")
+    too_deep = run(str(tmp_path / "deep.json"))  # json.loads raises RecursionError: no stack trace
+    assert too_deep.exit_code == 2 and isinstance(too_deep.exception, SystemExit)
+    assert "deep.json: cannot be decoded: the content is nested too deeply" in too_deep.output
 
 
 # ---- HTTP --------------------------------------------------------------------------------------------

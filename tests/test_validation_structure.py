@@ -49,12 +49,20 @@ def test_a_plain_valid_patient(validator: Validator) -> None:
     ("deceasedDateTime", "2020-01-01T10:00", "is not a valid dateTime"),
     ("gender", "f", "not in the value set http://hl7.org/fhir/ValueSet/administrative-gender"),
     ("id", "p_1", "is not a valid id"),
+    ("language", "n\x00l", "control characters"),
 ])
 def test_primitive_values(validator: Validator, field: str, value: Any, words: str) -> None:
     found = issues(validator, patient(**{field: value}))
     expression = "Patient." + {"multipleBirthInteger": "multipleBirth.ofType(integer)",
                                "deceasedDateTime": "deceased.ofType(dateTime)"}.get(field, field)
     assert at(found, expression, words), found
+
+
+def test_strings_may_hold_tab_cr_lf_but_no_other_control_characters(validator: Validator) -> None:
+    assert issues(validator, patient(name=[{"text": "Anna\tde Vries\r\n"}])) == []
+    found = issues(validator, patient(name=[{"text": "Anna\x00"}, {"family": "de\x1bVries"}]))
+    assert at(found, "Patient.name[0].text", "control characters"), found
+    assert at(found, "Patient.name[1].family", "control characters"), found
 
 
 def test_json_shape(validator: Validator) -> None:

@@ -75,9 +75,16 @@ def record_audit(session: Session, event: dict[str, Any]) -> str:
     insert_ignore(session, AuditEventRow, {
         "id": event_id, "recorded": recorded, "subtype": _subtype(resource),
         "action": _short(resource, "action"), "outcome": _short(resource, "outcome"),
-        "agent": _agent(resource), "entity": _entity(resource), "resource": resource,
+        "agent": _storable(_agent(resource)), "entity": _storable(_entity(resource)), "resource": resource,
     })
     return event_id
+
+
+def _storable(text: str | None) -> str | None:
+    """A refused request is audited with what it named, which may hold a NUL byte: PostgreSQL text
+    columns cannot store one (the JSON column keeps it escaped as \\u0000), so the indexed copy
+    shows U+FFFD in its place rather than losing the audit record."""
+    return text.replace("\x00", "\ufffd") if text else text
 
 
 def list_audit(

@@ -44,6 +44,10 @@ from alk_fhir.validation.run import Run
 
 DOCUMENT_PROFILE = canonical("StructureDefinition", "alk-case-overview-document")
 
+# Content nested deeper than Python's recursion limit (decoding it, or walking it) is refused as a
+# whole, rather than escaping as a RecursionError: no FHIR resource nests anywhere near that deep.
+TOO_DEEP = "the content is nested too deeply to be processed (more levels than Python's recursion limit)"
+
 __all__ = [
     "DOCUMENT_PROFILE",
     "CompileError",
@@ -86,6 +90,12 @@ class Validator:
     def validate(self, resource: Any, profile: str | None = None) -> dict[str, Any]:
         """An OperationOutcome for ``resource`` against its base definition, the profiles it claims
         in ``meta.profile``, and ``profile`` when given (unknown ``profile``: UnknownProfile)."""
+        return self._validate(resource, profile, "")
+
+    def _validate(self, resource: Any, profile: str | None, source: str) -> dict[str, Any]:
+        """``validate``, with ``source`` (``"file.json: "``) before the text of a fatal issue. The walk
+        recurses once per level of nesting: content nested deeper than Python's recursion limit is a
+        fatal issue, not a RecursionError escaping to the caller."""
         if profile is not None:
             self.require_profile(profile)
         if not isinstance(resource, dict):
@@ -93,11 +103,16 @@ class Validator:
         run = Run()
         rtype = resource.get("resourceType")
         path = rtype if isinstance(rtype, str) and rtype in self.defs.resource_types else "Resource"
-        self.compiler.check_resource(resource, path, run, (profile,) if profile else ())
+        try:
+            self.compiler.check_resource(resource, path, run, (profile,) if profile else ())
+        except RecursionError:
+            return fatal_outcome(source + TOO_DEEP, code="too-costly")
         return to_outcome(run.issues)
 
     def validate_file(self, path: Path, profile: str | None = None) -> dict[str, Any]:
-        """Validate one JSON file; a file that cannot be read or parsed gives a fatal issue naming it."""
+        """Validate one JSON file; a file that cannot be read or parsed gives a fatal issue naming it.
+        ``json.loads`` raises RecursionError, not JSONDecodeError, for nesting deeper than Python's
+        recursion limit (about 1,000 levels): such a file is as unusable as one that is not JSON."""
         try:
             text = Path(path).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
@@ -106,7 +121,9 @@ class Validator:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             return fatal_outcome(f"{path}: not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
-        return self.validate(data, profile)
+        except RecursionError:
+            return fatal_outcome(f"{path}: cannot be decoded: {TOO_DEEP}")
+        return self._validate(data, profile, f"{path}: ")
 
     def validate_document(self, bundle: Any) -> dict[str, Any]:
         """The check a face runs before it stores or sends a case-overview document: the Bundle

@@ -73,7 +73,7 @@ class Compiler:
             except (tree.SnapshotError, slicing.SlicingError, invariants.InvariantError) as exc:
                 self._building.clear()
                 raise CompileError(str(exc)) from exc
-            except CompileError:
+            except (CompileError, RecursionError):  # RecursionError: a first use deep inside nested content
                 self._building.clear()
                 raise
             finally:

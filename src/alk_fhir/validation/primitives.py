@@ -40,6 +40,11 @@ def load_regexes(defs: Definitions) -> dict[str, re.Pattern[str]]:
     return out
 
 
+# R4 datatypes.html#string: "Strings SHALL NOT contain Unicode character points below 32, except for
+# u0009 (horizontal tab), u0010 (carriage return) and u0013 (line feed)" (the core regex lets them by).
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
 def primitive_checker(code: str, regexes: dict[str, re.Pattern[str]]) -> PrimitiveCheck:
     """A check returning None when ``value`` is a valid JSON value of primitive ``code``, else why not."""
     regex = regexes.get(code)
@@ -69,6 +74,9 @@ def primitive_checker(code: str, regexes: dict[str, re.Pattern[str]]) -> Primiti
             return f"expected a JSON string for a {code}, got {_show(v)}"
         if not v:
             return f"an empty string is not a valid {code} (json.html: no empty values)"
+        if _CONTROL.search(v) is not None:
+            return (f"{_show(v)} is not a valid {code}: control characters other than tab, CR and LF are not "
+                    "allowed (datatypes.html#string)")
         if regex is not None and regex.fullmatch(v) is None:
             return f"{_show(v)} is not a valid {code}"
         if code in _DATE_TYPES and not _real_date(v):
