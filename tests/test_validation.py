@@ -246,6 +246,7 @@ def transaction(subject: str) -> dict[str, Any]:
     ("urn:oid:2.16.528.1.1007.3.3.1234", True),
     ("Patient/pt-jansen", False),  # "left untouched" (http.html): the Patient the server already has
     ("https://fhir.example.org/fhir/Patient/pt-jansen", False),
+    ("Patient?identifier=http://fhir.nl/fhir/NamingSystem/bsn|999911120", False),  # conditional (http.html#trules)
 ])
 def test_a_transaction_must_resolve_its_urn_references(validator: Validator, subject: str,
                                                         unresolvable: bool) -> None:
@@ -257,6 +258,18 @@ def test_a_transaction_must_resolve_its_urn_references(validator: Validator, sub
     else:
         assert at_subject == []
         assert errors(outcome) == []
+
+
+def test_conditional_references_only_in_a_transaction_and_to_an_allowed_type(validator: Validator) -> None:
+    wrong_type = validator.validate(transaction("Practitioner?identifier=123"))
+    assert any(e == "Bundle.entry[1].resource.subject" and "not allowed here" in d for _, e, d in issues(wrong_type))
+    collection = transaction("Patient?identifier=123")
+    collection["type"] = "collection"
+    for entry in collection["entry"]:
+        del entry["request"]
+    found = issues(validator.validate(collection))
+    assert any(s == "error" and e == "Bundle.entry[1].resource.subject" and "not a valid reference" in d
+               for s, e, d in found)
 
 
 def test_a_document_entry_must_resolve_its_urn_references(validator: Validator) -> None:

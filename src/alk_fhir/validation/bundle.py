@@ -29,6 +29,10 @@ RESTFUL = re.compile(
     r"^(?P<base>(?:https?://[^?#]*?/)?)(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-.]{1,64})"
     r"(?:/_history/[A-Za-z0-9\-.]{1,64})?$")
 
+# A conditional reference (R4 http.html "Transaction Processing Rules"): only in a transaction, where
+# the server replaces it by the one resource the search finds.
+CONDITIONAL = re.compile(r"(?P<type>[A-Z][A-Za-z]+)\?[^#\s]+")
+
 Conformance = Callable[[dict[str, Any], str, Run], list[Issue]]
 
 # A URN names a resource only by an entry's fullUrl: there is no server to ask (R4 bundle.html

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from alk_fhir.validation import bindings, invariants, patterns, slicing, structure, tree
-from alk_fhir.validation.bundle import RESTFUL, BundleIndex
+from alk_fhir.validation.bundle import CONDITIONAL, RESTFUL, BundleIndex
 from alk_fhir.validation.defs import FHIR_SD, Definitions, element_type_code, type_url
 from alk_fhir.validation.invariants import ValueCheck
 from alk_fhir.validation.outcome import Issue
@@ -330,6 +330,14 @@ class Compiler:
                               path)
                 return
             m = RESTFUL.match(ref)
+            if m is None and run.bundle is not None and run.bundle.type == "transaction":
+                conditional = CONDITIONAL.fullmatch(ref)
+                if conditional is not None:  # http.html#trules: resolved by the server when it processes the bundle
+                    kind = conditional.group("type")
+                    if kind not in resource_types or (allowed is not None and kind not in allowed):
+                        run.error("invalid", f"conditional reference '{ref}': {kind} is not allowed here"
+                                  + (f" (allowed: {allowed_text})" if allowed_text else ""), path)
+                    return
             if m is None and ":" not in ref:
                 run.error("invalid", f"'{ref}' is not a valid reference: neither '#id', 'Type/id' nor an absolute URL"
                           " (references.html#literal)", path)
