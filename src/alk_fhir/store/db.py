@@ -11,6 +11,7 @@ must do all its work inside the session it is given.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -87,6 +88,21 @@ def create_store_engine(url: str) -> Engine:
     return engine
 
 
+def _use_wal(cursor: Any) -> None:
+    """Switch the file to WAL (a no-op once it is). Switching needs an exclusive lock, and SQLite
+    answers "database is locked" at once, without its busy handler, while another worker opening the
+    same new file holds one: so wait and retry, up to the busy timeout."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
+
+
 def _install_sqlite_hooks(engine: Engine) -> None:
     """Pragmas per connection, and explicit BEGINs (the driver's implicit ones are switched off)."""
 
@@ -95,9 +111,9 @@ def _install_sqlite_hooks(engine: Engine) -> None:
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, below
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            _use_wal(cursor)
+            cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
         finally:
             cursor.close()
