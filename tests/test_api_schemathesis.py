@@ -9,17 +9,13 @@ the parsing of what the unprotected ones accept."""
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
+from fixtures.fuzz import fuzz_operations
 from test_cds_examples import cds_app
 
 REQUESTS = 600
@@ -33,20 +29,8 @@ def test_fuzzed_requests_to_the_fhir_faces_never_get_a_server_error(tmp_path: Pa
     labels = {op.label for op in operations}
     assert {"POST /fhir/$validate", "POST /fhir/PlanDefinition/$apply", "POST /fhir/Bundle",
             "GET /fhir/{resource_type}/{resource_id}", "POST /app/api/render-overview"} <= labels, labels
-    strategy = st.one_of(*(op.as_strategy(generation_mode=mode)
-                           for op in operations for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)))
-    statuses: Counter[int] = Counter()
-
-    @settings(max_examples=REQUESTS, deadline=None, database=None, derandomize=True,
-              suppress_health_check=list(HealthCheck))
-    @given(case=strategy)
-    def fuzz(case: Any) -> None:
-        response = case.call()
-        statuses[response.status_code] += 1
-        case.validate_response(response, checks=[not_a_server_error])
-
     with caplog.at_level(logging.ERROR, logger="alk_fhir"):
-        fuzz()
+        statuses = fuzz_operations(operations, REQUESTS, [not_a_server_error])
     assert sum(statuses.values()) >= REQUESTS, statuses
     assert not [s for s in statuses if s >= 500], statuses
     assert statuses[200] > 0 and statuses[400] > 0 and statuses[401] > 0, statuses

@@ -8,15 +8,11 @@ contacted (no network in tests), which turns any missing prefetch key into the 4
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from schemathesis import GenerationMode
 from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
@@ -25,6 +21,7 @@ from schemathesis.checks import (
 )
 
 from alk_fhir.cds.prefetch import FetchError
+from fixtures.fuzz import fuzz_operations
 from test_cds_examples import cds_app
 
 REQUESTS = 1050  # the issue asks for at least 1,000; generation dominates the run time
@@ -43,20 +40,8 @@ def test_fuzzed_requests_never_get_a_server_error(tmp_path: Path, caplog: pytest
     operations = [op.ok() for op in schema.get_all_operations() if op.ok().path.startswith("/cds-services")]
     assert sorted(op.label for op in operations) == [
         "GET /cds-services", "POST /cds-services/{service_id}", "POST /cds-services/{service_id}/feedback"]
-    strategy = st.one_of(*(op.as_strategy(generation_mode=mode)
-                           for op in operations for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)))
-    statuses: Counter[int] = Counter()
-
-    @settings(max_examples=REQUESTS, deadline=None, database=None, derandomize=True,
-              suppress_health_check=list(HealthCheck))
-    @given(case=strategy)
-    def fuzz(case: Any) -> None:
-        response = case.call()
-        statuses[response.status_code] += 1
-        case.validate_response(response, checks=CHECKS)
-
     with caplog.at_level(logging.ERROR, logger="alk_fhir"):
-        fuzz()
+        statuses = fuzz_operations(operations, REQUESTS, CHECKS)
     assert sum(statuses.values()) >= 1000, statuses
     assert not [s for s in statuses if s >= 500], statuses
     assert statuses[200] > 0 and statuses[400] > 0, statuses  # both well-formed and broken calls were made

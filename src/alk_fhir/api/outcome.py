@@ -85,17 +85,20 @@ async def read_json_body(request: Request, limit: int = 20 * 1024 * 1024) -> Any
     raw = await request.body()
     if len(raw) > limit:
         raise FHIRError(413, "too-long", f"request body larger than {limit} bytes")
-    too_deep = FHIRError(400, "structure", f"request body nests deeper than {MAX_DEPTH} levels: not a FHIR "
-                         "resource we accept (the recursive walks of validation, rules and rendering stop there)")
     try:
         body = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise FHIRError(400, "structure", f"request body is not JSON: {exc}") from exc
     except RecursionError:
-        raise too_deep from None
+        raise _too_deep() from None
     if not _shallow_enough(body):
-        raise too_deep
+        raise _too_deep()
     return body
+
+
+def _too_deep() -> FHIRError:
+    return FHIRError(400, "structure", f"request body nests deeper than {MAX_DEPTH} levels: not a FHIR resource "
+                     "we accept (the recursive walks of validation, rules and rendering stop there)")
 
 
 MAX_DEPTH = 128  # a Bundle of QuestionnaireResponses with ten levels of nested items stays under 60

@@ -40,6 +40,7 @@ from alk_fhir.api.outcome import FHIRError, FHIRResponse, fhir_response, operati
 from alk_fhir.api.validate_routes import require_valid_document
 from alk_fhir.auth import SCOPE_READ, SCOPE_WRITE, Principal, RequirePartner, audit_access, may_read, may_write
 from alk_fhir.auth.audit import Interaction
+from alk_fhir.context.fhirdata import FHIR_ID
 from alk_fhir.knowledge import Package
 from alk_fhir.overview import (
     DOCUMENT_PROFILE,
@@ -225,7 +226,6 @@ def _readable(request: Request, principal: Principal, interaction: Interaction,
     return visible
 
 
-_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # R4 datatypes.html#id
 _VERSION = re.compile(r"[1-9][0-9]{0,8}")  # our version ids count up from 1
 
 
@@ -233,7 +233,7 @@ def _known_shape(request: Request, principal: Principal, doc_id: str, version_id
     """An id that is no FHIR id (or a version that is no version number we give) names nothing here:
     404 before it reaches the store (a NUL byte or a 30-digit number is not something a database
     column should be asked about). The audit names the request, not the unusable id."""
-    if not _ID.fullmatch(doc_id) or (version_id is not None and not _VERSION.fullmatch(version_id)):
+    if not FHIR_ID.fullmatch(doc_id) or (version_id is not None and not _VERSION.fullmatch(version_id)):
         _refuse(request, principal, "read", 404, "not-found", "no such Bundle: not a valid id or version id",
                 entity="Bundle/(invalid id)")
 

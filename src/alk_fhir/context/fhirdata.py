@@ -6,11 +6,13 @@ prefetch would cost more than the whole rule evaluation (see benchmarks/apply.py
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Any
 
 JSON = dict[str, Any]
+FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # R4 datatypes.html#id (use fullmatch)
 
 
 def as_dict(value: Any) -> JSON:

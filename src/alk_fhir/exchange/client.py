@@ -25,6 +25,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 
+from alk_fhir.context.fhirdata import FHIR_ID
 from alk_fhir.exchange.errors import ExchangeError, error_from_response, response_json
 from alk_fhir.exchange.retry import DEFAULT_STATUSES, RetryPolicy, call_with_retries
 
@@ -36,7 +37,6 @@ Timeout = float | tuple[float, float]
 
 _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 _TYPE = re.compile(r"[A-Z][A-Za-z]{1,63}")
-_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # R4 datatypes.html#id
 _HISTORY_LOCATION = re.compile(r"/(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-.]{1,64})"
                                r"(?:/_history/(?P<vid>[A-Za-z0-9\-.]{1,64}))?/?$")
 
@@ -266,5 +266,5 @@ def _check_type(resource_type: str) -> None:
 
 
 def _check_id(resource_id: str) -> None:
-    if not _ID.fullmatch(resource_id):
+    if not FHIR_ID.fullmatch(resource_id):
         raise ValueError(f"not a FHIR id: {resource_id!r}")
