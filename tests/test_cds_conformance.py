@@ -27,6 +27,7 @@ from alk_fhir.auth.tokens import TokenIssuer
 from alk_fhir.cds import SERVICES, routes
 from alk_fhir.cds.feedback import MemoryFeedbackSink
 from alk_fhir.cds.text import choose_language, shorten
+from alk_fhir.fhir import body as fhir_body
 from alk_fhir.store import StoreJtiCache
 from fixtures.auth.jwtkit import StaticFetcher, cds_claims, ec_key, public_jwk, rsa_key, sign, unsigned
 from test_cds_examples import BASE, HOOKS_DIR, cds_app, example, read_json
@@ -305,7 +306,7 @@ def test_body_that_is_not_json_is_400_and_other_media_types_415(client: TestClie
 
 
 def test_body_too_large_is_413(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(routes, "MAX_BODY", 1000)
+    monkeypatch.setattr(fhir_body, "MAX_BODY", 1000)
     assert_outcome(post(client, fresh()), 413, "larger than")
 
 
@@ -521,6 +522,10 @@ JWT_FAILURES: list[tuple[str, Any]] = [
     ("unknown kid", lambda: es384(kid="no-such-kid")),
     ("signed with another key", lambda: es384(kid=EC_KID, key=OTHER_KEY)),
     ("typ not JWT", lambda: es384(typ="JWS")),
+    ("no typ", lambda: jwt.encode(cds_claims(ISS, AUD), EC_KEY, algorithm="ES384",
+                                  headers={"kid": EC_KID, "typ": None})),
+    ("exp beyond the jti table's 64 bits", lambda: es384(cds_claims(ISS, AUD, exp=10**19))),
+    ("exp a year ahead", lambda: es384(cds_claims(ISS, AUD, iat=now(), exp=now() + 365 * 86400))),
 ]
 
 

@@ -286,7 +286,7 @@ def _response(status: int, headers: dict[str, str], body: bytes = b"") -> reques
 
 def test_send_result_from_relative_location_or_etag_or_body() -> None:
     relative = _send_result(_response(201, {"Location": "Bundle/7/_history/3"}), "https://p.example/fhir")
-    assert relative == SendResult(201, "https://p.example/fhir/Bundle/7/_history/3", "7", "3", True)
+    assert relative == SendResult(201, "https://p.example/fhir/Bundle/7/_history/3", "7", "3", True, True)
     etag_only = _send_result(_response(200, {"Location": "https://p.example/fhir/Bundle/7", "ETag": 'W/"4"'}),
                              "https://p.example/fhir")
     assert (etag_only.id, etag_only.version_id, etag_only.created) == ("7", "4", False)

@@ -6,6 +6,7 @@ import contextlib
 import copy
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,10 +196,19 @@ def test_scope_and_partner_rules(env: Env) -> None:
 
     created = post(env, doc, bearer(env, "gp"))
     doc_id = created.json()["id"]
-    for path in (f"/fhir/Bundle/{doc_id}", f"/fhir/Bundle/{doc_id}/_history", f"/fhir/Bundle/{doc_id}/_history/1"):
-        denied = env.client.get(path, headers=other)
-        assert denied.status_code == 403, path
-        assert last_refusal(env)["entity"][0]["what"]["reference"].startswith(f"Bundle/{doc_id}")
+    unknown_id = str(uuid.uuid4())
+    for suffix in ("", "/_history", "/_history/1"):
+        # No existence oracle: a document the partner may not read answers exactly like an unknown one.
+        denied = env.client.get(f"/fhir/Bundle/{doc_id}{suffix}", headers=other)
+        refusal = last_refusal(env)
+        unknown = env.client.get(f"/fhir/Bundle/{unknown_id}{suffix}", headers=other)
+        assert denied.status_code == unknown.status_code == 404, suffix
+        assert denied.headers["content-type"] == unknown.headers["content-type"]
+        assert denied.text.replace(doc_id, "ID") == unknown.text.replace(unknown_id, "ID"), suffix
+        # ... while the audit still records the refusal of an existing document as such.
+        assert refusal["outcome"] == "4" and "refused" in refusal["outcomeDesc"], refusal
+        assert refusal["entity"][0]["what"]["reference"].startswith(f"Bundle/{doc_id}")
+        assert "refused" not in last_refusal(env)["outcomeDesc"]
     search = env.client.get(f"/fhir/Bundle?composition.patient.identifier={BSN}|{PATIENT_BSN}", headers=other)
     assert search.status_code == 200 and search.json()["total"] == 0  # not addressed: not listed
     assert env.client.get("/fhir/Bundle/unknown", headers=other).status_code == 404

@@ -78,9 +78,13 @@ class Settings:
     #                                deployments MUST set it
     #   ALK_FHIR_TOKEN_LIFETIME      300 : access-token lifetime in seconds (1-300, SMART Backend Services)
     #   ALK_FHIR_AUTH_CLOCK_SKEW     60 : seconds of clock difference tolerated on exp/iat (0-300)
+    #   ALK_FHIR_CDS_TOKEN_MAX_LIFETIME 300 : a CDS client JWT's exp may be at most this many seconds past
+    #                                its iat (1-3600); longer-lived tokens are refused, so a seen jti is
+    #                                never kept longer than this (plus the clock skew)
     token_key_file: str = ""
     token_lifetime: int = 300
     auth_clock_skew: int = 60
+    cds_token_max_lifetime: int = 300
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -103,4 +107,5 @@ class Settings:
             token_key_file=_env("ALK_FHIR_TOKEN_KEY_FILE", ""),
             token_lifetime=_env_int("ALK_FHIR_TOKEN_LIFETIME", 300, 1, 300),
             auth_clock_skew=_env_int("ALK_FHIR_AUTH_CLOCK_SKEW", 60, 0, 300),
+            cds_token_max_lifetime=_env_int("ALK_FHIR_CDS_TOKEN_MAX_LIFETIME", 300, 1, 3600),
         )

@@ -10,7 +10,8 @@ FHIR R4 RESTful API (http.html), for one resource type and one kind of Bundle:
   ``If-None-Exist: identifier=system|value`` (conditional create, http.html#ccreate) must name the
   document's own identifier; the guarantee it asks for — a retry never makes a second resource — is
   what the identifier-keyed store gives, and an unchanged retry never makes a second version either.
-  ``Prefer: return=minimal`` / ``return=OperationOutcome`` are honoured (http.html#ops).
+  ``Prefer: return=minimal`` / ``return=OperationOutcome`` are honoured (http.html#ops); the outcome
+  codes a stored version (``MSG_CREATED``/``MSG_UPDATED``), so a sender can tell it from "already there".
 - ``GET /fhir/Bundle/{id}``, ``GET /fhir/Bundle/{id}/_history``, ``GET /fhir/Bundle/{id}/_history/{vid}``
   (read, history-instance, vread).
 - ``GET /fhir/Bundle?identifier=[system]|value`` and ``?composition.patient.identifier=[system]|value``
@@ -20,7 +21,8 @@ FHIR R4 RESTful API (http.html), for one resource type and one kind of Bundle:
 Access (patient data is never open): a SMART Backend Services access token with
 ``system/Bundle.write`` to create, ``system/Bundle.read`` to read; a partner writes only documents
 whose custodian (or, without one, an author) is its own organisation, and reads only documents it
-wrote or that are addressed to it (the parties of the exchange Consents the document carries).
+wrote or that are addressed to it (the parties of the exchange Consents the document carries); a
+document it may not read answers 404 exactly as an unknown one does, so ids cannot be probed.
 Every access, allowed or refused, is recorded as an AuditEvent.
 """
 
@@ -40,7 +42,7 @@ from alk_fhir.api.outcome import FHIRError, FHIRResponse, fhir_response, operati
 from alk_fhir.api.validate_routes import require_valid_document
 from alk_fhir.auth import SCOPE_READ, SCOPE_WRITE, Principal, RequirePartner, audit_access, may_read, may_write
 from alk_fhir.auth.audit import Interaction
-from alk_fhir.context.fhirdata import FHIR_ID
+from alk_fhir.fhir import FHIR_ID, document_identifier
 from alk_fhir.knowledge import Package
 from alk_fhir.overview import (
     DOCUMENT_PROFILE,
@@ -52,7 +54,7 @@ from alk_fhir.overview import (
     patient_identifiers,
     recipient_orgs,
 )
-from alk_fhir.store import InvalidRecord, Store, StoredDocument, open_store
+from alk_fhir.store import InvalidRecord, PutResult, Store, StoredDocument, open_store
 from alk_fhir.store.clock import fhir_instant
 
 router = APIRouter(tags=["overview"])
@@ -113,9 +115,10 @@ def _pair(org: str) -> tuple[str, str]:
 
 def _refuse(request: Request, principal: Principal | None, interaction: Interaction, status: int, code: str,
             text: str, *, entity: str | None = None, identifier: tuple[str, str] | None = None,
-            outcome: dict[str, Any] | None = None) -> NoReturn:
+            outcome: dict[str, Any] | None = None, audit_text: str | None = None) -> NoReturn:
+    """Audit a refusal (``audit_text`` when the log may say more than the caller is told), then answer it."""
     audit_access(request, principal, interaction=interaction, outcome="4", entity_reference=entity,
-                 entity_identifier=identifier, description=text)
+                 entity_identifier=identifier, description=audit_text or text)
     raise FHIRError(status, code, text, outcome=outcome)
 
 
@@ -157,9 +160,10 @@ def _create(request: Request, principal: Principal, body: Any) -> Response:
     if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
         _refuse(request, principal, "create", 400, "invalid", "the body must be a case-overview document: "
                 "a Bundle of type 'document'")
-    raw = body.get("identifier")
-    ident: dict[str, Any] = raw if isinstance(raw, dict) else {}
-    identifier = (str(ident.get("system", "")), str(ident.get("value", ""))) if ident.get("value") else None
+    try:
+        identifier: tuple[str, str] | None = document_identifier(body)
+    except ValueError:
+        identifier = None  # validation below names what is missing
     try:
         require_valid_document(request, body)
     except FHIRError as exc:
@@ -192,8 +196,8 @@ def _create(request: Request, principal: Principal, body: Any) -> Response:
                 "(BSN): documents are found by the patient's identifier", identifier=identifier)
     recipients = [f"{s}|{v}" for s, v in recipient_orgs(ctx)]
     try:
-        result = _store(request).put_document(body, author_org=_org(principal), recipients=recipients,
-                                              patient_identifiers=patients)
+        result = _store(request).put_document(body, identifier=identifier, author_org=_org(principal),
+                                              recipients=recipients, patient_identifiers=patients)
     except InvalidRecord as exc:
         _refuse(request, principal, "create", 422, "processing", str(exc), identifier=identifier)
     doc = result.document
@@ -208,21 +212,37 @@ def _create(request: Request, principal: Principal, body: Any) -> Response:
     if "return=minimal" in prefer:
         return Response(status_code=status, headers=headers)
     if "return=operationoutcome" in prefer:
-        text = f"version {doc.version_id} " + ("stored" if result.created else "unchanged")
-        return fhir_response(operation_outcome("information", "informational", text), status, headers)
+        return fhir_response(_put_outcome(result), status, headers)
     return fhir_response(doc.resource, status, headers)
+
+
+def _put_outcome(result: PutResult) -> dict[str, Any]:
+    """What a create did, for ``Prefer: return=OperationOutcome``: coded so that a client tells "stored
+    as version N" from "already there as version N" without parsing text (R4 operation-outcome
+    ``MSG_CREATED`` for a new document, ``MSG_UPDATED`` for a new version; no code when unchanged)."""
+    version = result.version_id
+    if not result.created:
+        return operation_outcome("information", "informational",
+                                 f"already there as version {version}: the same content is stored, nothing new")
+    if version == 1:
+        return operation_outcome("information", "informational", "stored as version 1",
+                                 details=("MSG_CREATED", "New resource created"))
+    return operation_outcome("information", "informational", f"stored as version {version}",
+                             details=("MSG_UPDATED", "existing resource updated"))
 
 
 # --- read, vread, history --------------------------------------------------------------------------
 
 def _readable(request: Request, principal: Principal, interaction: Interaction,
               found: list[StoredDocument], what: str) -> list[StoredDocument]:
-    if not found:
-        _refuse(request, principal, interaction, 404, "not-found", f"{what} not found", entity=what)
+    """The versions the partner may see. A document it may not see answers exactly like one that does
+    not exist (404, same text): a 403 would tell it that the id exists. The audit keeps the difference."""
     visible = [d for d in found if _visible(principal, d)]
     if not visible:
-        _refuse(request, principal, interaction, 403, "forbidden",
-                "this document is neither written by nor addressed to your organisation", entity=what)
+        reason = ("refused: neither written by nor addressed to the caller's organisation (answered 404)"
+                  if found else "not found")
+        _refuse(request, principal, interaction, 404, "not-found", f"{what} not found", entity=what,
+                audit_text=f"{what} {reason}")
     return visible
 
 

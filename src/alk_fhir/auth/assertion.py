@@ -10,11 +10,13 @@ with that ``kid`` and a ``kty`` fitting ``alg``.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
 import jwt
 
+from alk_fhir.auth.claims import numeric_date_problem
 from alk_fhir.auth.jwks import ALGORITHM_KEYS, JwksCache, JwksError, select_key
 from alk_fhir.auth.partners import Partner, PartnerRegistry
 from alk_fhir.auth.replay import JtiCache
@@ -46,6 +48,9 @@ def verify_client_assertion(assertion: str, *, token_url: str, partners: Partner
     kid = header.get("kid")
     if not isinstance(kid, str) or not kid:
         raise ClientAuthError("kid header missing", claimed)
+    problem = numeric_date_problem(unverified)
+    if problem:
+        raise ClientAuthError(problem, claimed)
     partner = partners.get(claimed) if claimed else None
     if partner is None:
         raise ClientAuthError(f"unknown client {claimed!r}", claimed)
@@ -62,7 +67,7 @@ def verify_client_assertion(assertion: str, *, token_url: str, partners: Partner
             options={"require": ["iss", "sub", "aud", "exp", "jti"]})
     except jwt.PyJWTError as exc:
         raise ClientAuthError(f"{exc.__class__.__name__}: {exc}", claimed) from exc
-    exp = int(claims["exp"])
+    exp = math.ceil(claims["exp"])
     if exp > time.time() + MAX_ASSERTION_LIFETIME + leeway:
         raise ClientAuthError("exp is more than five minutes in the future", claimed)
     jti = claims["jti"]

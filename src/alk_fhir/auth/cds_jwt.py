@@ -1,12 +1,18 @@
 """CDS client authentication: the signed JWT every CDS Hooks request carries.
 
 Follows CDS Hooks 2.0, "Trusting CDS Clients" (https://cds-hooks.hl7.org/2.0/#trusting-cds-clients):
-header ``alg``/``kid``/``typ`` (optional ``jku``), claims ``iss``, ``aud`` (the URL of the CDS Service
-endpoint being invoked), ``exp``, ``iat``, ``jti``; ``none`` and symmetric (HMAC) algorithms SHALL NOT
-be used, ES384 and RS384 are the recommended ones and the only ones we accept; the service keeps an
+header ``alg``/``kid``/``typ`` (optional ``jku``; ``typ`` is required and must be ``JWT``), claims
+``iss``, ``aud`` (the URL of the CDS Service endpoint being invoked), ``exp``, ``iat``, ``jti``;
+``none`` and symmetric (HMAC) algorithms SHALL NOT be used, ES384 and RS384 are the recommended
+ones and the only ones we accept; the service keeps an
 allow-list of ``iss`` and ``jku``. Here the allow-list is ``ALK_FHIR_CDS_TRUSTED_ISSUERS`` (issuer ->
 JWKS URL); a ``jku`` header must equal the URL configured for its issuer, and without ``jku`` that
 configured URL is used (the spec's "communicated out-of-band").
+
+Lifetime: ``exp`` may be at most ``ALK_FHIR_CDS_TOKEN_MAX_LIFETIME`` (default 300 s, as our own SMART
+assertions) past ``iat``, and every NumericDate claim must be a finite number within year 9999; so a
+token's ``jti`` is remembered for at most that long (plus the clock skew), and a token with
+``exp`` = 10¹⁹ is a 401 like any other bad token rather than an overflow in the replay table.
 
 A failed check answers 401 with no detail: telling a caller which check failed helps only an
 attacker. The reason goes to the log.
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,6 +33,7 @@ from fastapi.security.base import SecurityBase
 from fastapi.security.utils import get_authorization_scheme_param
 from starlette.concurrency import run_in_threadpool
 
+from alk_fhir.auth.claims import numeric_date_problem
 from alk_fhir.auth.jwks import ALGORITHM_KEYS, JwksCache, JwksError, JwksFetchNeeded
 from alk_fhir.auth.replay import JtiCache
 from alk_fhir.auth.state import auth_state
@@ -33,6 +41,7 @@ from alk_fhir.auth.state import auth_state
 log = logging.getLogger("alk_fhir.auth")
 
 ACCEPTED_ALGORITHMS = tuple(ALGORITHM_KEYS)  # ES384, RS384
+DEFAULT_MAX_LIFETIME = 300  # seconds from iat to exp; Settings.cds_token_max_lifetime
 REQUIRED_CLAIMS = ("iss", "aud", "exp", "iat", "jti")
 
 
@@ -49,7 +58,8 @@ def _unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def verify_cds_jwt(token: str, *, audience: str, trusted_issuers: Mapping[str, str], jwks: JwksCache,
-                   replay: JtiCache, leeway: int = 60, allow_fetch: bool = True) -> dict[str, Any]:
+                   replay: JtiCache, leeway: int = 60, allow_fetch: bool = True,
+                   max_lifetime: int = DEFAULT_MAX_LIFETIME) -> dict[str, Any]:
     """The verified claims of a CDS client JWT addressed to ``audience``; raises CdsJwtError, or
     JwksFetchNeeded (before anything is recorded) when ``allow_fetch`` is False and the key is not cached."""
     header, unverified = _unverified(token)
@@ -57,11 +67,14 @@ def verify_cds_jwt(token: str, *, audience: str, trusted_issuers: Mapping[str, s
     if alg not in ACCEPTED_ALGORITHMS:
         raise CdsJwtError(f"alg {alg!r} not accepted (only {', '.join(ACCEPTED_ALGORITHMS)})")
     typ = header.get("typ")
-    if typ is not None and str(typ).upper() != "JWT":
-        raise CdsJwtError(f"typ {typ!r} is not JWT")
+    if not isinstance(typ, str) or typ.upper() != "JWT":
+        raise CdsJwtError(f"typ {typ!r} is not JWT (CDS Hooks 2.0 requires typ JWT)")
     kid = header.get("kid")
     if not isinstance(kid, str) or not kid:
         raise CdsJwtError("kid header missing")
+    problem = numeric_date_problem(unverified)
+    if problem:
+        raise CdsJwtError(problem)
     iss = unverified.get("iss")
     if not isinstance(iss, str) or iss not in trusted_issuers:
         raise CdsJwtError(f"issuer {iss!r} not trusted")
@@ -81,10 +94,14 @@ def verify_cds_jwt(token: str, *, audience: str, trusted_issuers: Mapping[str, s
             options={"require": list(REQUIRED_CLAIMS), "verify_iat": True})
     except jwt.PyJWTError as exc:
         raise CdsJwtError(f"{exc.__class__.__name__}: {exc}") from exc
+    exp, iat = claims["exp"], claims["iat"]
+    if exp - iat > max_lifetime:
+        raise CdsJwtError(f"exp is {exp - iat:.0f} s past iat; at most {max_lifetime} s accepted")
     jti = claims["jti"]
     if not isinstance(jti, str) or not jti:
         raise CdsJwtError("jti must be a non-empty string")
-    if not replay.remember(f"cds|{iss}|{jti}", int(claims["exp"]) + leeway):
+    # Remembered while the token could still pass the exp check: at most max_lifetime + leeway past iat.
+    if not replay.remember(f"cds|{iss}|{jti}", math.ceil(exp) + leeway):
         raise CdsJwtError(f"jti {jti!r} of {iss} already used")
     return claims
 
@@ -93,8 +110,9 @@ class CdsClientAuth(SecurityBase):
     """FastAPI dependency: the verified CDS client issuer, or None when ``ALK_FHIR_CDS_AUTH=off``.
 
     Reads ``app.state.settings`` (``base_url``, ``cds_auth``, ``cds_trusted_issuers``,
-    ``auth_clock_skew``) and the shared caches of ``alk_fhir.auth.state``. The expected ``aud`` is
-    the configured base URL plus the request path, so it is right behind a reverse proxy too.
+    ``auth_clock_skew``, ``cds_token_max_lifetime``) and the shared caches of ``alk_fhir.auth.state``.
+    The expected ``aud`` is the configured base URL plus the request path, so it is right behind a
+    reverse proxy too.
     Usage: ``issuer: Annotated[str | None, Depends(CdsClientAuth())]``.
     """
 
@@ -117,7 +135,8 @@ class CdsClientAuth(SecurityBase):
         audience = settings.base_url.rstrip("/") + request.url.path
         verify = functools.partial(verify_cds_jwt, token, audience=audience,
                                    trusted_issuers=settings.cds_trusted_issuers, jwks=state.jwks,
-                                   replay=state.replay, leeway=settings.auth_clock_skew)
+                                   replay=state.replay, leeway=settings.auth_clock_skew,
+                                   max_lifetime=settings.cds_token_max_lifetime)
         try:
             try:
                 claims = verify(allow_fetch=False)

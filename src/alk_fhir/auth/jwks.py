@@ -20,11 +20,12 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 from jwt import PyJWK
 from jwt.exceptions import PyJWKError
+
+from alk_fhir.fhir import is_secure_transport
 
 # alg -> (kty, EC curve or None); only the algorithms CDS Hooks and SMART recommend.
 ALGORITHM_KEYS: dict[str, tuple[str, str | None]] = {"ES384": ("EC", "P-384"), "RS384": ("RSA", None)}
@@ -47,14 +48,6 @@ class FetchedJwks:
 
 
 Fetcher = Callable[[str], FetchedJwks]
-
-
-def is_acceptable_jwks_url(url: str) -> bool:
-    """https, or plain http to the loopback interface (local development and tests only)."""
-    parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
-        return True
-    return parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")
 
 
 def cache_max_age(cache_control: str | None) -> int | None:
@@ -134,7 +127,7 @@ class JwksCache:
 
     def __init__(self, allowed_urls: Collection[str], fetcher: Fetcher = http_fetch, ttl: float = 600,
                  min_refetch_interval: float = 10, clock: Callable[[], float] = time.time) -> None:
-        bad = sorted(u for u in allowed_urls if not is_acceptable_jwks_url(u))
+        bad = sorted(u for u in allowed_urls if not is_secure_transport(u))
         if bad:
             raise ValueError(f"JWKS URLs must be https (or http on loopback): {', '.join(bad)}")
         self.allowed_urls = frozenset(allowed_urls)

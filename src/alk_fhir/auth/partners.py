@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from alk_fhir.auth.jwks import is_acceptable_jwks_url
+from alk_fhir.fhir import is_secure_transport
 
 URA_SYSTEM = "http://fhir.nl/fhir/NamingSystem/ura"
 AGB_SYSTEM = "http://fhir.nl/fhir/NamingSystem/agb-z"
@@ -108,7 +108,7 @@ def _partner(entry: Any, where: str) -> Partner:
     jwks, jwks_url = entry.get("jwks"), entry.get("jwks_url")
     if (jwks is None) == (jwks_url is None):
         raise PartnerConfigError(f"{where}: exactly one of 'jwks' and 'jwks_url' is required")
-    if jwks_url is not None and (not isinstance(jwks_url, str) or not is_acceptable_jwks_url(jwks_url)):
+    if jwks_url is not None and (not isinstance(jwks_url, str) or not is_secure_transport(jwks_url)):
         raise PartnerConfigError(f"{where}.jwks_url: must be an https URL (http only on loopback)")
     return Partner(
         client_id=_text(entry, "client_id", where),

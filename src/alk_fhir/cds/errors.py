@@ -13,6 +13,8 @@ from typing import Any
 
 from starlette.responses import Response
 
+from alk_fhir.fhir import operation_outcome
+
 JSON_TYPE = "application/json"
 
 
@@ -25,10 +27,7 @@ class CdsError(Exception):
         self.expression = expression
 
     def outcome(self) -> dict[str, Any]:
-        issue: dict[str, Any] = {"severity": "error", "code": self.code, "diagnostics": self.diagnostics}
-        if self.expression:
-            issue["expression"] = [self.expression]
-        return {"resourceType": "OperationOutcome", "issue": [issue]}
+        return operation_outcome("error", self.code, self.diagnostics, self.expression)
 
 
 def json_response(content: Any, status: int = 200) -> Response:

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from alk_fhir.cds.discovery import SERVICES
+from alk_fhir.fhir import ID_SCHEMA_PATTERN, reference_schema_pattern
 
 SERVICE_IDS = [s.id for s in SERVICES]
-FHIR_ID = r"^[A-Za-z0-9\-.]{1,64}$"
 _RESOURCE: dict[str, Any] = {"type": "object", "required": ["resourceType"],
                              "properties": {"resourceType": {"type": "string"}}}
 
@@ -33,9 +33,10 @@ HOOK_REQUEST: dict[str, Any] = {
             "required": ["userId", "patientId"],
             "properties": {
                 "userId": {"type": "string",
-                           "pattern": r"^(Practitioner|PractitionerRole|Patient|RelatedPerson)/[A-Za-z0-9\-.]{1,64}$"},
-                "patientId": {"type": "string", "pattern": FHIR_ID},
-                "encounterId": {"type": "string", "pattern": FHIR_ID},
+                           "pattern": reference_schema_pattern(
+                               "Practitioner", "PractitionerRole", "Patient", "RelatedPerson")},
+                "patientId": {"type": "string", "pattern": ID_SCHEMA_PATTERN},
+                "encounterId": {"type": "string", "pattern": ID_SCHEMA_PATTERN},
                 "selections": {"type": "array", "items": {"type": "string"}},
                 "draftOrders": {**_RESOURCE, "properties": {
                     "resourceType": {"type": "string", "enum": ["Bundle"]},

@@ -14,7 +14,6 @@ names the member.
 
 from __future__ import annotations
 
-import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,9 +21,7 @@ from urllib.parse import urlsplit
 
 from alk_fhir.cds.discovery import Service
 from alk_fhir.cds.errors import CdsError
-
-FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
-RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]{1,63}")
+from alk_fhir.fhir import FHIR_ID, RESOURCE_TYPE
 
 # hook -> (allowed user resource types, required context fields beyond userId/patientId)
 HOOK_CONTEXT: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {

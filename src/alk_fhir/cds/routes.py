@@ -13,7 +13,6 @@ bodies that are too large or not JSON; never a 500 for anything a caller sends.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -41,11 +40,10 @@ from alk_fhir.cds.prefetch import Resolved, needs_network, resolve
 from alk_fhir.cds.request import HookRequest, parse_hook_request, selected_orders
 from alk_fhir.cds.state import CdsState, cds_state
 from alk_fhir.cds.text import choose_language
+from alk_fhir.fhir import body as fhir_body
 
 log = logging.getLogger("alk_fhir.cds")
-MAX_BODY = 20 * 1024 * 1024
 DATA_ISSUES_EXTENSION = "org.alk-fhir.data-issues"
-_JSON_TYPES = ("application/json", "application/fhir+json", "application/json+fhir", "")
 _SERVICE_PARAM = [{"name": "service_id", "in": "path", "required": True,
                    "schema": {"type": "string", "enum": SERVICE_IDS}}]
 
@@ -60,21 +58,12 @@ router = APIRouter(tags=["cds-hooks"], lifespan=_lifespan)
 
 
 async def read_json(request: Request) -> Any:
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype not in _JSON_TYPES:
-        raise CdsError(415, "not-supported", f"unsupported Content-Type {ctype}; send application/json")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY:
-        raise CdsError(413, "too-long", f"request body larger than {MAX_BODY} bytes")
-    raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_BODY:
-            raise CdsError(413, "too-long", f"request body larger than {MAX_BODY} bytes")
+    """The call's body through the one reader (``alk_fhir.fhir.read_json``: Content-Length checked
+    before reading, streamed with the cap, depth guard), its refusals as CDS error bodies."""
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise CdsError(400, "structure", f"the request body is not JSON: {exc}") from exc
+        return await fhir_body.read_json(request, send="application/json")
+    except fhir_body.BodyError as exc:
+        raise CdsError(exc.status, exc.code, exc.diagnostics) from None
 
 
 def service_of(request: Request) -> Service:

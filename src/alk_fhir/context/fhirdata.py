@@ -12,7 +12,7 @@ from datetime import date, datetime
 from typing import Any
 
 JSON = dict[str, Any]
-FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # R4 datatypes.html#id (use fullmatch)
+FHIR_ID: re.Pattern[str] = __import__("alk_fhir.fhir", fromlist=["FHIR_ID"]).FHIR_ID  # alk_fhir.fhir's, re-exported
 
 
 def as_dict(value: Any) -> JSON:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from alk_fhir.exchange.backend_services import BackendServicesAuth, public_jwk
-from alk_fhir.exchange.client import FhirClient, SendResult, document_identifier
+from alk_fhir.exchange.client import FhirClient, SendResult
 from alk_fhir.exchange.errors import ExchangeError
 from alk_fhir.exchange.provenance import document_provenance
 from alk_fhir.exchange.retry import RetryPolicy
+from alk_fhir.fhir import document_identifier
 
 __all__ = [
     "BackendServicesAuth",

@@ -6,6 +6,12 @@ has that identifier (201), does nothing and answers 200 when exactly one has (so
 lost answer, or a second send of the same document, leaves one copy), and answers 412 when
 several have. That is the only reason a POST may be retried here.
 
+The send asks for ``Prefer: return=OperationOutcome`` (http.html#ops): the id and version come
+from ``Location``/``ETag``, and a server that keeps versions per document identifier (ours) says
+in the outcome whether it stored a new version (``MSG_CREATED``/``MSG_UPDATED`` of the R4
+``operation-outcome`` codes). 201 always means stored; a 200 without such a code is the standard
+"already there" of a conditional create.
+
 Fetching is a search (http.html#search) on the Bundle ``composition`` chain
 (``composition.patient.identifier=system|value``), following the searchset's ``next`` links.
 Those links are followed only on the server's own origin: SMART Backend Services (Access FHIR
@@ -16,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,31 +30,37 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 
-from alk_fhir.context.fhirdata import FHIR_ID
 from alk_fhir.exchange.errors import ExchangeError, error_from_response, response_json
 from alk_fhir.exchange.retry import DEFAULT_STATUSES, RetryPolicy, call_with_retries
+from alk_fhir.fhir import (
+    FHIR_ID,
+    RESOURCE_TYPE,
+    document_identifier,
+    outcome_details,
+    parse_reference,
+    require_secure_transport,
+)
 
 log = logging.getLogger("alk_fhir.exchange")
 
 FHIR_JSON = "application/fhir+json"
 TokenProvider = Callable[[], str]
 Timeout = float | tuple[float, float]
-
-_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
-_TYPE = re.compile(r"[A-Z][A-Za-z]{1,63}")
-_HISTORY_LOCATION = re.compile(r"/(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-.]{1,64})"
-                               r"(?:/_history/(?P<vid>[A-Za-z0-9\-.]{1,64}))?/?$")
+STORED_CODES = frozenset({"MSG_CREATED", "MSG_UPDATED"})
 
 
 @dataclass(frozen=True)
 class SendResult:
-    """What the server said about a sent document; ``created`` is False when it already had it."""
+    """What the server said about a sent document. ``created``: the server made a new logical
+    resource (201); ``stored``: this send stored a new version (always so when ``created``); when
+    ``stored`` is False the server already had the document and kept it as ``version_id``."""
 
     status: int
     location: str | None
     id: str | None
     version_id: str | None
     created: bool
+    stored: bool = False
 
 
 class _BearerAuth(requests.auth.AuthBase):
@@ -63,30 +74,10 @@ class _BearerAuth(requests.auth.AuthBase):
         return request
 
 
-def document_identifier(bundle: Any) -> tuple[str, str]:
-    """``(system, value)`` of a document Bundle, or ``ValueError`` naming what is missing."""
-    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
-        raise ValueError("not a Bundle: a case overview is sent as a FHIR document Bundle")
-    if bundle.get("type") != "document":
-        raise ValueError(f"Bundle.type is {bundle.get('type')!r}, expected 'document'")
-    identifier = bundle.get("identifier")
-    if not isinstance(identifier, dict):
-        raise ValueError("Bundle.identifier is missing: without it a retry could create a duplicate")
-    system, value = identifier.get("system"), identifier.get("value")
-    if not isinstance(system, str) or not system:
-        raise ValueError("Bundle.identifier.system is missing")
-    if not isinstance(value, str) or not value:
-        raise ValueError("Bundle.identifier.value is missing")
-    return system, value
-
-
 def check_transport(url: str, allow_http: bool = False) -> None:
     """Refuse plain HTTP except to this machine: tokens and patient data travel over TLS only
-    (SMART App Launch, client-confidential-asymmetric: all exchanges SHALL use TLS 1.2 or later)."""
-    parts = urlsplit(url)
-    if parts.scheme == "https" or (parts.scheme == "http" and (allow_http or parts.hostname in _LOOPBACK)):
-        return
-    raise ValueError(f"{url!r} is not an https URL (plain http is only allowed to localhost)")
+    (the one rule, ``alk_fhir.fhir.require_secure_transport``)."""
+    require_secure_transport(url, allow_http=allow_http)
 
 
 def token_param(system: str, value: str) -> str:
@@ -140,12 +131,13 @@ class FhirClient:
         system, value = document_identifier(bundle)
         url = f"{self.base_url}/Bundle"
         condition = "identifier=" + quote(token_param(system, value), safe=":/|")
-        response = self._request("POST", url, json_body=bundle, headers={"If-None-Exist": condition})
+        response = self._request("POST", url, json_body=bundle,
+                                 headers={"If-None-Exist": condition, "Prefer": "return=OperationOutcome"})
         if not 200 <= response.status_code < 300:
             raise error_from_response("POST", url, response)
         result = _send_result(response, self.base_url)
         log.info("sent Bundle %s|%s to %s: HTTP %d, %s%s", system, value, url, result.status,
-                 "created" if result.created else "already there",
+                 "stored" if result.stored else "already there",
                  f" as Bundle/{result.id}" if result.id else "")
         return result
 
@@ -240,9 +232,10 @@ def _send_result(response: requests.Response, base_url: str) -> SendResult:
     rid = vid = None
     if location:
         location = urljoin(base_url + "/", location)  # servers may answer a relative Location
-        match = _HISTORY_LOCATION.search(urlsplit(location).path)
-        if match and match.group("type") == "Bundle":
-            rid, vid = match.group("id"), match.group("vid")
+        parts = urlsplit(location)
+        found = parse_reference(parts._replace(query="", fragment="").geturl().rstrip("/"))
+        if found is not None and found.type == "Bundle":
+            rid, vid = found.id, found.version
     body = response_json(response)
     if isinstance(body, dict) and body.get("resourceType") == "Bundle":
         rid = rid or body.get("id")
@@ -250,8 +243,9 @@ def _send_result(response: requests.Response, base_url: str) -> SendResult:
     etag = response.headers.get("ETag", "")
     if not vid and etag:
         vid = etag.removeprefix("W/").strip('"') or None
+    created = response.status_code == 201
     return SendResult(status=response.status_code, location=location, id=rid, version_id=vid,
-                      created=response.status_code == 201)
+                      created=created, stored=created or bool(outcome_details(body) & STORED_CODES))
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
@@ -261,7 +255,7 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 
 
 def _check_type(resource_type: str) -> None:
-    if not _TYPE.fullmatch(resource_type):
+    if not RESOURCE_TYPE.fullmatch(resource_type):
         raise ValueError(f"not a FHIR resource type: {resource_type!r}")
 
 

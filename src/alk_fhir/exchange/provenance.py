@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from alk_fhir.exchange.client import document_identifier
+from alk_fhir.fhir import REFERENCE, document_identifier
 
 AGENT_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
 DATA_OPERATION_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
@@ -34,7 +34,6 @@ ACTIVITIES = {
 _INSTANT = re.compile(
     r"([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)-(0[1-9]|1[0-2])-(0[1-9]|[1-2][0-9]|3[0-1])"
     r"T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00))")
-_REFERENCE = re.compile(r"(https?://\S+/)?[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}(/_history/[A-Za-z0-9\-.]{1,64})?")
 
 
 def document_provenance(
@@ -102,7 +101,7 @@ def _recipient(recipient: str) -> dict[str, Any]:
         if not system or not value:
             raise ValueError(f"recipient identifier must be system|value, got {recipient!r}")
         return {"type": "Organization", "identifier": {"system": system, "value": value}}
-    if _REFERENCE.fullmatch(recipient):
+    if REFERENCE.fullmatch(recipient):
         return {"reference": recipient}
     if recipient.startswith(("http://", "https://")):
         return {"type": "Device", "identifier": {"system": URI_SYSTEM, "value": recipient},

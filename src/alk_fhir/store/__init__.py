@@ -6,7 +6,8 @@ migrates the database to the newest schema with the Alembic scripts shipped in `
 Imports nothing else from alk_fhir, so any face can use it.
 
     store = open_store(Settings.from_env().database_url)
-    result = store.put_document(bundle, author_org="urn:oid:2.16.528.1.1007.3.3|12345678",
+    result = store.put_document(bundle, identifier=(system, value),  # the document's Bundle.identifier
+                                author_org="urn:oid:2.16.528.1.1007.3.3|12345678",
                                 recipients=[...], patient_identifiers=["http://fhir.nl/fhir/NamingSystem/bsn|..."])
     store.get_document(result.id, visible_to=caller_org)
 """

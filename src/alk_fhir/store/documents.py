@@ -9,7 +9,9 @@ not have filled from an earlier response) stores nothing and answers with the cu
 
 Each version records who may see it (its author organisation and its recipients) and the patient
 identifiers it is about, so the access rules and the searches are one SQL query each. Organisation
-strings are opaque to the store (the callers use ``system|value`` of the organisation identifier).
+strings are opaque to the store (the callers use ``system|value`` of the organisation identifier),
+and so is the document identifier: the caller reads it from the Bundle
+(``alk_fhir.fhir.document_identifier``) and passes it in, so the store imports nothing of FHIR.
 """
 
 from __future__ import annotations
@@ -72,17 +74,12 @@ def _check_len(text: str, what: str) -> None:
         raise InvalidRecord(f"{what} is longer than {TOKEN_MAX} characters")
 
 
-def document_identifier(bundle: dict[str, Any]) -> tuple[str, str]:
-    """Bundle.identifier (system, value) of a document Bundle (R4 bdl-9 requires both)."""
-    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
-        raise InvalidRecord("not a Bundle resource")
-    if bundle.get("type") != "document":
-        raise InvalidRecord(f"Bundle.type must be 'document', got {bundle.get('type')!r}")
-    ident = bundle.get("identifier")
-    system = ident.get("system") if isinstance(ident, dict) else None
-    value = ident.get("value") if isinstance(ident, dict) else None
+def _identifier(identifier: tuple[str, str]) -> tuple[str, str]:
+    """The document identifier (system, value) the caller read from Bundle.identifier (R4 bdl-9
+    requires both; ``alk_fhir.fhir.document_identifier`` reads it): both non-empty, within the columns."""
+    system, value = identifier if isinstance(identifier, tuple) and len(identifier) == 2 else (None, None)
     if not isinstance(system, str) or not system or not isinstance(value, str) or not value:
-        raise InvalidRecord("Bundle.identifier must have a system and a value")
+        raise InvalidRecord("the document identifier must have a system and a value")
     _check_len(system, "Bundle.identifier.system")
     _check_len(value, "Bundle.identifier.value")
     return system, value
@@ -136,18 +133,22 @@ def put_document(
     session: Session,
     bundle: dict[str, Any],
     *,
+    identifier: tuple[str, str],
     author_org: str,
     recipients: Sequence[str],
     patient_identifiers: Sequence[str],
     now: datetime | None = None,
 ) -> PutResult:
-    """Store ``bundle`` as the next version of its document, unless its content is unchanged.
+    """Store ``bundle`` as the next version of the document ``identifier`` names (its
+    Bundle.identifier system and value, read by the caller), unless its content is unchanged.
 
     Concurrency: the document row is created with INSERT … ON CONFLICT DO NOTHING and then locked
     (SELECT … FOR UPDATE on PostgreSQL; on SQLite the write transaction already holds the database
     lock), so concurrent writers of one document queue and each sees the others' versions.
     """
-    system, value = document_identifier(bundle)
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        raise InvalidRecord("not a Bundle resource")
+    system, value = _identifier(identifier)
     if not isinstance(author_org, str) or not author_org:
         raise InvalidRecord("author_org is required")
     _check_len(author_org, "author_org")

@@ -33,10 +33,10 @@ class Store:
         self.engine.dispose()
 
     # Documents
-    def put_document(self, bundle: dict[str, Any], *, author_org: str, recipients: Sequence[str],
-                     patient_identifiers: Sequence[str]) -> PutResult:
+    def put_document(self, bundle: dict[str, Any], *, identifier: tuple[str, str], author_org: str,
+                     recipients: Sequence[str], patient_identifiers: Sequence[str]) -> PutResult:
         return run_write(self.engine, lambda s: documents.put_document(
-            s, bundle, author_org=author_org, recipients=recipients,
+            s, bundle, identifier=identifier, author_org=author_org, recipients=recipients,
             patient_identifiers=patient_identifiers))
 
     def get_document(self, doc_id: str, version: int | str | None = None, *,

@@ -22,6 +22,7 @@ from alk_fhir.store.db import InvalidRecord
 from alk_fhir.store.models import SeenJti
 
 PURGE_INTERVAL = 60  # seconds between sweeps of expired ids: housekeeping, not correctness
+MAX_EXPIRES_AT = 2**63 - 1  # BigInteger
 
 
 def remember_jti(session: Session, key: str, expires_at: int, *, now: int | None = None,
@@ -35,13 +36,17 @@ def remember_jti(session: Session, key: str, expires_at: int, *, now: int | None
     """
     if not isinstance(key, str) or not key:
         raise InvalidRecord("jti key is required")
+    if isinstance(expires_at, bool) or not isinstance(expires_at, int) or not 0 <= expires_at <= MAX_EXPIRES_AT:
+        # The column is a signed 64-bit integer: say so here rather than as an OverflowError
+        # (SQLite) or NumericValueOutOfRange (PostgreSQL) in the middle of a request.
+        raise InvalidRecord(f"jti expiry must be an integer in 0..{MAX_EXPIRES_AT}, got {expires_at!r}")
     current = int(time.time()) if now is None else now
     if purge:
         session.execute(delete(SeenJti).where(SeenJti.expires_at <= current))
     digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
     connection = session.connection()  # Core execution: the ORM path tripled the cost of this hot statement
     statement = _upsert(connection.dialect.name)
-    row = connection.execute(statement, {"key_hash": digest, "expires_at": int(expires_at), "now": current}).first()
+    row = connection.execute(statement, {"key_hash": digest, "expires_at": expires_at, "now": current}).first()
     return row is not None
 
 

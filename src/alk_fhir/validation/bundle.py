@@ -22,16 +22,15 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from alk_fhir.fhir import REFERENCE, RESOURCE_TYPE
 from alk_fhir.validation.outcome import Issue
 from alk_fhir.validation.run import Run
 
-RESTFUL = re.compile(
-    r"^(?P<base>(?:https?://[^?#]*?/)?)(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-.]{1,64})"
-    r"(?:/_history/[A-Za-z0-9\-.]{1,64})?$")
+RESTFUL = re.compile(f"^{REFERENCE.pattern}$")  # alk_fhir.fhir's pattern, anchored for .match()
 
 # A conditional reference (R4 http.html "Transaction Processing Rules"): only in a transaction, where
 # the server replaces it by the one resource the search finds.
-CONDITIONAL = re.compile(r"(?P<type>[A-Z][A-Za-z]+)\?[^#\s]+")
+CONDITIONAL = re.compile(rf"(?P<type>{RESOURCE_TYPE.pattern})\?[^#\s]+")
 
 Conformance = Callable[[dict[str, Any], str, Run], list[Issue]]
 

@@ -1,0 +1,49 @@
+"""FHIR plumbing every face shares: id and reference patterns, OperationOutcome, the one JSON body
+reader, the URL transport rule and the document identifier (architecture.md, module ``fhir``).
+
+One helper for one job: a face that needs one of these imports it from here, never writes its own.
+"""
+
+from __future__ import annotations
+
+from alk_fhir.fhir.body import MAX_BODY, MAX_DEPTH, BodyError, parse_json, read_body, read_json, shallow_enough
+from alk_fhir.fhir.document import document_identifier
+from alk_fhir.fhir.ids import (
+    FHIR_ID,
+    ID_SCHEMA_PATTERN,
+    REFERENCE,
+    RELATIVE_REFERENCE,
+    RESOURCE_TYPE,
+    Reference,
+    parse_reference,
+    reference_schema_pattern,
+)
+from alk_fhir.fhir.outcome import FHIR_JSON, OUTCOME_SYSTEM, issue_code, operation_outcome, outcome_details
+from alk_fhir.fhir.transport import LOOPBACK_HOSTS, is_secure_transport, require_secure_transport
+
+__all__ = [
+    "FHIR_ID",
+    "FHIR_JSON",
+    "ID_SCHEMA_PATTERN",
+    "LOOPBACK_HOSTS",
+    "MAX_BODY",
+    "MAX_DEPTH",
+    "OUTCOME_SYSTEM",
+    "REFERENCE",
+    "RELATIVE_REFERENCE",
+    "RESOURCE_TYPE",
+    "BodyError",
+    "Reference",
+    "document_identifier",
+    "is_secure_transport",
+    "issue_code",
+    "operation_outcome",
+    "outcome_details",
+    "parse_json",
+    "parse_reference",
+    "read_body",
+    "read_json",
+    "reference_schema_pattern",
+    "require_secure_transport",
+    "shallow_enough",
+]

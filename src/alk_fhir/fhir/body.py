@@ -1,0 +1,109 @@
+"""The one reader of JSON request bodies, used by every endpoint that takes one.
+
+Bounded before anything is buffered: a declared ``Content-Length`` above the limit is refused
+before a byte is read, and the body is streamed with the limit applied as it arrives (a chunked
+body has no length to check), so a 400 MB request costs the server at most the limit plus one
+chunk. JSON nested deeper than :data:`MAX_DEPTH` is refused too: the recursive walks of
+validation, rules and rendering would otherwise hit Python's recursion limit on it.
+
+Refusals are :class:`BodyError` (413 too large, 415 not JSON by its Content-Type, 400 not JSON
+or too deep, 400 when the client went away mid-body). Each face renders them in its own error
+shape on top: ``api.outcome.read_json_body`` as a FHIR OperationOutcome, ``cds.routes`` as the
+CDS error body.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import ClientDisconnect, Request
+
+from alk_fhir.fhir.outcome import operation_outcome
+
+MAX_BODY = 20 * 1024 * 1024  # bytes; module-level so that tests can lower it
+MAX_DEPTH = 128  # a Bundle of QuestionnaireResponses with ten levels of nested items stays under 60
+JSON_TYPES = frozenset({"application/fhir+json", "application/json", "application/json+fhir", ""})
+
+
+class BodyError(Exception):
+    """Why a request body was refused: an HTTP status, an R4 IssueType and a text for the caller."""
+
+    def __init__(self, status: int, code: str, diagnostics: str) -> None:
+        super().__init__(diagnostics)
+        self.status = status
+        self.code = code
+        self.diagnostics = diagnostics
+
+    def outcome(self) -> dict[str, Any]:
+        return operation_outcome("error", self.code, self.diagnostics)
+
+
+def _too_large(limit: int) -> BodyError:
+    return BodyError(413, "too-long", f"request body larger than {limit} bytes")
+
+
+async def read_body(request: Request, limit: int | None = None) -> bytearray:
+    """The raw body, at most ``limit`` bytes (default :data:`MAX_BODY`); BodyError 413 beyond it,
+    decided from ``Content-Length`` before reading when the client declared one."""
+    cap = MAX_BODY if limit is None else limit
+    declared = request.headers.get("content-length", "").strip()
+    if declared.isdigit() and int(declared) > cap:
+        raise _too_large(cap)
+    body = bytearray()
+    try:
+        async for chunk in request.stream():
+            if len(body) + len(chunk) > cap:
+                raise _too_large(cap)
+            body += chunk
+    except ClientDisconnect:
+        raise BodyError(400, "incomplete", "the client closed the connection before the body was complete") \
+            from None
+    return body
+
+
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def read_json(request: Request, *, limit: int | None = None, send: str = "application/fhir+json") -> Any:
+    """The body as JSON; BodyError 415 for a Content-Type other than JSON (none counts as JSON),
+    413 when too large, 400 when it is not JSON or nests deeper than :data:`MAX_DEPTH`.
+    ``send`` is the media type the 415 text recommends."""
+    ctype = media_type(request)
+    if ctype not in JSON_TYPES:
+        raise BodyError(415, "not-supported", f"unsupported Content-Type {ctype}; send {send}")
+    return parse_json(await read_body(request, limit))
+
+
+def parse_json(raw: bytes | bytearray | str) -> Any:
+    """``json.loads`` with the depth guard; BodyError 400 for anything that is not usable JSON."""
+    try:
+        value = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BodyError(400, "structure", f"request body is not JSON: {exc}") from None
+    except RecursionError:
+        raise _too_deep() from None
+    if not shallow_enough(value):
+        raise _too_deep()
+    return value
+
+
+def _too_deep() -> BodyError:
+    return BodyError(400, "structure", f"request body nests deeper than {MAX_DEPTH} levels: not a FHIR resource "
+                     "we accept (the recursive walks of validation, rules and rendering stop there)")
+
+
+def shallow_enough(node: Any, max_depth: int = MAX_DEPTH) -> bool:
+    """True when no JSON array or object in ``node`` is nested deeper than ``max_depth`` (iterative:
+    the check itself must not recurse)."""
+    stack = [(node, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > max_depth:
+            return False
+        if type(item) is dict:
+            stack.extend((v, depth + 1) for v in item.values() if type(v) is dict or type(v) is list)
+        elif type(item) is list:
+            stack.extend((v, depth + 1) for v in item if type(v) is dict or type(v) is list)
+    return True
