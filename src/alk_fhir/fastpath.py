@@ -464,6 +464,13 @@ class _Compiler:
         return fn, BOOL
 
 
+def _type_specifier(node: dict[str, Any]) -> str:
+    """The type name in ``ofType(Name)``: the parser gives a member invocation of that identifier."""
+    while node.get("children") and node["type"] != "Identifier":
+        node = node["children"][0]
+    return _identifier(node) if node["type"] == "Identifier" else ""
+
+
 def _identifier(node: dict[str, Any]) -> str:
     text = node["terminalNodeText"][0] if node.get("terminalNodeText") else node.get("text", "")
     return str(text).strip("`")
@@ -471,3 +478,399 @@ def _identifier(node: dict[str, Any]) -> str:
 
 def _unescape(s: str) -> str:
     return re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t", "r": "\r", "f": "\f"}.get(m.group(1), m.group(1)), s)
+
+
+# ---- record expressions (the facts of Library/alk-facts) ---------------------------------------
+# Fact definitions read EHR records whose element types vary (a union of Conditions from the list and
+# from EpisodeOfCare.diagnosis, ``answer.value`` of any type, ``performed`` as dateTime or Period), so
+# they are compiled without static types: navigation follows the JSON (a choice element ``onset`` is
+# found as ``onsetDateTime``/``onsetPeriod``…, using the R4 model's choice names), and comparisons
+# decide at run time between numbers, FHIR dates/dateTimes (compared at their common precision, empty
+# when undecided, FHIRPath §6.1.5) and strings. The few FHIR-specific functions the facts need
+# (``memberOf``, ``resolve``, and our ``namesMemberOf``) are supplied by the caller, so that this
+# module stays free of terminology and of the record index. tests/test_facts.py evaluates every fact
+# of the package with fhirpathpy (given the same functions) over every example record and requires the
+# same values.
+
+_DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?(?:Z|[+-]\d{2}:\d{2})?)?)?)?$")
+_CALENDAR_UNITS = {"year": "year", "years": "year", "month": "month", "months": "month", "week": "week",
+                   "weeks": "week", "day": "day", "days": "day", "'a'": "year", "'mo'": "month", "'wk'": "week",
+                   "'d'": "day"}
+_CHOICE_SUFFIXES: dict[str, tuple[str, ...]] = {}
+for _path, _types in _CHOICES.items():
+    _name = _path.rsplit(".", 1)[-1]
+    _CHOICE_SUFFIXES[_name] = tuple(sorted(set(_CHOICE_SUFFIXES.get(_name, ())) | {t[:1].upper() + t[1:] for t in _types}))
+# ofType() of a primitive, decided on the JSON value (a record's JSON carries no type names)
+_PRIMITIVE_TEST: dict[str, Callable[[Any], bool]] = {
+    "dateTime": lambda v: isinstance(v, str) and _DATE.match(v) is not None,
+    "date": lambda v: isinstance(v, str) and _DATE.match(v) is not None and "T" not in v,
+    "instant": lambda v: isinstance(v, str) and _DATE.match(v) is not None and "T" in v,
+    "string": lambda v: isinstance(v, str),
+    "boolean": lambda v: type(v) is bool,
+    "integer": lambda v: type(v) is int,
+    "decimal": lambda v: type(v) in (int, float, Decimal),
+}
+
+HostFunction = Callable[[list[Any], list[Any], dict[str, Any]], list[Any]]
+
+
+class Quantity:
+    """A FHIRPath quantity; only calendar durations are needed (``12 months``, ``1 year``)."""
+
+    __slots__ = ("unit", "value")
+
+    def __init__(self, value: Decimal, unit: str) -> None:
+        self.value, self.unit = value, unit
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Quantity) and (self.value, self.unit) == (other.value, other.unit)
+
+    def __hash__(self) -> int:
+        return hash((self.value, self.unit))
+
+    def __repr__(self) -> str:
+        return f"{self.value} {self.unit}"
+
+
+def _date_parts(value: Any) -> tuple[int, ...] | None:
+    if not isinstance(value, str):
+        return None
+    m = _DATE.match(value)
+    if m is None:
+        return None
+    return tuple(int(g) for g in m.groups() if g is not None)
+
+
+def _compare_dates(a: tuple[int, ...], b: tuple[int, ...]) -> int | None:
+    """-1/0/1, or None when the common precision cannot decide (FHIRPath §6.1.5, no timezone shift)."""
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            return -1 if x < y else 1
+    return 0 if len(a) == len(b) else None
+
+
+def _shift(value: str, quantity: Quantity, sign: int) -> str | None:
+    parts = _date_parts(value)
+    if parts is None or quantity.value != int(quantity.value):
+        return None
+    n = int(quantity.value) * sign
+    year, month, day = parts[0], parts[1] if len(parts) > 1 else None, parts[2] if len(parts) > 2 else None
+    unit = quantity.unit
+    if unit == "year":
+        year += n
+    elif unit == "month":
+        if month is None:
+            return None
+        total = year * 12 + (month - 1) + n
+        year, month = divmod(total, 12)
+        month += 1
+    elif unit in ("week", "day"):
+        if day is None or month is None:
+            return None
+        from datetime import date as _d
+        from datetime import timedelta as _td
+        shifted = _d(year, month, day) + _td(days=n * (7 if unit == "week" else 1))
+        year, month, day = shifted.year, shifted.month, shifted.day
+    else:
+        return None
+    if not 1 <= year <= 9999:
+        return None
+    if day is not None and month is not None:
+        import calendar
+        day = min(day, calendar.monthrange(year, month)[1])
+    out = f"{year:04d}"
+    if month is not None:
+        out += f"-{month:02d}"
+    if day is not None:
+        out += f"-{day:02d}"
+    return out + value[10:] if len(value) > 10 and day is not None else out
+
+
+def _dyn_navigate(items: list[Any], name: str) -> list[Any]:
+    out: list[Any] = []
+    suffixes = _CHOICE_SUFFIXES.get(name)
+    for item in items:
+        if type(item) is not dict:
+            continue
+        value = item.get(name)
+        if value is None and suffixes:
+            for suffix in suffixes:
+                value = item.get(name + suffix)
+                if value is not None:
+                    break
+        if value is None:
+            continue
+        if type(value) is list:
+            out.extend(v for v in value if v is not None)
+        else:
+            out.append(value)
+    return out
+
+
+def _dyn_compare(x: Any, y: Any) -> int | None:
+    if type(x) is bool or type(y) is bool or isinstance(x, NoValue) or isinstance(y, NoValue):
+        return None
+    if isinstance(x, (int, float, Decimal)) and isinstance(y, (int, float, Decimal)):
+        a, b = _num(x), _num(y)
+        return 0 if a == b else -1 if a < b else 1
+    if isinstance(x, str) and isinstance(y, str):
+        dx, dy = _date_parts(x), _date_parts(y)
+        if dx is not None and dy is not None:
+            return _compare_dates(dx, dy)
+        if dx is None and dy is None:
+            return 0 if x == y else -1 if x < y else 1
+    return None
+
+
+def _dyn_eq(a: Any, b: Any) -> bool | None:
+    if isinstance(a, str) and isinstance(b, str) and a != b:
+        da, db = _date_parts(a), _date_parts(b)
+        if da is not None and db is not None:
+            c = _compare_dates(da, db)
+            return None if c is None else c == 0
+    return _eq(a, b)
+
+
+def compile_record_expression(expression: str, variables: set[str], functions: dict[str, HostFunction]) -> Fn:
+    """Closures for a fact definition; raises ``Unsupported`` (with the reason) outside the subset, so
+    that a package using more of FHIRPath is refused at start-up rather than evaluated slowly."""
+    tree = parse(expression)
+    fn, _ = _RecordCompiler(None, {v: "" for v in variables}, functions).expr(tree["children"][0], None)
+    return fn
+
+
+class _RecordCompiler(_Compiler):
+    def __init__(self, resource_type: str | None, variables: dict[str, str],
+                 functions: dict[str, HostFunction]) -> None:
+        super().__init__(resource_type, variables)
+        self.functions = functions
+
+    def _ExternalConstantTerm(self, node: dict[str, Any], scope: str | None) -> tuple[Fn, str | None]:
+        ident = node["children"][0]["children"][0]
+        name = str(ident["terminalNodeText"][0] if ident.get("terminalNodeText") else ident.get("text", "")).strip("`")
+        if name not in self.variables:
+            raise Unsupported(f"%{name} is not declared")
+
+        def variable(focus: list[Any], env: dict[str, Any]) -> list[Any]:
+            value = env.get(name)
+            return list(value) if isinstance(value, list) else [] if value is None else [value]
+        return variable, None
+
+    def _LiteralTerm(self, node: dict[str, Any], scope: str | None) -> tuple[Fn, str | None]:
+        lit = node["children"][0]
+        kind = lit["type"]
+        if kind in ("DateTimeLiteral", "DateLiteral"):
+            text = lit["terminalNodeText"][0][1:]
+            if _date_parts(text) is None:
+                raise Unsupported(f"date literal {text}")
+            return (lambda focus, env: [text]), None
+        if kind == "QuantityLiteral":
+            q = lit["children"][0]
+            value = Decimal(q["terminalNodeText"][0])
+            unit_node = q["children"][0] if q.get("children") else None
+            unit_text = ""
+            if unit_node is not None:
+                unit_text = (unit_node.get("terminalNodeText") or [""])[0] or (
+                    unit_node["children"][0]["terminalNodeText"][0] if unit_node.get("children") else "")
+            unit = _CALENDAR_UNITS.get(unit_text)
+            if unit is None:
+                raise Unsupported(f"quantity unit {unit_text}")
+            quantity = Quantity(value, unit)
+            return (lambda focus, env: [quantity]), None
+        fn, _ = super()._LiteralTerm(node, scope)
+        return fn, None
+
+    def _InvocationTerm(self, node: dict[str, Any], scope: str | None) -> tuple[Fn, str | None]:
+        inner = node["children"][0]
+        if inner["type"] == "TotalInvocation":
+            return (lambda focus, env: list(env.get("$total", []))), None
+        if inner["type"] == "ThisInvocation":
+            return (lambda focus, env: focus), None
+        if inner["type"] == "MemberInvocation":
+            name = _identifier(inner["children"][0])
+            # a leading type name (``Condition.code``) filters the focus by type, as FHIRPath says
+            if name[:1].isupper():
+                return (lambda focus, env: [i for i in focus if type(i) is dict and i.get("resourceType") == name]), None
+            return (lambda focus, env: _dyn_navigate(focus, name)), None
+        return self._invoke(inner, lambda focus, env: focus, None, None)
+
+    def _invoke(self, inv: dict[str, Any], left: Fn, ltype: str | None,
+                scope: str | None) -> tuple[Fn, str | None]:
+        if inv["type"] == "MemberInvocation":
+            name = _identifier(inv["children"][0])
+            return (lambda focus, env: _dyn_navigate(left(focus, env), name)), None
+        return super()._invoke(inv, left, ltype, scope)
+
+    def _function(self, name: str, params: list[dict[str, Any]], left: Fn, ltype: str | None,
+                  scope: str | None) -> tuple[Fn, str | None]:
+        n = len(params)
+        if name in self.functions:
+            host = self.functions[name]
+            args = [self.expr(p, None)[0] for p in params]
+
+            def call(focus: list[Any], env: dict[str, Any]) -> list[Any]:
+                return host(left(focus, env), [a(focus, env) for a in args], env)
+            return call, None
+        if name == "select" and n == 1:
+            proj, _ = self.expr(params[0], None)
+            return (lambda focus, env: [v for i in left(focus, env) for v in proj([i], env)]), None
+        if name == "repeat" and n == 1:
+            step, _ = self.expr(params[0], None)
+
+            def repeat(focus: list[Any], env: dict[str, Any]) -> list[Any]:
+                out: list[Any] = []
+                todo = left(focus, env)
+                while todo:
+                    found = [v for i in todo for v in step([i], env)]
+                    new = [v for v in found if not any(v is o for o in out)]
+                    out.extend(new)
+                    todo = new
+                return out
+            return repeat, None
+        if name == "distinct" and n == 0:
+            def distinct(focus: list[Any], env: dict[str, Any]) -> list[Any]:
+                out: list[Any] = []
+                for v in left(focus, env):
+                    if not any(_eq(v, o) for o in out):
+                        out.append(v)
+                return out
+            return distinct, None
+        if name == "ofType" and n == 1:
+            type_name = _type_specifier(params[0])
+            test = _PRIMITIVE_TEST.get(type_name)
+            if test is None:
+                if not type_name[:1].isupper():
+                    raise Unsupported(f"ofType({type_name})")
+                return (lambda focus, env: [i for i in left(focus, env)
+                                            if type(i) is dict and i.get("resourceType") == type_name]), None
+            return (lambda focus, env: [i for i in left(focus, env) if test(i)]), None
+        if name == "iif" and n in (2, 3):
+            cond, _ = self.expr(params[0], None)
+            then, _ = self.expr(params[1], None)
+            other = self.expr(params[2], None)[0] if n == 3 else (lambda focus, env: [])
+
+            def iif(focus: list[Any], env: dict[str, Any]) -> list[Any]:
+                return then(focus, env) if _truth(cond(focus, env)) is True else other(focus, env)
+            return (lambda focus, env: iif(left(focus, env), env)), None
+        if name == "aggregate" and n in (1, 2):
+            step, _ = self.expr(params[0], None)
+            init = self.expr(params[1], None)[0] if n == 2 else None
+
+            def aggregate(focus: list[Any], env: dict[str, Any]) -> list[Any]:
+                total = init(focus, env) if init else []
+                for item in left(focus, env):
+                    total = step([item], {**env, "$total": total})
+                return total
+            return aggregate, None
+        if name in ("lower", "upper") and n == 0:
+            def case(focus: list[Any], env: dict[str, Any]) -> list[Any]:
+                items = left(focus, env)
+                if len(items) != 1 or not isinstance(items[0], str):
+                    return []
+                return [items[0].lower() if name == "lower" else items[0].upper()]
+            return case, None
+        if name in ("where", "exists", "all") and n == 1:
+            crit, _ = self.expr(params[0], None)
+            if name == "where":
+                return (lambda focus, env: [i for i in left(focus, env) if crit([i], env) == [True]]), None
+            if name == "exists":
+                return (lambda focus, env: [any(crit([i], env) == [True] for i in left(focus, env))]), BOOL
+            return (lambda focus, env: [all(crit([i], env) == [True] for i in left(focus, env))]), BOOL
+        if name in ("first", "last") and n == 0:
+            return (lambda focus, env: left(focus, env)[:1] if name == "first" else left(focus, env)[-1:]), None
+        if name in ("startsWith", "endsWith", "contains", "matches") and n == 1:
+            arg, _ = self.expr(params[0], None)
+            return self._string_fn(name, left, arg), BOOL
+        if name in ("intersect", "combine", "exclude") and n == 1:
+            other, _ = self.expr(params[0], scope)
+            return self._collection_fn(name, left, other), None
+        if name in ("exists", "empty", "count", "not", "hasValue") and n == 0:
+            return super()._function(name, params, left, ltype, scope)
+        raise Unsupported(f"function {name}/{n}")
+
+    def _EqualityExpression(self, node: dict[str, Any], scope: str | None) -> tuple[Fn, str | None]:
+        op = node["terminalNodeText"][0]
+        if op not in ("=", "!="):
+            raise Unsupported(op)
+        left, _ = self.expr(node["children"][0], scope)
+        right, _ = self.expr(node["children"][1], scope)
+
+        def equal(focus: list[Any], env: dict[str, Any]) -> list[Any]:
+            a, b = left(focus, env), right(focus, env)
+            if not a or not b:
+                return []
+            if len(a) != len(b):
+                return [op == "!="]
+            results = [_dyn_eq(x, y) for x, y in zip(a, b, strict=True)]
+            if any(r is False for r in results):
+                return [op == "!="]
+            if any(r is None for r in results):
+                return []
+            return [op == "="]
+        return equal, BOOL
+
+    def _InequalityExpression(self, node: dict[str, Any], scope: str | None) -> tuple[Fn, str | None]:
+        op = node["terminalNodeText"][0]
+        left, _ = self.expr(node["children"][0], scope)
+        right, _ = self.expr(node["children"][1], scope)
+        accept: dict[str, Callable[[int], bool]] = {
+            "<": lambda c: c < 0, ">": lambda c: c > 0, "<=": lambda c: c <= 0, ">=": lambda c: c >= 0}
+        test = accept[op]
+
+        def fn(focus: list[Any], env: dict[str, Any]) -> list[Any]:
+            a, b = left(focus, env), right(focus, env)
+            if not a or not b:
+                return []
+            if len(a) > 1 or len(b) > 1:
+                raise ValueError("comparison of collections")
+            c = _dyn_compare(a[0], b[0])
+            return [] if c is None else [test(c)]
+        return fn, BOOL
+
+    def _AdditiveExpression(self, node: dict[str, Any], scope: str | None) -> tuple[Fn, str | None]:
+        op = node["terminalNodeText"][0]
+        if op not in ("+", "-"):
+            raise Unsupported(op)
+        left, _ = self.expr(node["children"][0], scope)
+        right, _ = self.expr(node["children"][1], scope)
+        sign = 1 if op == "+" else -1
+
+        def fn(focus: list[Any], env: dict[str, Any]) -> list[Any]:
+            a, b = left(focus, env), right(focus, env)
+            if len(a) != 1 or len(b) != 1:
+                return []
+            x, y = a[0], b[0]
+            if isinstance(y, Quantity) and isinstance(x, str):
+                shifted = _shift(x, y, sign)
+                return [] if shifted is None else [shifted]
+            if type(x) in (int, Decimal) and type(y) in (int, Decimal):
+                return [x + y if sign == 1 else x - y]
+            return []
+        return fn, None
+
+    def _MembershipExpression(self, node: dict[str, Any], scope: str | None) -> tuple[Fn, str | None]:
+        op = node["terminalNodeText"][0]
+        left, _ = self.expr(node["children"][0], scope)
+        right, _ = self.expr(node["children"][1], scope)
+        item_fn, coll_fn = (left, right) if op == "in" else (right, left)
+
+        def fn(focus: list[Any], env: dict[str, Any]) -> list[Any]:
+            item = item_fn(focus, env)
+            if not item:
+                return []
+            if len(item) > 1:
+                raise ValueError(f"'{op}' with more than one item")
+            return [any(_eq(item[0], c) for c in coll_fn(focus, env))]
+        return fn, BOOL
+
+    def _UnionExpression(self, node: dict[str, Any], scope: str | None) -> tuple[Fn, str | None]:
+        left, _ = self.expr(node["children"][0], scope)
+        right, _ = self.expr(node["children"][1], scope)
+
+        def fn(focus: list[Any], env: dict[str, Any]) -> list[Any]:
+            out: list[Any] = []
+            for v in left(focus, env) + right(focus, env):
+                if not any(v is o or (type(v) is not dict and _eq(v, o)) for o in out):
+                    out.append(v)
+            return out
+        return fn, None

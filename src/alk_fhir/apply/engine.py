@@ -27,7 +27,7 @@ from typing import Any
 from fhir.resources.R4B import get_fhir_model_class
 
 from alk_fhir import fhirpath
-from alk_fhir.context import FACT_NAMES, PatientContext, build_context
+from alk_fhir.context import PatientContext, build_context, compile_facts
 from alk_fhir.context.fhirdata import JSON
 from alk_fhir.criteria import Assessment, assess, assessment_observation
 from alk_fhir.knowledge import CANONICAL_BASE, CONCEPTS_SYSTEM, BrokenPackage, Package
@@ -156,13 +156,9 @@ def _declared_facts(pkg: Package, plan: JSON) -> dict[str, str]:
     """The facts (name -> FHIR type) the plan's Libraries declare as input parameters."""
     declared: dict[str, str] = {}
     for ref in plan.get("library", []):
-        lib = pkg.resolve(ref)
-        if lib is None:
+        if pkg.resolve(ref) is None:
             raise BrokenPackage(f"PlanDefinition/{plan['id']}: library {ref} not in the package")
-        declared |= {p["name"]: str(p.get("type", "")) for p in lib.get("parameter", []) if p.get("use") == "in"}
-    missing = set(declared) - set(FACT_NAMES)
-    if missing:
-        raise BrokenPackage(f"facts declared but not computed by alk_fhir.context: {sorted(missing)}")
+        declared |= compile_facts(pkg, ref).types
     return declared
 
 
@@ -239,7 +235,6 @@ def run(engine: Engine, data: Any, today: date, *, plan: str = DEFAULT_PLAN, hoo
     if ctx.subject_reference is None:
         raise NoSubject("the data hold no Patient and no subject was given: $apply is for one patient")
     assessment = assess(ctx, engine.package)
-    ctx.facts.update(assessment.facts())
     return apply_plan(engine, plan, ctx, assessment, hook=hook, practitioner=practitioner)
 
 

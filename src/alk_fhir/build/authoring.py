@@ -13,6 +13,7 @@ prove the published JSON is in sync with its source.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -199,6 +200,56 @@ def _concept_index(resources: list[dict[str, Any]]) -> dict[str, dict[str, dict[
     return out
 
 
+_PLACEHOLDER = re.compile(r"\{\{(%[A-Za-z0-9_]+|memberOf:[a-z0-9-]+)\}\}")
+FACTS_LIBRARY = canonical("Library", "alk-facts")
+
+
+def _fact_literal(library: dict[str, Any], name: str, where: str) -> str:
+    for param in library.get("parameter", []):
+        if param.get("name") == name:
+            for ext in param.get("extension", []):
+                if ext.get("url") == "http://hl7.org/fhir/StructureDefinition/cqf-expression":
+                    return str(ext["valueExpression"]["expression"])
+    raise AuthoringError(f"{where}: {{{{%{name}}}}} names no parameter of Library alk-facts")
+
+
+def _valueset_predicate(by_url: dict[str, dict[str, Any]], vs_id: str, where: str) -> str:
+    """A standard FHIRPath predicate on a Coding for an enumerated/prefix ValueSet, so that a form
+    renderer without a terminology server (SDC pre-population) tests the same codes as the engine."""
+    vs = by_url.get(canonical("ValueSet", vs_id))
+    if vs is None:
+        raise AuthoringError(f"{where}: {{{{memberOf:{vs_id}}}}} names no ValueSet of the package")
+    terms = []
+    for inc in vs.get("compose", {}).get("include", []):
+        system = inc.get("system")
+        if not system or inc.get("valueSet"):
+            raise AuthoringError(f"{where}: ValueSet {vs_id} cannot be written as a FHIRPath predicate")
+        if inc.get("concept"):
+            codes = " or ".join(f"code = '{c['code']}'" for c in inc["concept"])
+            terms.append(f"(system = '{system}' and ({codes}))")
+        for flt in inc.get("filter", []):
+            terms.append(f"(system = '{system}' and code.startsWith('{flt['value']}'))")
+    return "coding.where(" + " or ".join(terms) + ").exists()"
+
+
+def _fill_from_facts(node: Any, by_url: dict[str, dict[str, Any]], where: str) -> None:
+    """Questionnaire expressions take the Library's numbers and the package's ValueSets at build time
+    (``{{%name}}``, ``{{memberOf:valueset-id}}``): the form pre-fills with the same definitions the
+    engine decides with, written once."""
+    if isinstance(node, list):
+        for item in node:
+            _fill_from_facts(item, by_url, where)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            if key == "expression" and isinstance(value, str) and "{{" in value:
+                library = by_url.get(FACTS_LIBRARY, {})
+                node[key] = _PLACEHOLDER.sub(
+                    lambda m: f"({_fact_literal(library, m.group(1)[1:], where)})" if m.group(1).startswith("%")
+                    else _valueset_predicate(by_url, m.group(1).split(":", 1)[1], where), value)
+            else:
+                _fill_from_facts(value, by_url, where)
+
+
 def build(src: Path, snapshotter: Snapshotter | None) -> dict[str, str]:
     """All files of the package, name -> text, in memory."""
     resources: list[dict[str, Any]] = []
@@ -209,6 +260,9 @@ def build(src: Path, snapshotter: Snapshotter | None) -> dict[str, str]:
         if res["resourceType"] != "StructureDefinition":
             fill_displays(res, concepts, f"{res['resourceType']}/{res['id']}")
     by_url = {r["url"]: r for r in resources if "url" in r}
+    for res in resources:
+        if res["resourceType"] == "Questionnaire":
+            _fill_from_facts(res, by_url, f"Questionnaire/{res['id']}")
     if snapshotter is not None:
         done: dict[str, dict[str, Any]] = {}
 

@@ -23,6 +23,7 @@ def apply(bundle: Path, plan: str | None, today: str | None, practitioner: str |
     from alk_fhir.apply import NoSubject, load_engine, pinned_day, run
     from alk_fhir.apply.engine import DEFAULT_PLAN
     from alk_fhir.knowledge import load_package
+    from alk_fhir.context.facts import facts_as_json
 
     try:
         data = json.loads(bundle.read_text(encoding="utf-8"))
@@ -45,6 +46,6 @@ def apply(bundle: Path, plan: str | None, today: str | None, practitioner: str |
     except NoSubject as exc:
         raise click.ClickException(f"{bundle}: {exc} (add the Patient resource to the Bundle)") from exc
     if explain:
-        click.echo(json.dumps({"facts": result.context.facts, "trace": result.trace,
+        click.echo(json.dumps({"facts": facts_as_json(result.context.facts), "trace": result.trace,
                                "issues": result.context.issues}, indent=2, ensure_ascii=False), err=True)
     sys.stdout.write(json.dumps(result.as_bundle(), indent=2, ensure_ascii=False) + "\n")

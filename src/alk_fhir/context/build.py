@@ -19,6 +19,7 @@ from alk_fhir.knowledge import Package
 USED_TYPES: dict[str, tuple[str, ...]] = {
     "Patient": (),
     "Condition": ("code",),
+    "EpisodeOfCare": ("status",),
     "MedicationStatement": ("status",),
     "MedicationRequest": ("status",),
     "Medication": (),
@@ -52,12 +53,16 @@ class PatientContext:
     issues: list[JSON] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
     evidence: dict[str, list[JSON]] = field(default_factory=dict)
+    # id() of a '#id' Reference object inside a resource -> the contained resource it names
+    local: dict[int, JSON] = field(default_factory=dict)
 
     def of_type(self, resource_type: str) -> list[JSON]:
         return self.by_type.get(resource_type, [])
 
     def resolve(self, ref: Any, contained_in: JSON | None = None) -> JSON | None:
         if isinstance(ref, dict) and isinstance(ref.get("reference"), str) and ref["reference"].startswith("#"):
+            if contained_in is None:
+                return self.local.get(id(ref))
             local = ref["reference"][1:]
             for res in as_list(as_dict(contained_in).get("contained")):
                 if isinstance(res, dict) and res.get("id") == local:
@@ -72,6 +77,23 @@ class PatientContext:
 
     def add_evidence(self, fact: str, res: JSON) -> None:
         self.evidence.setdefault(fact, []).append({"reference": resource_key(res)})
+
+
+def _index_contained(ctx: PatientContext, res: JSON) -> None:
+    """Remember which contained resource each local reference of ``res`` names (FHIR references.html#contained)."""
+    contained = {c.get("id"): c for c in as_list(res.get("contained")) if isinstance(c, dict)}
+    if not contained:
+        return
+    todo: list[Any] = [v for k, v in res.items() if k != "contained"]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, list):
+            todo.extend(node)
+        elif isinstance(node, dict):
+            ref = node.get("reference")
+            if isinstance(ref, str) and ref.startswith("#") and ref[1:] in contained:
+                ctx.local[id(node)] = contained[ref[1:]]
+            todo.extend(node.values())
 
 
 def resources_of(data: Any) -> list[Any]:
@@ -96,7 +118,7 @@ def _issue(severity: str, code: str, text: str, where: str) -> JSON:
 def build_context(data: Iterable[Any] | JSON, pkg: Package, today: date,
                   draft_orders: Any = None, patient_id: str | None = None) -> PatientContext:
     """Index the resources and compute the facts declared in Library/alk-facts."""
-    from alk_fhir.context.facts import compute_facts
+    from alk_fhir.context.facts import compute_facts  # facts builds on this module's PatientContext
 
     ctx = PatientContext(today=today, patient=None)
     items = resources_of(data if isinstance(data, dict) else list(data))
@@ -123,11 +145,16 @@ def build_context(data: Iterable[Any] | JSON, pkg: Package, today: date,
             res = {**res, "id": f"anon-{i}"}
         ctx.by_type.setdefault(rtype, []).append(res)
         ctx.by_key[resource_key(res)] = res
+        if "contained" in res:
+            _index_contained(ctx, res)
     patients = ctx.of_type("Patient")
     if patient_id:
         ctx.patient = ctx.by_key.get(f"Patient/{patient_id}") or {"resourceType": "Patient", "id": patient_id}
     elif patients:
         ctx.patient = patients[0]
     ctx.draft_orders = [r for r in resources_of(draft_orders) if isinstance(r, dict)]
+    for res in ctx.draft_orders:
+        if "contained" in res:
+            _index_contained(ctx, res)
     compute_facts(ctx, pkg)
     return ctx

@@ -1,280 +1,214 @@
-"""The facts declared in Library/alk-facts, computed from a PatientContext.
+"""The facts of Library ``alk-facts``, compiled once per package and evaluated per record.
 
-Which code counts as what is decided by the package's ValueSets (alk-conditions,
-alk-risk-medication, …), never by code lists here; this module only knows FHIR structure.
-Operational thresholds the guideline leaves open are stated where they are used: in the
-PlanDefinition's conditions, visible to every reader of the package.
+Nothing clinical is decided here. The Library holds, for every fact, its FHIRPath definition over
+the record (extension ``cqf-expression`` on the parameter), its type, and for the numbers the
+guideline leaves open the operationalisation text; its ``dataRequirement``s name the record's
+resource lists (``%conditions``, ``%procedures`` …). This module only compiles the definitions
+(``fastpath.compile_record_expression``, once), hands them the record as those lists, and supplies the
+FHIR functions the definitions call: ``resolve()`` over the record (contained resources included),
+``memberOf()`` and ``namesMemberOf()`` over the package's terminology. A definition outside the
+compiled FHIRPath subset, or naming a variable that is neither a data requirement, a built-in nor an
+earlier fact, stops start-up (``BrokenPackage``).
 """
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+import re
+from decimal import Decimal
+from dataclasses import dataclass
 from typing import Any
 
+from alk_fhir import fastpath
 from alk_fhir.context.build import PatientContext
-from alk_fhir.context.fhirdata import (
-    JSON,
-    as_dict,
-    as_list,
-    code_of,
-    codings,
-    effective_date,
-    has_code,
-    months_between,
-    parse_date,
-    resource_key,
-    walk_answers,
-)
-from alk_fhir.knowledge import CANONICAL_BASE, CONCEPTS_SYSTEM, Package
+from alk_fhir.context.fhirdata import JSON, resource_key
+from alk_fhir.knowledge import CANONICAL_BASE, BrokenPackage, Package
+from alk_fhir.knowledge.valuesets import fold
 
-VS = f"{CANONICAL_BASE}/ValueSet/"
-Q = f"{CANONICAL_BASE}/Questionnaire/"
-CRITERIA_Q = Q + "alk-criteria"
-MODEL_Q = Q + "alk-explanatory-model"
-AMBIT_Q = Q + "alk-ambit-grid"
-ADMISSION_Q = Q + "alk-admission-goals"
-
-FACT_NAMES = (
-    "hasAlk", "assessmentDone", "persistentAlk", "failedTreatmentCount", "profileFeatureCount",
-    "activeMedicationCount", "riskMedicationCount", "opioidCount", "benzodiazepineCount",
-    "draftMedicationCount", "draftRiskMedicationCount", "somaticDiagnosticsCount",
-    "psychiatricDiagnosticsCount", "monthsSinceSomaticWorkup", "monthsSincePsychiatricWorkup",
-    "psychiatricComorbidity", "careContactCount12m", "hasCaseCoordinator", "coordinatorCount",
-    "hasExplanatoryModel", "perpetuatingFactorCount", "hasStepPlan", "hasAmbitGrid",
-    "hasAdmissionGoals", "newSomaticComplaint", "insufficientlyInvestigated", "reassuranceWish",
-    "noClearExplanation", "disagreementChaos", "admissionConsidered", "moreThanAlk", "wishToDie",
-    "consentConsultation",
-)
-
-# Criteria-questionnaire booleans that become facts directly (linkId -> fact).
-SITUATION_FACTS = {
-    "new-somatic-complaint": "newSomaticComplaint",
-    "insufficiently-investigated": "insufficientlyInvestigated",
-    "reassurance-wish": "reassuranceWish",
-    "no-clear-explanation": "noClearExplanation",
-    "disagreement-chaos": "disagreementChaos",
-    "admission-considered": "admissionConsidered",
-    "more-than-alk": "moreThanAlk",
-    "wish-to-die": "wishToDie",
-    "consent-consultation": "consentConsultation",
-}
-FAILED_OUTCOMES = ("outcome-no-effect", "outcome-worsened", "outcome-not-completed", "outcome-never-started")
-_INACTIVE_CONDITION = {"inactive", "remission", "resolved"}
-_EXCLUDED_VERIFICATION = {"refuted", "entered-in-error"}
+FACTS_LIBRARY = f"{CANONICAL_BASE}/Library/alk-facts"
+CQF_EXPRESSION = "http://hl7.org/fhir/StructureDefinition/cqf-expression"
+OPERATIONALISATION = f"{CANONICAL_BASE}/StructureDefinition/alk-operationalisation"
+# What the caller supplies besides the record: the day the rules run for, and the hook's draft orders.
+BUILTINS = ("today", "draftOrders")
+_VARIABLE = re.compile(r"%([A-Za-z][A-Za-z0-9_]*)")
+_SINGLETON_TYPES = {"boolean", "integer", "decimal", "date", "dateTime", "code", "string", "Duration"}
+_CTX, _TERM = " ctx", " terminology"  # env keys no FHIRPath %name can reach
 
 
-def is_active_condition(res: JSON) -> bool:
-    clinical = {c.get("code") for c in codings(res.get("clinicalStatus"))}
-    verification = {c.get("code") for c in codings(res.get("verificationStatus"))}
-    return not (clinical & _INACTIVE_CONDITION) and not (verification & _EXCLUDED_VERIFICATION)
+@dataclass(frozen=True)
+class Fact:
+    name: str
+    type: str
+    many: bool
+    expression: str
+    run: fastpath.Fn
+    uses: frozenset[str]
+    documentation: str
+    operationalisation: dict[str, str] | None  # {"nl": …, "en": …} for the numbers we chose
 
 
-def medication_codings(ctx: PatientContext, res: JSON) -> list[JSON]:
-    if "medicationCodeableConcept" in res:
-        return codings(res["medicationCodeableConcept"])
-    med = ctx.resolve(res.get("medicationReference"), contained_in=res)
-    return codings(med.get("code")) if med else []
+@dataclass(frozen=True)
+class FactProgram:
+    facts: tuple[Fact, ...]
+    requirements: dict[str, str]  # data requirement id -> resource type
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.facts)
+
+    @property
+    def types(self) -> dict[str, str]:
+        return {f.name: f.type for f in self.facts}
+
+    def fact(self, name: str) -> Fact:
+        for f in self.facts:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    def requirements_of(self, names: set[str] | frozenset[str]) -> set[str]:
+        """The data requirements the given facts read, through the facts they read."""
+        by_name = {f.name: f for f in self.facts}
+        todo, seen, out = list(names), set(), set()
+        while todo:
+            name = todo.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            if name in self.requirements or name in BUILTINS:
+                out.add(name)
+            elif name in by_name:
+                todo.extend(by_name[name].uses)
+        return out
 
 
-def medication_key(ctx: PatientContext, res: JSON) -> str:
-    """One product counts once even when both a statement and a prescription name it."""
-    for c in medication_codings(ctx, res):
-        if c.get("code"):
-            return f"{c.get('system')}|{c['code']}"
-    concept = as_dict(res.get("medicationCodeableConcept"))
-    return str(concept.get("text") or as_dict(res.get("medicationReference")).get("reference") or resource_key(res))
+def _texts(extension: JSON) -> dict[str, str]:
+    return {str(e.get("url")): str(e.get("valueString", "")) for e in extension.get("extension", [])
+            if e.get("url") in ("nl", "en")}
 
 
-def active_medications(ctx: PatientContext) -> list[JSON]:
-    meds = [r for r in ctx.of_type("MedicationStatement") if r.get("status") in ("active", "intended")]
-    meds += [r for r in ctx.of_type("MedicationRequest")
-             if r.get("status") == "active" and r.get("intent") in ("order", "plan", "original-order", None)]
-    seen: dict[str, JSON] = {}
-    for res in meds:
-        seen.setdefault(medication_key(ctx, res), res)
-    return list(seen.values())
-
-
-def latest_response(ctx: PatientContext, questionnaire: str) -> JSON | None:
-    """The newest completed/amended response to one of our Questionnaires (any version)."""
-    found = [r for r in ctx.of_type("QuestionnaireResponse")
-             if r.get("status") in ("completed", "amended")
-             and str(r.get("questionnaire", "")).split("|")[0] == questionnaire]
-    return max(found, key=lambda r: str(r.get("authored", ""))) if found else None
-
-
-def answers(response: JSON | None) -> dict[str, list[JSON]]:
-    out: dict[str, list[JSON]] = {}
-    if response:
-        for link, answer in walk_answers(response.get("item")):
-            out.setdefault(link, []).append(answer)
+def _resolve(items: list[Any], args: list[list[Any]], env: dict[str, Any]) -> list[Any]:
+    ctx: PatientContext = env[_CTX]
+    out = []
+    for item in items:
+        found = ctx.resolve(item) if isinstance(item, dict) else None
+        if found is not None:
+            out.append(found)
     return out
 
 
-def answer_bool(found: dict[str, list[JSON]], link: str) -> bool | None:
-    for answer in found.get(link, []):
-        if isinstance(answer.get("valueBoolean"), bool):
-            return bool(answer["valueBoolean"])
-    return None
+def _codings(item: Any) -> list[JSON]:
+    if not isinstance(item, dict):
+        return []
+    if "coding" in item:
+        return [c for c in item["coding"] if isinstance(c, dict)] if isinstance(item["coding"], list) else []
+    return [item] if "code" in item else []
 
 
-def answer_code(found: dict[str, list[JSON]], link: str) -> str | None:
-    for answer in found.get(link, []):
-        coding = answer.get("valueCoding")
-        if isinstance(coding, dict) and coding.get("system") == CONCEPTS_SYSTEM:
-            return str(coding.get("code"))
-    return None
+def _member_of(items: list[Any], args: list[list[Any]], env: dict[str, Any]) -> list[Any]:
+    if not items or not args or len(args[0]) != 1:
+        return []
+    url, term = str(args[0][0]), env[_TERM]
+    return [any(term.member(url, c.get("system"), c.get("code")) for i in items for c in _codings(i)
+                if isinstance(c.get("system"), str) and isinstance(c.get("code"), str))]
 
 
-def answer_date(found: dict[str, list[JSON]], link: str) -> date | None:
-    for answer in found.get(link, []):
-        value = parse_date(answer.get("valueDate") or answer.get("valueDateTime"))
-        if value:
-            return value
-    return None
+def _names_member_of(items: list[Any], args: list[list[Any]], env: dict[str, Any]) -> list[Any]:
+    if not items or not args or len(args[0]) != 1:
+        return []
+    pattern = env[_TERM].names(str(args[0][0]))
+    return [pattern is not None and any(isinstance(s, str) and pattern.search(fold(s)) for s in items)]
 
 
-def answer_int(found: dict[str, list[JSON]], link: str) -> int | None:
-    for answer in found.get(link, []):
-        value = answer.get("valueInteger")
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-            return value
-    return None
+HOST_FUNCTIONS: dict[str, fastpath.HostFunction] = {
+    "resolve": _resolve, "memberOf": _member_of, "namesMemberOf": _names_member_of}
 
 
-def is_psychiatric(res: JSON) -> bool:
-    return has_code(res.get("category"), CONCEPTS_SYSTEM, "diagnostics-psychiatric")
+def compile_facts(pkg: Package, library: str = FACTS_LIBRARY) -> FactProgram:
+    """The Library's facts, in order, compiled (once per package: cached on it)."""
+    cached = pkg.compiled.get(f"facts|{library}")
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    lib = pkg.resolve(library)
+    if lib is None or lib.get("resourceType") != "Library":
+        raise BrokenPackage(f"no Library {library} in the package")
+    requirements = {str(r.get("id")): str(r.get("type")) for r in lib.get("dataRequirement", []) if r.get("id")}
+    known = set(requirements) | set(BUILTINS)
+    facts = []
+    for param in lib.get("parameter", []):
+        name = str(param.get("name"))
+        where = f"Library/{lib['id']} parameter {name}"
+        expressions = [e["valueExpression"] for e in param.get("extension", []) if e.get("url") == CQF_EXPRESSION]
+        if len(expressions) != 1 or expressions[0].get("language") != "text/fhirpath":
+            raise BrokenPackage(f"{where}: needs exactly one cqf-expression in text/fhirpath")
+        text = str(expressions[0].get("expression", ""))
+        uses = frozenset(_VARIABLE.findall(text))
+        unknown = uses - known
+        if unknown:
+            raise BrokenPackage(f"{where}: uses {sorted(unknown)}, neither a data requirement, a built-in "
+                                "nor a fact defined before it")
+        try:
+            run = fastpath.compile_record_expression(text, known, HOST_FUNCTIONS)
+        except fastpath.Unsupported as exc:
+            raise BrokenPackage(f"{where}: outside the FHIRPath the engine compiles ({exc})") from exc
+        except Exception as exc:  # the parser's own errors
+            raise BrokenPackage(f"{where}: cannot parse {text!r}: {exc}") from exc
+        op = next((e for e in param.get("extension", []) if e.get("url") == OPERATIONALISATION), None)
+        ftype = str(param.get("type", ""))
+        facts.append(Fact(name, ftype, param.get("max", "1") == "*" or ftype not in _SINGLETON_TYPES, text, run,
+                          uses, str(param.get("documentation", "")), _texts(op) if op else None))
+        known.add(name)
+    program = FactProgram(tuple(facts), requirements)
+    pkg.compiled[f"facts|{library}"] = program
+    return program
 
 
-def alk_treatments(ctx: PatientContext, pkg: Package) -> list[JSON]:
-    return [r for r in ctx.of_type("Procedure")
-            if r.get("status") != "entered-in-error"
-            and pkg.any_in_valueset(VS + "alk-treatments", codings(r.get("code")))]
+def compute_facts(ctx: PatientContext, pkg: Package, program: FactProgram | None = None) -> None:
+    """Evaluate every fact over the context's record; resource-valued facts become the evidence."""
+    program = program or compile_facts(pkg)
+    env: dict[str, Any] = {_CTX: ctx, _TERM: pkg.terminology, "today": ctx.today.isoformat(),
+                           "draftOrders": ctx.draft_orders}
+    for req, rtype in program.requirements.items():
+        env[req] = ctx.of_type(rtype)
+    focus = [ctx.patient] if ctx.patient else []
+    facts: dict[str, Any] = {}
+    for fact in program.facts:
+        value = fact.run(focus, env)
+        env[fact.name] = value
+        if fact.many:
+            facts[fact.name] = value
+            refs = [{"reference": resource_key(v)} for v in value
+                    if isinstance(v, dict) and "resourceType" in v and "id" in v]
+            if refs:
+                ctx.evidence[fact.name] = refs
+        else:
+            facts[fact.name] = value[0] if len(value) == 1 else value
+    ctx.facts = facts
 
 
-def treatment_outcome(res: JSON) -> str | None:
-    return code_of(res.get("outcome"), CONCEPTS_SYSTEM)
+def operationalisations(pkg: Package) -> list[tuple[str, Any, dict[str, str]]]:
+    """(fact, its value, its operationalisation text) for every number the package chose."""
+    program = compile_facts(pkg)
+    out = []
+    for fact in program.facts:
+        if fact.operationalisation is not None:
+            value = fact.run([], {"today": "2000-01-01"}) if not fact.uses else []
+            out.append((fact.name, value[0] if len(value) == 1 else value, fact.operationalisation))
+    return out
 
 
-RECORD_FACTS = tuple(n for n in FACT_NAMES if n not in ("assessmentDone", "persistentAlk", "profileFeatureCount"))
-
-
-def compute_facts(ctx: PatientContext, pkg: Package) -> None:
-    """Every fact that the record alone decides (see RECORD_FACTS)."""
-    f: dict[str, Any] = {}
-    today = ctx.today
-
-    criteria = latest_response(ctx, CRITERIA_Q)
-    crit = answers(criteria)
-
-    conditions = [r for r in ctx.of_type("Condition") if is_active_condition(r)]
-    alk_conditions = [r for r in conditions if pkg.any_in_valueset(VS + "alk-conditions", codings(r.get("code")))]
-    for r in alk_conditions:
-        ctx.add_evidence("hasAlk", r)
-    f["hasAlk"] = bool(alk_conditions) or answer_bool(crit, "alk-present") is True
-    psych = [r for r in conditions if pkg.any_in_valueset(VS + "alk-psychiatric-conditions", codings(r.get("code")))]
-    for r in psych:
-        ctx.add_evidence("psychiatricComorbidity", r)
-    f["psychiatricComorbidity"] = bool(psych)
-
-    meds = active_medications(ctx)
-    # The record counts what it holds; a clinician's answer (pre-filled from the EHR the form ran in)
-    # counts when our data holds fewer, e.g. $apply called with the questionnaire response only.
-    answered = answer_int(crit, "active-medication-count")
-    f["activeMedicationCount"] = max(len(meds), answered or 0)
-    if criteria and answered is not None and answered > len(meds):
-        ctx.add_evidence("activeMedicationCount", criteria)
-    for fact, vs in (("riskMedicationCount", "alk-risk-medication"), ("opioidCount", "alk-opioids"),
-                     ("benzodiazepineCount", "alk-benzodiazepines")):
-        hits = [m for m in meds if pkg.any_in_valueset(VS + vs, medication_codings(ctx, m))]
-        f[fact] = len(hits)
-        for m in hits:
-            ctx.add_evidence(fact, m)
-    drafts = [r for r in ctx.draft_orders if r.get("resourceType") in ("MedicationRequest", "MedicationStatement")]
-    f["draftMedicationCount"] = len(drafts)
-    f["draftRiskMedicationCount"] = sum(
-        1 for d in drafts if pkg.any_in_valueset(VS + "alk-risk-medication", medication_codings(ctx, d)))
-
-    treatments = alk_treatments(ctx, pkg)
-    failed = [t for t in treatments if treatment_outcome(t) in FAILED_OUTCOMES]
-    f["failedTreatmentCount"] = len(failed)
-    for t in failed:
-        ctx.add_evidence("failedTreatmentCount", t)
-
-    treatment_keys = {resource_key(t) for t in treatments}
-    diagnostics = [r for r in ctx.of_type("Procedure") + ctx.of_type("DiagnosticReport")
-                   if resource_key(r) not in treatment_keys and r.get("status") in
-                   ("completed", "final", "amended", "corrected", "appended", "preliminary")]
-    psychiatric = [r for r in diagnostics if is_psychiatric(r)]
-    somatic = [r for r in diagnostics if not is_psychiatric(r)]
-    f["somaticDiagnosticsCount"] = len(somatic)
-    f["psychiatricDiagnosticsCount"] = len(psychiatric)
-    f["monthsSinceSomaticWorkup"] = _months_since(today, somatic, answer_date(crit, "last-somatic-workup"))
-    f["monthsSincePsychiatricWorkup"] = _months_since(today, psychiatric, answer_date(crit, "last-psychiatric-workup"))
-
-    since = today - timedelta(days=365)
-    contacts = [e for e in ctx.of_type("Encounter") if e.get("status") not in ("cancelled", "entered-in-error")
-                and (d := effective_date(e)) is not None and since <= d <= today]
-    f["careContactCount12m"] = len(contacts)
-
-    coordinators = current_coordinators(ctx)
-    f["coordinatorCount"] = len(coordinators)
-    f["hasCaseCoordinator"] = bool(coordinators)
-
-    model = latest_response(ctx, MODEL_Q)
-    f["hasExplanatoryModel"] = model is not None
-    f["perpetuatingFactorCount"] = sum(
-        len([a for a in found if str(a.get("valueString", "")).strip()])
-        for link, found in answers(model).items() if link.endswith("-perpetuating"))
-    f["hasStepPlan"] = any(
-        p.get("status") in ("draft", "active", "on-hold")
-        and has_code(p.get("category"), CONCEPTS_SYSTEM, "step-plan")
-        for p in ctx.of_type("CarePlan"))
-    f["hasAmbitGrid"] = latest_response(ctx, AMBIT_Q) is not None
-    f["hasAdmissionGoals"] = latest_response(ctx, ADMISSION_Q) is not None
-
-    for link, fact in SITUATION_FACTS.items():
-        f[fact] = answer_bool(crit, link) is True
-    if not f["consentConsultation"]:
-        consents = [c for c in ctx.of_type("Consent") if consent_covers(c, "consent-consultation", today)]
-        f["consentConsultation"] = bool(consents)
-        for c in consents:
-            ctx.add_evidence("consentConsultation", c)
-
-    # assessmentDone, persistentAlk and profileFeatureCount are the criteria module's to add.
-    ctx.facts = f
-
-
-def _months_since(today: date, events: list[JSON], answered: date | None) -> int | list[Any]:
-    dates = [d for d in (effective_date(e) for e in events) if d is not None]
-    if answered:
-        dates.append(answered)
-    dates = [d for d in dates if d <= today]
-    return months_between(max(dates), today) if dates else []
-
-
-def current_coordinators(ctx: PatientContext) -> list[JSON]:
-    """Participants in the case-coordinator role of an active CareTeam whose period has not ended."""
-    found = []
-    for team in ctx.of_type("CareTeam"):
-        if team.get("status") != "active":
-            continue
-        for p in as_list(team.get("participant")):
-            if not isinstance(p, dict) or not has_code(p.get("role"), CONCEPTS_SYSTEM, "case-coordinator"):
-                continue
-            end = parse_date(as_dict(p.get("period")).get("end"))
-            if end is None or end >= ctx.today:
-                found.append(p)
-                ctx.add_evidence("hasCaseCoordinator", team)
-    return found
-
-
-def consent_covers(consent: JSON, concept: str, today: date) -> bool:
-    if consent.get("status") != "active" or not has_code(consent.get("category"), CONCEPTS_SYSTEM, concept):
-        return False
-    provision = consent.get("provision") or {}
-    if provision.get("type", "permit") != "permit":
-        return False
-    period = provision.get("period") or {}
-    start, end = parse_date(period.get("start")), parse_date(period.get("end"))
-    return (start is None or start <= today) and (end is None or today <= end)
+def facts_as_json(facts: dict[str, Any]) -> dict[str, Any]:
+    """The facts for people and logs: resources by reference, quantities as FHIR Quantities."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return resource_key(value) if "resourceType" in value else {
+                k: plain(v) for k, v in value.items() if k in ("linkId", "answer", "role", "member", "valueBoolean",
+                                                                "valueCoding", "valueString", "valueDate", "valueInteger")}
+        if isinstance(value, fastpath.Quantity):
+            return {"value": int(value.value) if value.value == int(value.value) else float(value.value),
+                    "unit": value.unit}
+        if isinstance(value, Decimal):
+            return float(value)
+        return value
+    return {name: plain(value) for name, value in facts.items()}

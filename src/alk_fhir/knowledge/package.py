@@ -40,6 +40,9 @@ class Package:
     by_canonical: dict[str, dict[str, Any]] = field(default_factory=dict)
     by_id: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     terminology: valuesets.Terminology = field(default_factory=valuesets.Terminology)
+    # what other modules compile from this package once (e.g. the facts of Library alk-facts), keyed
+    # by the compiling module: the package is immutable while loaded, so its derivations are too
+    compiled: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def name(self) -> str:

@@ -4,11 +4,18 @@ Membership is asked on every request (is this medication a risk medication? is t
 ALK-related?), so each ValueSet is compiled once into a set of exact (system, code) pairs plus a
 few hierarchical filters. ``is-a``/``descendent-of`` filters on ATC and ICD-10 are answered by code
 prefix: in both code systems a concept's code begins with the code of every ancestor
-(N02AA01 is-a N02AA is-a N02A; F45.0 is-a F45), so the prefix *is* the hierarchy.
+(N02AA01 is-a N02AA is-a N02A; F45.0 is-a F45), so the prefix *is* the hierarchy. ICPC-1-NL is the
+same: NHG sub-codes extend their rubric after a dot (P75.01 is-a P75), under its URI and its OID.
+
+Two more questions the facts ask (Library alk-facts): ``member`` follows ConceptMaps (an
+installation's G-Standaard → ATC table) from a coding to the codes it maps to, and ``names`` gives
+the substance names of a ValueSet's own concepts, for products coded only in the G-Standaard.
 """
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +23,11 @@ PREFIX_HIERARCHY_SYSTEMS = frozenset({
     "http://www.whocc.no/atc",
     "http://hl7.org/fhir/sid/icd-10",
     "http://hl7.org/fhir/sid/icd-10-nl",
+    "http://hl7.org/fhir/sid/icpc-1-nl",
+    "urn:oid:2.16.840.1.113883.2.4.4.31.1",
 })
+# ConceptMap equivalences under which a target code stands for the source (R4 concept-map-equivalence)
+_MAPPED = frozenset({"relatedto", "equivalent", "equal", "wider", "subsumes", "specializes"})
 
 
 class NotExpandable(ValueError):
@@ -44,6 +55,9 @@ class Terminology:
     # repeats the same few codes (ATC filters walk the hierarchy): asked once, remembered.
     _members: dict[tuple[str, str, str], bool] = field(default_factory=dict)
     _expansions: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    # (system, code) -> the (system, code)s ConceptMaps map it to
+    translations: dict[tuple[str, str], list[tuple[str, str]]] = field(default_factory=dict)
+    _names: dict[str, re.Pattern[str] | None] = field(default_factory=dict)
 
     @classmethod
     def from_resources(cls, resources: list[dict[str, Any]]) -> Terminology:
@@ -58,9 +72,47 @@ class Terminology:
                 term._parents[res["url"]] = parents
             elif res["resourceType"] == "ValueSet":
                 term.valuesets[res["url"]] = res
+            elif res["resourceType"] == "ConceptMap":
+                term.add_conceptmap(res)
         for url in term.valuesets:
             term._compile(url, ())
         return term
+
+    def add_conceptmap(self, conceptmap: dict[str, Any]) -> None:
+        for group in conceptmap.get("group", []):
+            source, target = group.get("source"), group.get("target")
+            for element in group.get("element", []):
+                for tgt in element.get("target", []):
+                    if tgt.get("equivalence", "equivalent") in _MAPPED and source and target and tgt.get("code"):
+                        self.translations.setdefault((source, element["code"]), []).append((target, tgt["code"]))
+        self._members.clear()
+
+    def member(self, valueset_url: str, system: str | None, code: str | None) -> bool:
+        """Membership of a coding or of any code a ConceptMap maps it to."""
+        if self.contains(valueset_url, system, code):
+            return True
+        if not system or not code:
+            return False
+        return any(self.contains(valueset_url, s, c) for s, c in self.translations.get((system, code), ()))
+
+    def names(self, valueset_url: str) -> re.Pattern[str] | None:
+        """One pattern matching, at a word start, the display or any designation of the ValueSet's own
+        (enumerated) concepts, case- and accent-insensitive; None when it has none."""
+        url = valueset_url.split("|", 1)[0]
+        if url not in self._names:
+            compiled = self._compiled.get(url)
+            if compiled is None:
+                raise KeyError(f"unknown ValueSet {valueset_url}")
+            found: set[str] = set()
+            for system, code in compiled.exact:
+                concept = self.concept(system, code)
+                if concept is None or concept.get("concept"):
+                    continue  # only leaves name a substance; a group's display names no product
+                found |= {fold(t) for t in [concept.get("display"), *(d.get("value") for d in concept.get(
+                    "designation", []))] if isinstance(t, str) and t.strip()}
+            self._names[url] = re.compile(r"(?<![a-z0-9])(?:" + "|".join(
+                re.escape(n) for n in sorted(found, key=len, reverse=True)) + ")") if found else None
+        return self._names[url]
 
     def concept(self, system: str, code: str) -> dict[str, Any] | None:
         return self._concepts.get(system, {}).get(code)
@@ -192,6 +244,11 @@ class Terminology:
         elif not exclude:
             compiled.whole_systems.add(system)
             compiled.expandable = False
+
+
+def fold(text: str) -> str:
+    """Lower case without accents ("Codeïne" -> "codeine"), for matching names."""
+    return "".join(c for c in unicodedata.normalize("NFKD", text.lower()) if not unicodedata.combining(c))
 
 
 def _flatten(concepts: list[dict[str, Any]], parent: str | None,
