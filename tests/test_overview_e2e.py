@@ -206,9 +206,9 @@ def test_gp_and_ggz_keep_the_overview_in_step(world: World) -> None:
     provenance = tmp / "provenance.json"
     sent = cli("send", str(gp_v1), "--recipient", GGZ_ORG, "--date", "2026-11-23", "--provenance", str(provenance),
                *exchange(world.gp_party, ggz))
-    assert "HTTP 201, stored as a new document" in sent.stdout
+    assert "stored as version 1 (HTTP 201" in sent.stdout
     again = cli("send", str(gp_v1), "--recipient", GGZ_ORG, "--date", "2026-11-23", *exchange(world.gp_party, ggz))
-    assert "HTTP 200" in again.stdout
+    assert "already there as version 1 (HTTP 200" in again.stdout
     record_of_send = json.loads(provenance.read_text())
     assert record_of_send["resourceType"] == "Provenance"
     assert record_of_send["target"][0]["identifier"] == json.loads(gp_v1.read_text())["identifier"]
@@ -278,8 +278,10 @@ def test_gp_and_ggz_keep_the_overview_in_step(world: World) -> None:
             sender.kill()
     watcher.join(timeout=10)
     assert sender.returncode == 0, "".join(stderr_lines)
-    assert "HTTP 200" in out  # a new version of a document the GGz already had
-    cli("send", str(gp_v3), "--recipient", GGZ_ORG, "--date", "2026-11-25", *exchange(world.gp_party, ggz))
+    assert "stored as version 2 (HTTP 200" in out  # a new version of a document the GGz already had
+    resent = cli("send", str(gp_v3), "--recipient", GGZ_ORG, "--date", "2026-11-25", "--format", "json",
+                 *exchange(world.gp_party, ggz))
+    assert json.loads(resent.stdout)["result"] == "already-there" and json.loads(resent.stdout)["versionId"] == "2"
     history = next(iter(versions(world.ggz_party, ggz).values()))
     assert [h["timestamp"] for h in history] == [T3, T1]  # v3 exactly once, on top of v1
 

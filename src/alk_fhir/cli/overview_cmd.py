@@ -196,10 +196,15 @@ def _logging() -> None:
 @click.option("--date", "day", default=None, help="the day the consent must hold (YYYY-MM-DD; default today)")
 @click.option("--provenance", type=click.Path(path_type=Path), default=None,
               help="write the Provenance of this send (who sent what when) to this file")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="text: one line for people; json: one object for scripts (result, versionId, id, location)")
 @_exchange_options
-def send(document: Path, recipient: str, day: str | None, provenance: Path | None, server: str, client_id: str,
-         private_key: Path, alg: str, max_wait: float) -> None:
-    """Send an overview DOCUMENT to a partner's FHIR server (conditional create, safe to repeat)."""
+def send(document: Path, recipient: str, day: str | None, provenance: Path | None, fmt: str, server: str,
+         client_id: str, private_key: Path, alg: str, max_wait: float) -> None:
+    """Send an overview DOCUMENT to a partner's FHIR server (conditional create, safe to repeat).
+
+    Says whether the partner stored it ("stored as version N") or already had this content
+    ("already there as version N")."""
     from alk_fhir.exchange import ExchangeError, document_provenance
     from alk_fhir.overview import ConsentRefused, composition_of, custodian_orgs, document_context
     from alk_fhir.overview.build import now_instant
@@ -234,9 +239,15 @@ def send(document: Path, recipient: str, day: str | None, provenance: Path | Non
         record = document_provenance(doc, sender_org=sender, recipient=recipient, when=now_instant(),
                                      location=result.location)
         _write(_dump(record), provenance)
-    state = "stored as a new document" if result.created else "accepted (new version, or already there)"
-    click.echo(f"{document}: sent to {server}: HTTP {result.status}, {state}: "
-               f"Bundle/{result.id or '?'} version {result.version_id or '?'}")
+    version = result.version_id or "?"
+    if fmt == "json":
+        click.echo(json.dumps({
+            "document": str(document), "server": server, "result": "stored" if result.stored else "already-there",
+            "status": result.status, "id": result.id, "versionId": result.version_id, "location": result.location,
+        }, ensure_ascii=False))
+        return
+    state = f"stored as version {version}" if result.stored else f"already there as version {version}"
+    click.echo(f"{document}: sent to {server}: {state} (HTTP {result.status}, Bundle/{result.id or '?'})")
 
 
 @overview.command()
