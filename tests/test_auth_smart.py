@@ -16,6 +16,7 @@ from fhir.resources.R4B.auditevent import AuditEvent
 from alk_fhir.auth import (
     AGB_SYSTEM,
     SCOPE_READ,
+    SCOPE_REPORT,
     SCOPE_WRITE,
     URA_SYSTEM,
     MemoryAuditSink,
@@ -132,7 +133,7 @@ def test_smart_configuration(env: Env, path: str) -> None:
     assert config["grant_types_supported"] == ["client_credentials"]
     assert config["token_endpoint_auth_methods_supported"] == ["private_key_jwt"]
     assert set(config["token_endpoint_auth_signing_alg_values_supported"]) == {"ES384", "RS384"}
-    assert set(config["scopes_supported"]) == {SCOPE_READ, SCOPE_WRITE}
+    assert set(config["scopes_supported"]) == {SCOPE_READ, SCOPE_WRITE, SCOPE_REPORT}
     assert "client-confidential-asymmetric" in config["capabilities"]
 
 

@@ -46,7 +46,7 @@ BACKENDS = [
         pytest.mark.skipif(not PG_URL, reason="ALK_FHIR_TEST_POSTGRES_URL is not set")]),
 ]
 OUR_TABLES = {"alk_document", "alk_document_version", "alk_document_org", "alk_document_patient",
-              "alk_cds_feedback", "alk_audit_event", "alk_seen_jti", VERSION_TABLE}
+              "alk_cds_feedback", "alk_audit_event", "alk_seen_jti", "alk_cds_card_shown", VERSION_TABLE}
 DOC_SYSTEM = "urn:ietf:rfc:3986"
 IDENT = (DOC_SYSTEM, "urn:uuid:doc-1")
 BSN = "http://fhir.nl/fhir/NamingSystem/bsn"
@@ -146,7 +146,7 @@ def test_migrates_an_empty_database_to_head_and_matches_the_models(database_url:
 
     opened = open_store(database_url)
     try:
-        assert current_revision(opened.engine) == head_revision() == "0001"
+        assert current_revision(opened.engine) == head_revision() == "0002"
         assert set(inspect(opened.engine).get_table_names()) >= OUR_TABLES
         with opened.engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})

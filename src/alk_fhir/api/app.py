@@ -16,7 +16,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from alk_fhir import __version__
-from alk_fhir.api import app_routes, apply_routes, knowledge_routes, overview_routes, validate_routes
+from alk_fhir.api import app_routes, apply_routes, knowledge_routes, overview_routes, report_routes, validate_routes
 from alk_fhir.api.capability import capability_statement
 from alk_fhir.api.outcome import (
     FHIRError,
@@ -89,6 +89,7 @@ def create_app(settings: Settings | None = None, package: Package | None = None)
         {"name": "apply", "definition": "http://hl7.org/fhir/OperationDefinition/PlanDefinition-apply"})
     app.include_router(validate_routes.install(app))
     app.include_router(overview_routes.install(app))
+    app.include_router(report_routes.install(app))  # learning loop: shown cards recorded, feedback report
     app.include_router(cds_router, dependencies=[Depends(CdsClientAuth())])  # every CDS call: client JWT
     app.include_router(app_routes.router)
     app.include_router(knowledge_routes.router)

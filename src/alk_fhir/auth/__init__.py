@@ -10,6 +10,7 @@ from alk_fhir.auth.dependencies import Principal, RequirePartner, audit_access
 from alk_fhir.auth.partners import (
     AGB_SYSTEM,
     SCOPE_READ,
+    SCOPE_REPORT,
     SCOPE_WRITE,
     URA_SYSTEM,
     Partner,
@@ -23,6 +24,7 @@ from alk_fhir.auth.state import AuthState, auth_state, install_auth_state
 __all__ = [
     "AGB_SYSTEM",
     "SCOPE_READ",
+    "SCOPE_REPORT",
     "SCOPE_WRITE",
     "URA_SYSTEM",
     "AuditSink",

@@ -29,7 +29,9 @@ AGB_SYSTEM = "http://fhir.nl/fhir/NamingSystem/agb-z"
 ORGANIZATION_SYSTEMS = (URA_SYSTEM, AGB_SYSTEM)
 SCOPE_WRITE = "system/Bundle.write"
 SCOPE_READ = "system/Bundle.read"
-SUPPORTED_SCOPES = (SCOPE_WRITE, SCOPE_READ)
+# The learning-loop reports (aggregate counts, no patient data): GET /report/feedback. Not a FHIR type on purpose.
+SCOPE_REPORT = "system/alk-report.read"
+SUPPORTED_SCOPES = (SCOPE_WRITE, SCOPE_READ, SCOPE_REPORT)
 _PRIVATE_JWK_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "k")
 
 

@@ -41,6 +41,7 @@ from alk_fhir.cds.request import HookRequest, parse_hook_request, selected_order
 from alk_fhir.cds.state import CdsState, cds_state
 from alk_fhir.cds.text import choose_language
 from alk_fhir.fhir import body as fhir_body
+from alk_fhir.shown import record_shown  # queues the cards for the store; no I/O here
 
 log = logging.getLogger("alk_fhir.cds")
 DATA_ISSUES_EXTENSION = "org.alk-fhir.data-issues"
@@ -141,7 +142,9 @@ async def call_service(request: Request) -> Response:
             resolved = await run_in_threadpool(resolve, hook, service, state.open_source)
         else:  # everything came in the prefetch: no thread hop on the hot path
             resolved = resolve(hook, service, state.open_source)
-        return json_response(answer(state, service, hook, resolved, lang))
+        body = answer(state, service, hook, resolved, lang)
+        record_shown(request.app, service.id, hook.hook_instance, body["cards"])  # learning loop (issue 13)
+        return json_response(body)
     except CdsError as exc:
         return error_response(exc)
 

@@ -8,16 +8,17 @@ lost a race), every read in a read-only session.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine
 
-from alk_fhir.store import audit, documents, feedback, replay
+from alk_fhir.store import audit, documents, feedback, learning, replay
 from alk_fhir.store.db import create_store_engine, migrate, read_session, run_write
 from alk_fhir.store.documents import PutResult, StoredDocument
 from alk_fhir.store.feedback import FeedbackRecord
+from alk_fhir.store.learning import DocumentVersionRecord, FeedbackFact, ShownCount
 
 
 class Store:
@@ -70,6 +71,24 @@ class Store:
                       since: datetime | None = None) -> list[FeedbackRecord]:
         with read_session(self.engine) as s:
             return feedback.list_feedback(s, service_id, card=card, since=since)
+
+    # The learning loop (issue 13): cards shown, feedback per card, every document version
+    def save_shown_cards(self, rows: Sequence[Mapping[str, str | None]]) -> int:
+        """Cards shown by CDS calls (``alk_fhir.shown`` hands them over); returns how many were new."""
+        return run_write(self.engine, lambda s: learning.save_shown_cards(s, rows))
+
+    def shown_counts(self, *, since: str | None = None) -> list[ShownCount]:
+        with read_session(self.engine) as s:
+            return learning.shown_counts(s, since=since)
+
+    def feedback_facts(self, *, since: str | None = None) -> list[FeedbackFact]:
+        with read_session(self.engine) as s:
+            return learning.feedback_facts(s, since=since)
+
+    def document_versions(self) -> Iterator[DocumentVersionRecord]:
+        """Every stored document version, oldest first per document, read in one snapshot."""
+        with read_session(self.engine) as s:
+            yield from learning.document_versions(s)
 
     # Audit
     def record_audit(self, event: dict[str, Any]) -> str:

@@ -30,6 +30,7 @@ VERSION_TABLE = "alk_fhir_alembic_version"
 # Limits checked in code before writing, so that PostgreSQL never raises a DataError mid-request.
 ID_MAX = 64
 TOKEN_MAX = 512
+SECTION_MAX = 32  # a guideline section code, e.g. "3.1"
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -146,3 +147,20 @@ class SeenJti(Base):
 
     key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class CdsCardShown(Base):
+    """One card a CDS call returned (issue 13, the learning loop): which service showed which card of
+    which guideline section and plan action, in which month. Deliberately nothing about the patient,
+    the user or the EHR: no hookInstance, no fhirServer, no exact time. ``card`` is the card's uuid,
+    the key CDS Hooks feedback names, so feedback can be counted per section and action."""
+
+    __tablename__ = "alk_cds_card_shown"
+    __table_args__ = (UniqueConstraint("service_id", "card"), Index(None, "month"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    service_id: Mapped[str] = mapped_column(String(TOKEN_MAX))
+    card: Mapped[str] = mapped_column(String(TOKEN_MAX))
+    section: Mapped[str | None] = mapped_column(String(SECTION_MAX))
+    action_id: Mapped[str | None] = mapped_column(String(ID_MAX))
+    month: Mapped[str] = mapped_column(String(7))  # YYYY-MM, UTC
