@@ -181,6 +181,13 @@ def _allowed_external_codes() -> set[tuple[str, str]]:
     allowed |= {(s, c) for c in icd for s in ("http://hl7.org/fhir/sid/icd-10", "http://hl7.org/fhir/sid/icd-10-nl")}
     atc = "http://www.whocc.no/atc"
     allowed |= {(atc, c) for c in re.findall(r"\b(N0\d[A-Z]{1,2}\d{0,2})\b", text)}
+    # the ICPC rubric table (ICPC-1-NL under its URI and its OID) and the R4 core example bindings
+    # (Procedure.outcome/category, ServiceRequest.category: SNOMED CT codes)
+    icpc = set(re.findall(r"^\| ([A-Z]\d\d) \| ", text, re.M))
+    allowed |= {(s, c) for c in icpc for s in ("http://hl7.org/fhir/sid/icpc-1-nl", "urn:oid:2.16.840.1.113883.2.4.4.31.1")}
+    for line in text.splitlines():
+        if re.match(r"^\| (Procedure|ServiceRequest)\.", line):
+            allowed |= {("http://snomed.info/sct", c) for c in re.findall(r"\b(\d{6,})\b", line)}
     return allowed
 
 

@@ -14,8 +14,8 @@ earlier fact, stops start-up (``BrokenPackage``).
 from __future__ import annotations
 
 import re
-from decimal import Decimal
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from alk_fhir import fastpath
@@ -25,6 +25,10 @@ from alk_fhir.knowledge import CANONICAL_BASE, BrokenPackage, Package
 from alk_fhir.knowledge.valuesets import fold
 
 FACTS_LIBRARY = f"{CANONICAL_BASE}/Library/alk-facts"
+VS = f"{CANONICAL_BASE}/ValueSet/"
+Q = f"{CANONICAL_BASE}/Questionnaire/"
+CRITERIA_Q, MODEL_Q, AMBIT_Q, ADMISSION_Q = (Q + "alk-criteria", Q + "alk-explanatory-model", Q + "alk-ambit-grid",
+                                              Q + "alk-admission-goals")
 CQF_EXPRESSION = "http://hl7.org/fhir/StructureDefinition/cqf-expression"
 OPERATIONALISATION = f"{CANONICAL_BASE}/StructureDefinition/alk-operationalisation"
 # What the caller supplies besides the record: the day the rules run for, and the hook's draft orders.
@@ -154,7 +158,7 @@ def compile_facts(pkg: Package, library: str = FACTS_LIBRARY) -> FactProgram:
             raise BrokenPackage(f"{where}: cannot parse {text!r}: {exc}") from exc
         op = next((e for e in param.get("extension", []) if e.get("url") == OPERATIONALISATION), None)
         ftype = str(param.get("type", ""))
-        facts.append(Fact(name, ftype, param.get("max", "1") == "*" or ftype not in _SINGLETON_TYPES, text, run,
+        facts.append(Fact(name, ftype, param.get("max", "1") == "*", text, run,
                           uses, str(param.get("documentation", "")), _texts(op) if op else None))
         known.add(name)
     program = FactProgram(tuple(facts), requirements)
@@ -174,14 +178,12 @@ def compute_facts(ctx: PatientContext, pkg: Package, program: FactProgram | None
     for fact in program.facts:
         value = fact.run(focus, env)
         env[fact.name] = value
-        if fact.many:
-            facts[fact.name] = value
+        facts[fact.name] = value if fact.many else value[0] if len(value) == 1 else value
+        if fact.type not in _SINGLETON_TYPES:
             refs = [{"reference": resource_key(v)} for v in value
                     if isinstance(v, dict) and "resourceType" in v and "id" in v]
             if refs:
                 ctx.evidence[fact.name] = refs
-        else:
-            facts[fact.name] = value[0] if len(value) == 1 else value
     ctx.facts = facts
 
 
@@ -196,6 +198,10 @@ def operationalisations(pkg: Package) -> list[tuple[str, Any, dict[str, str]]]:
     return out
 
 
+_SHOWN = ("linkId", "answer", "role", "member", "valueBoolean", "valueCoding", "valueString", "valueDate",
+          "valueInteger")
+
+
 def facts_as_json(facts: dict[str, Any]) -> dict[str, Any]:
     """The facts for people and logs: resources by reference, quantities as FHIR Quantities."""
     def plain(value: Any) -> Any:
@@ -203,8 +209,7 @@ def facts_as_json(facts: dict[str, Any]) -> dict[str, Any]:
             return [plain(v) for v in value]
         if isinstance(value, dict):
             return resource_key(value) if "resourceType" in value else {
-                k: plain(v) for k, v in value.items() if k in ("linkId", "answer", "role", "member", "valueBoolean",
-                                                                "valueCoding", "valueString", "valueDate", "valueInteger")}
+                k: plain(v) for k, v in value.items() if k in _SHOWN}
         if isinstance(value, fastpath.Quantity):
             return {"value": int(value.value) if value.value == int(value.value) else float(value.value),
                     "unit": value.unit}

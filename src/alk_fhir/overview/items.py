@@ -16,16 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alk_fhir.context import PatientContext
-from alk_fhir.context.facts import (
-    ADMISSION_Q,
-    AMBIT_Q,
-    MODEL_Q,
-    VS,
-    medication_codings,
-    treatment_outcome,
-)
-from alk_fhir.context.fhirdata import JSON, codings, has_code, parse_date, reference_key
-from alk_fhir.fhirpath import is_true
+from alk_fhir.context.facts import ADMISSION_Q, AMBIT_Q, MODEL_Q, VS
+from alk_fhir.context.fhirdata import JSON, codings, has_code, reference_key
 from alk_fhir.knowledge import CONCEPTS_SYSTEM, Package
 from alk_fhir.overview.text import (
     code_label,
@@ -38,8 +30,11 @@ from alk_fhir.overview.text import (
 ICD10 = "http://hl7.org/fhir/sid/icd-10"
 ICD10_NL = "http://hl7.org/fhir/sid/icd-10-nl"
 ATC = "http://www.whocc.no/atc"
-RISK_GROUPS = ("alk-opioids", "alk-benzodiazepines", "alk-gabapentinoids")
-POLYPHARMACY_ACTION = "draft-polypharmacy"
+# facts of Library alk-facts whose medications get a flag, and the ValueSet whose title names it
+RISK_FLAGS = (("opioids", "alk-opioids"), ("benzodiazepines", "alk-benzodiazepines"),
+              ("gabapentinoids", "alk-gabapentinoids"))
+# zib MedicationUse2 (mp-MedicationUse2, Nictiz MP9): the prescriber; informationSource is who told us
+PRESCRIBER_EXT = "http://nictiz.nl/fhir/StructureDefinition/ext-MedicationUse2.Prescriber"
 
 # Which answers of which questionnaire a section shows (None: all of them).
 SECTION_ANSWERS: dict[str, dict[str, frozenset[str] | None]] = {
@@ -144,9 +139,7 @@ def _diagnostic(res: JSON, pkg: Package) -> Item:
 
 
 def _treatment(res: JSON, pkg: Package) -> Item:
-    outcome = treatment_outcome(res)
-    effect = (pkg.terminology.display(CONCEPTS_SYSTEM, outcome) if outcome else None) or concept_text(
-        res.get("outcome"), pkg) or status_nl(res.get("status"))
+    effect = concept_text(res.get("outcome"), pkg) or status_nl(res.get("status"))
     return Item(f"Procedure/{res.get('id')}", (concept_text(res.get("code"), pkg), _event_date(res), effect),
                 comparable(res), kind="treatment")
 
@@ -171,25 +164,30 @@ def medication_start(res: JSON) -> str:
 
 
 def medication_prescriber(ctx: PatientContext, res: JSON) -> str:
+    """The prescriber: a request's requester; a statement's zib prescriber extension or the request it
+    derives from. Never ``informationSource``: that is who reported the use (often the patient)."""
     if res.get("resourceType") == "MedicationRequest":
         return reference_text(ctx, res.get("requester"))
+    for ext in res.get("extension") or []:
+        if isinstance(ext, dict) and ext.get("url") == PRESCRIBER_EXT and isinstance(ext.get("valueReference"), dict):
+            return reference_text(ctx, ext["valueReference"])
     for ref in res.get("derivedFrom") or []:
         source = ctx.resolve(ref)
         if source and source.get("resourceType") == "MedicationRequest" and source.get("requester"):
             return reference_text(ctx, source["requester"])
-    return reference_text(ctx, res.get("informationSource"))
+    source = res.get("informationSource")
+    kind = str(reference_key(source) or "").split("/")[0]
+    return reference_text(ctx, source) if kind in ("Practitioner", "PractitionerRole") else ""
 
 
 def risk_flags(ctx: PatientContext, res: JSON, pkg: Package) -> tuple[str, ...]:
-    """'risicomedicatie: opioïden' etc., named by the package's ValueSet titles."""
-    found = medication_codings(ctx, res)
+    """'risicomedicatie: opioïden' etc.: the facts decide, the package's ValueSet titles name them."""
     flags = []
-    for group in RISK_GROUPS:
-        url = VS + group
-        if pkg.any_in_valueset(url, found):
-            vs = pkg.resolve(url) or {}
+    for fact, group in RISK_FLAGS:
+        if any(m is res for m in ctx.facts.get(fact, [])):
+            vs = pkg.resolve(VS + group) or {}
             flags.append(f"risicomedicatie: {str(vs.get('title') or group).lower()}")
-    if not flags and pkg.any_in_valueset(VS + "alk-risk-medication", found):
+    if not flags and any(m is res for m in ctx.facts.get("riskMedications", [])):
         flags.append("risicomedicatie")
     return tuple(flags)
 
@@ -205,10 +203,8 @@ def _medication(ctx: PatientContext, res: JSON, pkg: Package) -> Item:
 
 
 def is_coordinator(participant: JSON, ctx: PatientContext) -> bool:
-    if not has_code(participant.get("role"), CONCEPTS_SYSTEM, "case-coordinator"):
-        return False
-    end = parse_date((participant.get("period") or {}).get("end"))
-    return end is None or end >= ctx.today
+    """A current case coordinator, as fact ``coordinators`` of Library alk-facts decides."""
+    return any(c is participant for c in ctx.facts.get("coordinators", []))
 
 
 def _care_team(ctx: PatientContext, res: JSON, pkg: Package) -> Iterator[Item]:
@@ -425,7 +421,7 @@ def section_items(key: str, entries: Iterable[JSON], ctx: PatientContext, pkg: P
             out.items.append(_other(res, pkg))
     if key == "medication":
         count = sum(1 for i in out.items if i.kind == "medication")
-        if polypharmacy(pkg, count):
+        if ctx.facts.get("polypharmacy") is True:  # Library alk-facts decides, with its threshold
             out.notes.append(f"Polyfarmacie: {count} middelen in gebruik. Saneer stapsgewijs, één middel "
                              "tegelijk (Handreiking §2.2).")
         risky = sum(1 for i in out.items if i.flags)
@@ -433,38 +429,3 @@ def section_items(key: str, entries: Iterable[JSON], ctx: PatientContext, pkg: P
             out.notes.append(f"Risicomedicatie: {risky} {'middel' if risky == 1 else 'middelen'} "
                              "(opioïden, benzodiazepinen of gabapentinoïden; Handreiking §2.2).")
     return out
-
-
-def polypharmacy(pkg: Package, active_count: int) -> bool:
-    """Polypharmacy as the guideline's plan decides it: the applicability condition of the
-    PlanDefinition action ``draft-polypharmacy`` ("already five or more active drugs"), evaluated
-    on the count, so the threshold lives in the package and nowhere else."""
-    expression = _polypharmacy_condition(pkg)
-    return is_true({}, expression, {"activeMedicationCount": active_count})
-
-
-def _polypharmacy_condition(pkg: Package) -> str:
-    cached: str | None = getattr(pkg, "_overview_polypharmacy", None)
-    if cached is not None:
-        return cached
-
-    def find(actions: Any) -> str | None:
-        for action in actions or []:
-            if not isinstance(action, dict):
-                continue
-            if action.get("id") == POLYPHARMACY_ACTION:
-                for condition in action.get("condition") or []:
-                    if condition.get("kind") == "applicability":
-                        return str((condition.get("expression") or {}).get("expression"))
-            found = find(action.get("action"))
-            if found:
-                return found
-        return None
-
-    for plan in pkg.of_type("PlanDefinition"):
-        expression = find(plan.get("action"))
-        if expression:
-            pkg._overview_polypharmacy = expression  # type: ignore[attr-defined]
-            return expression
-    raise LookupError(f"no PlanDefinition action {POLYPHARMACY_ACTION!r} with an applicability condition: "
-                      "the package cannot say what polypharmacy is")
