@@ -31,9 +31,13 @@ app:
 browser:
 	bash scripts/ensure-chromium.sh
 
-# Local development: CDS client JWTs are not required unless ALK_FHIR_CDS_AUTH says so.
+# Local development: CDS client JWTs are not required unless ALK_FHIR_CDS_AUTH says so, and the public
+# CDS Hooks sandbox may call the service from the browser (CORS) unless ALK_FHIR_CORS_ORIGINS says
+# otherwise (set it empty to allow no origin). Production defaults (alk-fhir serve) stay closed.
+SANDBOX_ORIGIN := https://sandbox.cds-hooks.org
 serve: install app
-	ALK_FHIR_CDS_AUTH=$${ALK_FHIR_CDS_AUTH:-off} $(BIN)/alk-fhir serve --host $(HOST) --port $(PORT)
+	ALK_FHIR_CDS_AUTH=$${ALK_FHIR_CDS_AUTH:-off} ALK_FHIR_CORS_ORIGINS=$${ALK_FHIR_CORS_ORIGINS-$(SANDBOX_ORIGIN)} \
+		$(BIN)/alk-fhir serve --host $(HOST) --port $(PORT)
 
 test: install-dev lint typecheck unit
 

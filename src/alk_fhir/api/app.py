@@ -16,7 +16,15 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from alk_fhir import __version__
-from alk_fhir.api import app_routes, apply_routes, knowledge_routes, overview_routes, report_routes, validate_routes
+from alk_fhir.api import (
+    app_routes,
+    apply_routes,
+    home_routes,
+    knowledge_routes,
+    overview_routes,
+    report_routes,
+    validate_routes,
+)
 from alk_fhir.api.capability import capability_statement
 from alk_fhir.api.outcome import (
     FHIRError,
@@ -83,6 +91,7 @@ def create_app(settings: Settings | None = None, package: Package | None = None)
         return {"status": "ok", "package": f"{pkg.name}#{pkg.version}", "resources": len(pkg.resources)}
 
     # Faces: specific routes first, the generic knowledge routes (/fhir/{type}/{id}) last.
+    app.include_router(home_routes.router)  # GET /: a page for people, an OperationOutcome for FHIR clients
     app.include_router(smart_routes.router)
     app.include_router(apply_routes.router)
     app.state.capability_operations.append(
