@@ -27,6 +27,7 @@ from alk_fhir.auth.audit import Outcome, audit_event
 from alk_fhir.auth.jwks import ALGORITHM_KEYS
 from alk_fhir.auth.partners import SUPPORTED_SCOPES, Partner
 from alk_fhir.auth.state import AuthState, auth_state
+from alk_fhir.fhir import BodyError, read_body
 
 TOKEN_PATH = "/auth/token"
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -71,10 +72,11 @@ class OAuthError(Exception):
         self.partner = partner
 
 
-def _form(body: bytes, content_type: str) -> dict[str, str]:
+def _form(body: bytes | bytearray | None, content_type: str) -> dict[str, str]:
+    """The form parameters; ``body`` is None when the request was larger than MAX_FORM_BYTES."""
     if content_type.split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
         raise OAuthError("invalid_request", "the token request must be application/x-www-form-urlencoded")
-    if len(body) > MAX_FORM_BYTES:
+    if body is None:
         raise OAuthError("invalid_request", "token request too large")
     try:
         parsed = parse_qs(body.decode("ascii"), keep_blank_values=True, strict_parsing=False)
@@ -128,7 +130,7 @@ def _audit(state: AuthState, request: Request, outcome: Outcome, client_id: str 
         address=request.client.host if request.client else None, description=description))
 
 
-def _token_response(state: AuthState, request: Request, body: bytes) -> JSONResponse:
+def _token_response(state: AuthState, request: Request, body: bytes | bytearray | None) -> JSONResponse:
     try:
         partner, granted = _grant(state, _form(body, request.headers.get("content-type", "")))
     except OAuthError as exc:
@@ -144,10 +146,10 @@ def _token_response(state: AuthState, request: Request, body: bytes) -> JSONResp
 @router.post(TOKEN_PATH)
 async def token(request: Request) -> JSONResponse:
     state = auth_state(request.app)
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            break  # _form refuses it; no need to read the rest
+    body: bytearray | None
+    try:  # the one body reader: Content-Length checked before reading, the rest streamed with the cap
+        body = await read_body(request, MAX_FORM_BYTES)
+    except BodyError:
+        body = None  # _form refuses it (RFC 6749 error body), and the refusal is audited
     # Verifying the assertion may fetch a JWKS (blocking): keep it off the event loop.
     return await run_in_threadpool(_token_response, state, request, body)

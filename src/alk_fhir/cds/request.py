@@ -86,7 +86,7 @@ def _string(obj: dict[str, Any], key: str, where: str, *, required: bool = True)
 
 def _fhir_id(value: str, where: str) -> str:
     if not FHIR_ID.fullmatch(value):
-        raise _bad(f"{where} must be a FHIR id ([A-Za-z0-9-.]{{1,64}})", where)
+        raise _bad(f"{where} must be a FHIR id ({FHIR_ID.pattern})", where)
     return value
 
 
