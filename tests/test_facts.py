@@ -103,9 +103,10 @@ def _fhirpathpy_facts(package: Package, data: Any, draft: Any = None) -> dict[st
     host = {_CTX: ctx, _TERM: package.terminology}
     for req, rtype in program.requirements.items():
         env[req] = typed(ctx.of_type(rtype))
-    table = {name: {"fn": (lambda fn: lambda inputs, *args: fn(
-        list(inputs), [list(a) if isinstance(a, list) else [a] for a in args], host))(fn),
-        "arity": {0: [], 1: ["String"]}} for name, fn in HOST_FUNCTIONS.items()}
+    def bind(fn: Any) -> Any:
+        return lambda inputs, *args: fn(list(inputs), [list(a) if isinstance(a, list) else [a] for a in args], host)
+
+    table = {name: {"fn": bind(fn), "arity": {0: [], 1: ["String"]}} for name, fn in HOST_FUNCTIONS.items()}
     out: dict[str, Any] = {}
     for fact in program.facts:
         value = fhirpathpy.evaluate(ctx.patient or {}, fact.expression, env, models["r4"],

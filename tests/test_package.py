@@ -184,7 +184,8 @@ def _allowed_external_codes() -> set[tuple[str, str]]:
     # the ICPC rubric table (ICPC-1-NL under its URI and its OID) and the R4 core example bindings
     # (Procedure.outcome/category, ServiceRequest.category: SNOMED CT codes)
     icpc = set(re.findall(r"^\| ([A-Z]\d\d) \| ", text, re.M))
-    allowed |= {(s, c) for c in icpc for s in ("http://hl7.org/fhir/sid/icpc-1-nl", "urn:oid:2.16.840.1.113883.2.4.4.31.1")}
+    icpc_systems = ("http://hl7.org/fhir/sid/icpc-1-nl", "urn:oid:2.16.840.1.113883.2.4.4.31.1")
+    allowed |= {(s, c) for c in icpc for s in icpc_systems}
     for line in text.splitlines():
         if re.match(r"^\| (Procedure|ServiceRequest)\.", line):
             allowed |= {("http://snomed.info/sct", c) for c in re.findall(r"\b(\d{6,})\b", line)}
