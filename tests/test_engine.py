@@ -21,8 +21,8 @@ from alk_fhir.apply.engine import _walk
 from alk_fhir.cli import main
 from alk_fhir.config import Settings
 from alk_fhir.context import build_context, compile_facts
-from fixtures.vignettes import VIGNETTES
 from alk_fhir.knowledge import CONCEPTS_SYSTEM, Package
+from fixtures.vignettes import VIGNETTES
 
 TODAY = date(2026, 11, 23)
 GP = {"reference": "Practitioner/prac-gp-jansen"}

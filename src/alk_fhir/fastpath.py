@@ -492,14 +492,16 @@ def _unescape(s: str) -> str:
 # of the package with fhirpathpy (given the same functions) over every example record and requires the
 # same values.
 
-_DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?(?:Z|[+-]\d{2}:\d{2})?)?)?)?$")
+_DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2})"
+                   r"(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?(?:Z|[+-]\d{2}:\d{2})?)?)?)?$")
 _CALENDAR_UNITS = {"year": "year", "years": "year", "month": "month", "months": "month", "week": "week",
                    "weeks": "week", "day": "day", "days": "day", "'a'": "year", "'mo'": "month", "'wk'": "week",
                    "'d'": "day"}
 _CHOICE_SUFFIXES: dict[str, tuple[str, ...]] = {}
 for _path, _types in _CHOICES.items():
     _name = _path.rsplit(".", 1)[-1]
-    _CHOICE_SUFFIXES[_name] = tuple(sorted(set(_CHOICE_SUFFIXES.get(_name, ())) | {t[:1].upper() + t[1:] for t in _types}))
+    _CHOICE_SUFFIXES[_name] = tuple(sorted(set(_CHOICE_SUFFIXES.get(_name, ()))
+                                           | {t[:1].upper() + t[1:] for t in _types}))
 # ofType() of a primitive, decided on the JSON value (a record's JSON carries no type names)
 _PRIMITIVE_TEST: dict[str, Callable[[Any], bool]] = {
     "dateTime": lambda v: isinstance(v, str) and _DATE.match(v) is not None,
@@ -690,7 +692,8 @@ class _RecordCompiler(_Compiler):
             name = _identifier(inner["children"][0])
             # a leading type name (``Condition.code``) filters the focus by type, as FHIRPath says
             if name[:1].isupper():
-                return (lambda focus, env: [i for i in focus if type(i) is dict and i.get("resourceType") == name]), None
+                return (lambda focus, env: [i for i in focus
+                                            if type(i) is dict and i.get("resourceType") == name]), None
             return (lambda focus, env: _dyn_navigate(focus, name)), None
         return self._invoke(inner, lambda focus, env: focus, None, None)
 

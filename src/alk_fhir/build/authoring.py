@@ -232,6 +232,12 @@ def _valueset_predicate(by_url: dict[str, dict[str, Any]], vs_id: str, where: st
     return "coding.where(" + " or ".join(terms) + ").exists()"
 
 
+def _placeholder(name: str, by_url: dict[str, dict[str, Any]], where: str) -> str:
+    if name.startswith("%"):
+        return f"({_fact_literal(by_url.get(FACTS_LIBRARY, {}), name[1:], where)})"
+    return _valueset_predicate(by_url, name.split(":", 1)[1], where)
+
+
 def _fill_from_facts(node: Any, by_url: dict[str, dict[str, Any]], where: str) -> None:
     """Questionnaire expressions take the Library's numbers and the package's ValueSets at build time
     (``{{%name}}``, ``{{memberOf:valueset-id}}``): the form pre-fills with the same definitions the
@@ -242,10 +248,7 @@ def _fill_from_facts(node: Any, by_url: dict[str, dict[str, Any]], where: str) -
     elif isinstance(node, dict):
         for key, value in node.items():
             if key == "expression" and isinstance(value, str) and "{{" in value:
-                library = by_url.get(FACTS_LIBRARY, {})
-                node[key] = _PLACEHOLDER.sub(
-                    lambda m: f"({_fact_literal(library, m.group(1)[1:], where)})" if m.group(1).startswith("%")
-                    else _valueset_predicate(by_url, m.group(1).split(":", 1)[1], where), value)
+                node[key] = _PLACEHOLDER.sub(lambda m: _placeholder(m.group(1), by_url, where), value)
             else:
                 _fill_from_facts(value, by_url, where)
 

@@ -22,8 +22,8 @@ def apply(bundle: Path, plan: str | None, today: str | None, practitioner: str |
     """Run PlanDefinition/$apply on a patient Bundle and print the resulting collection Bundle."""
     from alk_fhir.apply import NoSubject, load_engine, pinned_day, run
     from alk_fhir.apply.engine import DEFAULT_PLAN
-    from alk_fhir.knowledge import load_package
     from alk_fhir.context.facts import facts_as_json
+    from alk_fhir.knowledge import load_package
 
     try:
         data = json.loads(bundle.read_text(encoding="utf-8"))
