@@ -178,7 +178,7 @@ def test_a_recorded_assessment_gives_the_criteria_and_contacts_are_counted(tmp_p
     assert (row["criterion_1"], row["criterion_2"], row["criterion_3"]) == (
         "criterion-not-met", "criterion-unknown", "criterion-met")
     assert row["profile_features"] == ["feature-many-care-contacts"]  # the made-up code is not a feature
-    assert row["care_contacts_12m"] == 4
+    assert row["care_contacts"] == 4
 
 
 def test_row_of_the_example_document() -> None:
@@ -190,9 +190,10 @@ def test_row_of_the_example_document() -> None:
                                                                                "criterion-met")
     assert (row["active_medication_count"], row["risk_medication_count"]) == (12, 5)
     assert (row["opioid_count"], row["benzodiazepine_count"]) == (2, 2)
-    assert row["care_contacts_12m"] is None  # the overview document carries no encounters
+    assert row["care_contacts"] is None  # the overview document carries no encounters
     assert row["psychiatric_comorbidity"] is True
-    assert [t["outcome"] for t in row["treatments"]] == ["outcome-no-effect", "outcome-no-effect"]
+    assert [t["outcome"] for t in row["treatments"]] == [f"{CONCEPTS_SYSTEM}|outcome-no-effect"] * 2
+    assert row["gabapentinoid_count"] == 1
     assert f"{CONCEPTS_SYSTEM}|case-coordinator" in row["care_team_roles"]
     composition = identifying_document()["entry"][0]["resource"]
     filled = {c["code"] for s in composition["section"] if s.get("entry") for c in s["code"]["coding"]

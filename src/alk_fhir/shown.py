@@ -5,8 +5,9 @@ them to an in-process queue and returns (a lock and a deque append: no I/O, no s
 daemon thread, started on first use, collects for up to ``interval`` seconds and then writes one
 batch: per card its service, uuid, guideline section (the card's ``source.topic`` code in the
 ``alk-guideline`` system), plan action and month (UTC). The action comes from the card's uuid, which
-the card builder derives from the hookInstance and the action id: ``actions_of(hookInstance)`` (given
-by whoever wires the recorder, ``api``) maps the uuids a call can have back to action ids. The
+the card builder derives from the hookInstance and the action id: ``actions_of(hookInstance, sections)``
+(given by whoever wires the recorder, ``api``) maps the uuids the call's cards can have back to action
+ids (only the actions of the sections the cards cite need hashing). The
 hookInstance is used for that and dropped; nothing about the patient, the user or the EHR is kept.
 
 When the queue is full (the store is down or far behind) further cards are dropped and counted rather
@@ -21,19 +22,21 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 log = logging.getLogger("alk_fhir.shown")
 GUIDELINE_SYSTEM = "https://alk-fhir.org/fhir/CodeSystem/alk-guideline"
 CAPACITY = 10_000  # calls waiting to be written before new ones are dropped
-MAX_BATCH = 500  # rows per INSERT (5 parameters each: well under SQLite's variable limit)
+MAX_BATCH = 500  # calls taken from the queue at once
+ROWS_PER_WRITE = 100  # rows per transaction: short, so a CDS call's own write (its jti) never waits long
 Row = dict[str, str | None]
+ActionsOf = Callable[[str, Iterable[str | None]], Mapping[str, str]]
 
 
 class ShownSink(Protocol):
-    def save_shown_cards(self, rows: Sequence[Mapping[str, str | None]]) -> int:
-        """Store the rows in one transaction (``alk_fhir.store.Store`` does); returns how many were new."""
+    def save_shown_cards(self, rows: Sequence[Mapping[str, str | None]]) -> object:
+        """Store the rows in one transaction (``alk_fhir.store.Store`` does)."""
         ...
 
 
@@ -51,19 +54,20 @@ def section_of(card: Mapping[str, Any]) -> str | None:
 
 
 def shown_rows(service_id: str, hook_instance: str, cards: Sequence[Any], when: float,
-               actions_of: Callable[[str], Mapping[str, str]] | None) -> list[Row]:
+               actions_of: ActionsOf | None) -> list[Row]:
     """One row per card with a uuid: service, card uuid, section, action id (or None), month."""
-    actions = actions_of(hook_instance) if actions_of is not None else {}
+    found = [(card["uuid"], section_of(card)) for card in cards
+             if isinstance(card, dict) and isinstance(card.get("uuid"), str) and card["uuid"]]
+    actions = actions_of(hook_instance, {section for _, section in found}) if actions_of is not None else {}
     month = month_of(when)
-    return [{"service_id": service_id, "card": card["uuid"], "section": section_of(card),
-             "action_id": actions.get(card["uuid"]), "month": month}
-            for card in cards if isinstance(card, dict) and isinstance(card.get("uuid"), str) and card["uuid"]]
+    return [{"service_id": service_id, "card": card_uuid, "section": section, "action_id": actions.get(card_uuid),
+             "month": month} for card_uuid, section in found]
 
 
 class ShownRecorder:
     """Queue of shown cards and the thread writing them to ``sink`` in batches."""
 
-    def __init__(self, sink: ShownSink, actions_of: Callable[[str], Mapping[str, str]] | None = None, *,
+    def __init__(self, sink: ShownSink, actions_of: ActionsOf | None = None, *,
                  interval: float = 0.5, capacity: int = CAPACITY, clock: Callable[[], float] = time.time) -> None:
         self.sink = sink
         self.actions_of = actions_of
@@ -157,8 +161,8 @@ class ShownRecorder:
             except Exception as exc:  # a mapping that fails must not stop the thread
                 self.lost += len(cards)
                 log.warning("shown cards of one call not recorded: %s", exc)
-        for start in range(0, len(rows), MAX_BATCH):
-            chunk = rows[start:start + MAX_BATCH]
+        for start in range(0, len(rows), ROWS_PER_WRITE):
+            chunk = rows[start:start + ROWS_PER_WRITE]
             try:
                 self.sink.save_shown_cards(chunk)
             except Exception as exc:  # the store is down or refused: count it, keep going

@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -59,12 +59,20 @@ def report_labels(catalog: Catalog) -> Labels:
                   reason_system=CONCEPTS_SYSTEM)
 
 
-def actions_by_card(app: Any) -> Callable[[str], dict[str, str]]:
-    """``hookInstance -> {card uuid: action id}``: the card builder's uuid rule run over every action."""
+def actions_by_card(app: Any) -> Callable[[str, Iterable[str | None]], dict[str, str]]:
+    """``(hookInstance, sections) -> {card uuid: action id}``: the card builder's uuid rule run over the
+    actions of the sections the call's cards cite (all actions for a card without a section)."""
+    by_section: dict[str | None, list[str]] = {}
 
-    def actions_of(hook_instance: str) -> dict[str, str]:
+    def actions_of(hook_instance: str, sections: Iterable[str | None]) -> dict[str, str]:
+        catalog = cds_state(app).catalog
+        if not by_section:
+            for action_id, info in catalog.actions.items():
+                by_section.setdefault(info.topic.get("nl", {}).get("code"), []).append(action_id)
         options = CardOptions(lang="nl", hook_instance=hook_instance)
-        return {_uuid(options, action_id): action_id for action_id in cds_state(app).catalog.actions}
+        wanted = set(sections)
+        candidates = catalog.actions if None in wanted else [a for s in wanted for a in by_section.get(s, [])]
+        return {_uuid(options, action_id): action_id for action_id in candidates}
 
     return actions_of
 

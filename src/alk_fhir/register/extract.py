@@ -1,17 +1,18 @@
 """One register row from one version of a case-overview document (``alk-case-overview-document``).
 
-What the document carries is read through the engine's own readers: the facts (``context``: active
-and risk medication, care contacts, psychiatric comorbidity, the ALK conditions as evidence of
-``hasAlk``) and the assessment (``criteria``), run on the document's resources on the document's
-date. An ``alk-assessment`` Observation in the document, when there is one, gives the criteria and
-features instead (``criteria_source`` says which). Codes leave only when they are members of the
+What the document carries is read through the engine's own definitions: the facts of Library
+``alk-facts`` (``context``: ALK conditions, ALK treatments, active and risk medication, care
+contacts, psychiatric comorbidity, a recorded assessment) and the assessment (``criteria``), run on
+the document's resources on the document's date. A recorded assessment (fact ``recordedAssessment``,
+an ``alk-assessment`` Observation with a conclusion), when the document carries one, gives the
+criteria and features instead (``criteria_source`` says which). Codes leave only when they are members of the
 package's ValueSets (conditions, treatments, outcomes, care-team roles, profile features), so no
 free text can pass as a code; dates leave only as a month or an age band.
 
 Gaps of today's overview document (reported, not patched here): it holds no criteria questionnaire
 and no encounters, so criteria the clinician answered in the questionnaire are ``criterion-unknown``
 unless the treatments decide them, questionnaire-only profile features are missing, and
-``care_contacts_12m`` is null.
+``care_contacts`` is null.
 """
 
 from __future__ import annotations
@@ -123,12 +124,10 @@ def _concept_code(pkg: Package, valueset: str, concept: Any) -> str | None:
 def _treatments(pkg: Package, procedures: list[JSON]) -> list[dict[str, str | None]]:
     found = []
     for proc in procedures:
-        if proc.get("status") == "entered-in-error":
-            continue
         codes = _member_codes(pkg, "alk-treatments", proc.get("code"))
         if codes:
-            outcome = _concept_code(pkg, "alk-treatment-outcomes", proc.get("outcome"))
-            found.append({"code": codes[0], "outcome": outcome})
+            outcomes = _member_codes(pkg, "alk-treatment-outcomes", proc.get("outcome"))
+            found.append({"code": codes[0], "outcome": outcomes[0] if outcomes else None})
     return sorted(found, key=lambda t: (t["code"] or "", t["outcome"] or ""))
 
 
@@ -147,12 +146,10 @@ def _roles(pkg: Package, teams: list[JSON]) -> list[str]:
     return sorted(roles)
 
 
-def _recorded_observation(observations: list[JSON]) -> JSON | None:
-    """The newest final alk-assessment Observation (code persistent-alk-assessment) the document carries."""
-    found = [o for o in observations if o.get("status") in ("final", "amended", "corrected")
-             and any(c.get("system") == CONCEPTS_SYSTEM and c.get("code") == "persistent-alk-assessment"
-                     for c in codings(o.get("code")))]
-    return max(found, key=lambda o: str(o.get("effectiveDateTime", ""))) if found else None
+def _resources(value: Any) -> list[JSON]:
+    """A resource-valued fact as a list of resources."""
+    items = value if isinstance(value, list) else [value]
+    return [v for v in items if isinstance(v, dict) and "resourceType" in v]
 
 
 def _recorded(pkg: Package, observation: JSON | None) -> tuple[str | None, dict[str, str], list[str]] | None:
@@ -204,7 +201,8 @@ def register_row(version: Version, pkg: Package, key: bytes) -> dict[str, Any]:
     except Exception as exc:  # a record the engine cannot read: counted, never stops the export
         raise Skipped("could not be evaluated") from exc
     facts = ctx.facts
-    recorded = _recorded(pkg, _recorded_observation(ctx.of_type("Observation")))
+    observations = sorted(_resources(facts.get("recordedAssessment")), key=lambda o: str(o.get("effectiveDateTime")))
+    recorded = _recorded(pkg, observations[-1] if observations else None)
     if recorded is not None and recorded[1]:
         overall, criteria, features = recorded
         source = "recorded"
@@ -214,8 +212,7 @@ def register_row(version: Version, pkg: Package, key: bytes) -> dict[str, Any]:
         features = sorted(code for code in assessment.features if pkg.any_in_valueset(
             VS + "alk-profile-features", [{"system": CONCEPTS_SYSTEM, "code": code}]))
         source = "derived"
-    conditions = sorted({code for cond in ctx.evidence.get("hasAlk", [])
-                         for res in [ctx.by_key.get(str(cond.get("reference")))] if res is not None
+    conditions = sorted({code for res in _resources(facts.get("alkConditions"))
                          for code in _member_codes(pkg, "alk-conditions", res.get("code"))})
     gender = patient.get("gender")
     return {
@@ -237,8 +234,9 @@ def register_row(version: Version, pkg: Package, key: bytes) -> dict[str, Any]:
         "risk_medication_count": _int(facts.get("riskMedicationCount")),
         "opioid_count": _int(facts.get("opioidCount")),
         "benzodiazepine_count": _int(facts.get("benzodiazepineCount")),
-        "care_contacts_12m": _int(facts.get("careContactCount12m")) if ctx.of_type("Encounter") else None,
-        "treatments": _treatments(pkg, ctx.of_type("Procedure")),
+        "gabapentinoid_count": len(_resources(facts.get("gabapentinoids"))),
+        "care_contacts": _int(facts.get("careContactCount")) if ctx.of_type("Encounter") else None,
+        "treatments": _treatments(pkg, _resources(facts.get("alkTreatments"))),
         "care_team_roles": _roles(pkg, ctx.of_type("CareTeam")),
         "advice_sections": _advice_sections(composition),
     }

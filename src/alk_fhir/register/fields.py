@@ -66,12 +66,15 @@ FIELDS: tuple[Field, ...] = (
     Field("opioid_count", "int", "Waarvan opioïden", "Of which opioids", f"{VS}alk-opioids"),
     Field("benzodiazepine_count", "int", "Waarvan benzodiazepinen en verwante middelen",
           "Of which benzodiazepines and related drugs", f"{VS}alk-benzodiazepines"),
-    Field("care_contacts_12m", "int", "Zorgcontacten in de 12 maanden voor het document; leeg als het document "
-          "geen contacten bevat", "Care contacts in the 12 months before the document; empty when the document "
-          "holds no encounters", "count or null"),
+    Field("gabapentinoid_count", "int", "Waarvan gabapentinoïden", "Of which gabapentinoids",
+          f"{VS}alk-gabapentinoids"),
+    Field("care_contacts", "int", "Zorgcontacten in het venster van het pakket (careContactsWindow, 12 maanden) voor "
+          "het document; leeg als het document geen contacten bevat", "Care contacts in the package's window "
+          "(careContactsWindow, 12 months) before the document; empty when the document holds no encounters",
+          "count or null"),
     Field("treatments", "list<struct<code,outcome>>", "Eerdere ALK-behandelingen en hun effect",
           "ALK treatments tried and their outcome",
-          f"code: system|code in {VS}alk-treatments; outcome: code in {VS}alk-treatment-outcomes or null",
+          f"code: system|code in {VS}alk-treatments; outcome: system|code in {VS}alk-treatment-outcomes or null",
           nullable=False),
     Field("care_team_roles", "list<string>", "Rollen in het actieve zorgteam (één per deelnemer)",
           "Roles in the active care team (one per participant)", f"system|code in {VS}alk-careteam-roles",

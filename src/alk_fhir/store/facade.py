@@ -73,9 +73,9 @@ class Store:
             return feedback.list_feedback(s, service_id, card=card, since=since)
 
     # The learning loop (issue 13): cards shown, feedback per card, every document version
-    def save_shown_cards(self, rows: Sequence[Mapping[str, str | None]]) -> int:
-        """Cards shown by CDS calls (``alk_fhir.shown`` hands them over); returns how many were new."""
-        return run_write(self.engine, lambda s: learning.save_shown_cards(s, rows))
+    def save_shown_cards(self, rows: Sequence[Mapping[str, str | None]]) -> None:
+        """Cards shown by CDS calls (``alk_fhir.shown`` hands them over); one already there is skipped."""
+        run_write(self.engine, lambda s: learning.save_shown_cards(s, rows))
 
     def shown_counts(self, *, since: str | None = None) -> list[ShownCount]:
         with read_session(self.engine) as s:

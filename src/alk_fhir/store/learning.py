@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import and_, func, select
@@ -79,16 +80,20 @@ def _shown_row(row: Mapping[str, str | None]) -> dict[str, str | None]:
     return out
 
 
-def save_shown_cards(session: Session, rows: Sequence[Mapping[str, str | None]]) -> int:
-    """Insert the rows (keys ``service_id``, ``card``, ``section``, ``action_id``, ``month``) in one
-    statement; returns how many were new."""
+def save_shown_cards(session: Session, rows: Sequence[Mapping[str, str | None]]) -> None:
+    """Insert the rows (keys ``service_id``, ``card``, ``section``, ``action_id``, ``month``) with one
+    prebuilt statement run as executemany (building a many-row VALUES per batch cost more Python time
+    than the insert itself, and this runs beside the CDS hot path). A card already there is skipped."""
     checked = [_shown_row(r) for r in rows]
-    if not checked:
-        return 0
-    dialect = session.get_bind().dialect.name
+    if checked:
+        connection = session.connection()
+        connection.execute(_insert_shown(connection.dialect.name), checked)
+
+
+@lru_cache(maxsize=4)
+def _insert_shown(dialect: str) -> Any:
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    statement = insert(CdsCardShown).values(checked).on_conflict_do_nothing().returning(CdsCardShown.id)
-    return len(session.execute(statement).all())
+    return insert(CdsCardShown).on_conflict_do_nothing(index_elements=[CdsCardShown.service_id, CdsCardShown.card])
 
 
 def shown_counts(session: Session, *, since: str | None = None) -> list[ShownCount]:
