@@ -464,6 +464,16 @@ class _Compiler:
         return fn, BOOL
 
 
+def _constant(node: dict[str, Any]) -> bool:
+    """An expression of only %variables and literals: the same value for every item of one evaluation."""
+    kind = node.get("type")
+    if kind in ("ExternalConstantTerm", "LiteralTerm"):
+        return True
+    if kind in ("AdditiveExpression", "TermExpression", "ParenthesizedTerm"):
+        return all(_constant(c) for c in node.get("children", []))
+    return False
+
+
 def _type_specifier(node: dict[str, Any]) -> str:
     """The type name in ``ofType(Name)``: the parser gives a member invocation of that identifier."""
     while node.get("children") and node["type"] != "Identifier":
@@ -535,8 +545,13 @@ class Quantity:
 
 
 def _date_parts(value: Any) -> tuple[int, ...] | None:
-    if not isinstance(value, str):
+    if not isinstance(value, str) or not value[:1].isdigit():
         return None
+    return _parsed_date(value)
+
+
+@lru_cache(maxsize=4096)
+def _parsed_date(value: str) -> tuple[int, ...] | None:
     m = _DATE.match(value)
     if m is None:
         return None
@@ -551,6 +566,7 @@ def _compare_dates(a: tuple[int, ...], b: tuple[int, ...]) -> int | None:
     return 0 if len(a) == len(b) else None
 
 
+@lru_cache(maxsize=1024)
 def _shift(value: str, quantity: Quantity, sign: int) -> str | None:
     parts = _date_parts(value)
     if parts is None or quantity.value != int(quantity.value):
@@ -589,6 +605,12 @@ def _shift(value: str, quantity: Quantity, sign: int) -> str | None:
 
 
 def _dyn_navigate(items: list[Any], name: str) -> list[Any]:
+    if len(items) == 1 and type(items[0]) is dict:  # the common case inside where()/select()
+        value = items[0].get(name)
+        if value is not None:
+            return [v for v in value if v is not None] if type(value) is list else [value]
+        if name not in _CHOICE_SUFFIXES:
+            return []
     out: list[Any] = []
     suffixes = _CHOICE_SUFFIXES.get(name)
     for item in items:
@@ -625,11 +647,16 @@ def _dyn_compare(x: Any, y: Any) -> int | None:
 
 
 def _dyn_eq(a: Any, b: Any) -> bool | None:
-    if isinstance(a, str) and isinstance(b, str) and a != b:
-        da, db = _date_parts(a), _date_parts(b)
+    if type(a) is str and type(b) is str:
+        if a == b:
+            return True
+        if not (a[:1].isdigit() and b[:1].isdigit()):
+            return False
+        da, db = _parsed_date(a), _parsed_date(b)
         if da is not None and db is not None:
             c = _compare_dates(da, db)
             return None if c is None else c == 0
+        return False
     return _eq(a, b)
 
 
@@ -802,6 +829,9 @@ class _RecordCompiler(_Compiler):
             a, b = left(focus, env), right(focus, env)
             if not a or not b:
                 return []
+            if len(a) == 1 == len(b):
+                r = _dyn_eq(a[0], b[0])
+                return [] if r is None else [r == (op == "=")]
             if len(a) != len(b):
                 return [op == "!="]
             results = [_dyn_eq(x, y) for x, y in zip(a, b, strict=True)]
@@ -837,6 +867,14 @@ class _RecordCompiler(_Compiler):
         left, _ = self.expr(node["children"][0], scope)
         right, _ = self.expr(node["children"][1], scope)
         sign = 1 if op == "+" else -1
+        if _constant(node):  # e.g. %today - %careContactsWindow: once per evaluation, not per item
+            key = ("constant", id(node))
+
+            def once(focus: list[Any], env: dict[str, Any]) -> list[Any]:
+                found = env.get(key)
+                if found is None:
+                    found = env[key] = fn([], env)
+                return list(found)
 
         def fn(focus: list[Any], env: dict[str, Any]) -> list[Any]:
             a, b = left(focus, env), right(focus, env)
@@ -849,7 +887,7 @@ class _RecordCompiler(_Compiler):
             if type(x) in (int, Decimal) and type(y) in (int, Decimal):
                 return [x + y if sign == 1 else x - y]
             return []
-        return fn, None
+        return (once if _constant(node) else fn), None
 
     def _MembershipExpression(self, node: dict[str, Any], scope: str | None) -> tuple[Fn, str | None]:
         op = node["terminalNodeText"][0]
