@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from functools import lru_cache
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 PREFIX_HIERARCHY_SYSTEMS = frozenset({
