@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -20,10 +20,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from alk_fhir.api.app import create_app
-from alk_fhir.cds import SERVICES_BY_ID, TEMPLATES, cds_state
+from alk_fhir.cds import SERVICES_BY_ID, cds_state
 from alk_fhir.cds.feedback import MemoryFeedbackSink
 from alk_fhir.config import REPO_ROOT, Settings
-from alk_fhir.knowledge import CONCEPTS_SYSTEM
+from fixtures.fhirsearch import search
 
 HOOKS_DIR = REPO_ROOT / "examples" / "hooks"
 PATIENTS_DIR = REPO_ROOT / "examples" / "patients"
@@ -33,32 +33,6 @@ ATC = "http://www.whocc.no/atc"
 _NS = uuid.UUID("5d3f8a8e-1d2b-4c7e-9a41-6f0d2c9b7e15")
 
 JSON = dict[str, Any]
-
-
-def _has(concepts: Any, system: str, code: str) -> bool:
-    items = concepts if isinstance(concepts, list) else [concepts]
-    return any(c.get("system") == system and c.get("code") == code
-               for cc in items if isinstance(cc, dict) for c in cc.get("coding", []))
-
-
-# What each prefetch template selects from a patient's record (the search the EHR would run).
-SELECT: dict[str, Callable[[JSON], bool]] = {
-    "conditions": lambda r: r["resourceType"] == "Condition",
-    "medicationStatements": lambda r: r["resourceType"] == "MedicationStatement"
-    and r.get("status") in ("active", "intended"),
-    "medicationRequests": lambda r: r["resourceType"] == "MedicationRequest" and r.get("status") == "active",
-    "procedures": lambda r: r["resourceType"] == "Procedure",
-    "diagnosticReports": lambda r: r["resourceType"] == "DiagnosticReport",
-    "encounters": lambda r: r["resourceType"] == "Encounter",
-    "careTeams": lambda r: r["resourceType"] == "CareTeam" and r.get("status") == "active",
-    "carePlans": lambda r: r["resourceType"] == "CarePlan" and _has(r.get("category"), CONCEPTS_SYSTEM, "step-plan"),
-    "questionnaireResponses": lambda r: r["resourceType"] == "QuestionnaireResponse"
-    and r.get("status") in ("completed", "amended"),
-    "consents": lambda r: r["resourceType"] == "Consent" and r.get("status") == "active"
-    and _has(r.get("category"), CONCEPTS_SYSTEM, "consent-consultation"),
-    "assessments": lambda r: r["resourceType"] == "Observation"
-    and _has(r.get("code"), CONCEPTS_SYSTEM, "persistent-alk-assessment"),
-}
 
 
 def read_json(path: Path) -> Any:
@@ -74,25 +48,17 @@ def resources(bundle: JSON) -> list[JSON]:
     return [e["resource"] for e in bundle.get("entry", [])]
 
 
-def searchset(found: list[JSON]) -> JSON:
-    bundle: JSON = {"resourceType": "Bundle", "type": "searchset", "total": len(found)}
-    if found:
-        bundle["entry"] = [{"fullUrl": f"https://ehr.example.org/fhir/{r['resourceType']}/{r['id']}",
-                            "resource": r, "search": {"mode": "match"}} for r in found]
-    return bundle
-
-
-def prefetch_for(bundle: JSON, keys: tuple[str, ...], user: str) -> JSON:
-    """Per key what the template returns: a resource (or null) for reads, a searchset for searches."""
+def prefetch_for(bundle: JSON, service: Any, user: str) -> JSON:
+    """Per key what the EHR's server answers to the rendered template (tests/fixtures/fhirsearch.py)."""
     record = resources(bundle)
+    pid = patient_id(bundle)
     out: JSON = {}
-    for key in keys:
-        if key == "patient":
-            out[key] = next(r for r in record if r["resourceType"] == "Patient")
-        elif key == "user":
-            out[key] = next((r for r in record if f"{r['resourceType']}/{r['id']}" == user), None)
-        else:
-            out[key] = searchset([r for r in record if SELECT[key](r)])
+    for key, template in service.prefetch.items():
+        if "{{userPractitionerRoleId}}" in template:
+            continue  # the example users are Practitioners: no PractitionerRole to read
+        relative = template.replace("{{context.patientId}}", pid).replace("{{userPractitionerId}}",
+                                                                           user.split("/", 1)[1])
+        out[key] = search(record, relative)
     return out
 
 
@@ -119,7 +85,7 @@ def hook_request(service_id: str, bundle: JSON, name: str, draft_orders: list[JS
         "hookInstance": str(uuid.uuid5(_NS, name)),
         "hook": service.hook,
         "context": context,
-        "prefetch": prefetch_for(bundle, service.prefetch_keys, user),
+        "prefetch": prefetch_for(bundle, service, user),
     }
 
 
@@ -198,8 +164,7 @@ def test_example_requests_are_in_sync_with_the_patient_bundles() -> None:
 def test_examples_fill_every_prefetch_key_of_their_service() -> None:
     for name, body in all_examples().items():
         service = next(s for s in SERVICES_BY_ID.values() if s.hook == body["hook"])
-        assert set(body["prefetch"]) == set(service.prefetch_keys), name
-        assert set(service.prefetch_keys) <= set(TEMPLATES)
+        assert set(body["prefetch"]) == set(service.prefetch_keys) - {"userRole"}, name
 
 
 def test_every_example_is_answered_with_200(client: TestClient) -> None:

@@ -36,30 +36,31 @@ LAUNCH = "https://app.alk.example.org/launch"
 
 # Per example request: the cards in order, as (source.topic.code, indicator, number of suggestions).
 EXPECTED: dict[str, list[tuple[str, str, int]]] = {
-    "patient-view-criterion1-failed-cbt-physio": [
-        ("1.1", "info", 1), ("2", "info", 0), ("2.5", "info", 1), ("3.1", "warning", 1), ("3.3", "info", 1)],
-    "patient-view-criterion3-never-in-treatment": [
-        ("2", "info", 0), ("2.5", "info", 1), ("3.1", "warning", 1), ("3.3", "info", 1), ("4.2", "warning", 1),
-        ("4.3", "warning", 0)],
-    "patient-view-bedridden-tube-feeding": [
-        ("2", "info", 0), ("2.5", "info", 1), ("3.2", "info", 1), ("3.3", "info", 1), ("4.1", "info", 1),
-        ("4.3", "info", 1), ("4.3", "info", 1), ("4.3", "warning", 1)],
-    "patient-view-care-team-coordinator": [("2", "info", 0), ("2.2", "info", 1)],
-    "patient-view-polypharmacy-opioid-benzo": [
-        ("2", "info", 0), ("2.2", "warning", 1), ("2.5", "info", 1), ("3.1", "warning", 1), ("3.3", "info", 1)],
-    "patient-view-possible-persistent-alk": [("1.1", "info", 1)],
-    "patient-view-no-alk": [],
-    "order-select-polypharmacy-oxycodone": [("2.2", "warning", 0), ("2.2", "info", 1)],
-    "order-sign-polypharmacy-oxycodone": [("2.2", "warning", 0), ("2.2", "info", 1)],
-    "order-select-criterion1-diazepam": [("2.2", "warning", 0)],
+    # Issue 11: a patient is either asked to assess (§1.1) or in the pathway; only the case coordinator
+    # ("Het allerbelangrijkste", H §3.1) is urgent; chapter 4 only when the situation is stuck.
+    "order-select-criterion1-diazepam": [("2.2", "info", 0)],
     "order-select-criterion1-paracetamol": [],
     "order-select-no-alk-oxycodone": [],
+    "order-select-polypharmacy-oxycodone": [("2.2", "info", 0), ("2.2", "info", 1)],
+    "order-sign-polypharmacy-oxycodone": [("2.2", "info", 0), ("2.2", "info", 1)],
+    "patient-view-bedridden-tube-feeding": [("2", "info", 0), ("2.5", "info", 1), ("3.2", "info", 1),
+        ("3.3", "info", 1), ("4.1", "info", 1), ("4.3", "info", 1)],
+    "patient-view-care-team-coordinator": [("2", "info", 0), ("2.2", "info", 1)],
+    "patient-view-criterion1-failed-cbt-physio": [("2", "info", 0), ("2.5", "info", 1), ("3.1", "warning", 1),
+        ("3.3", "info", 1)],
+    "patient-view-criterion3-never-in-treatment": [("2", "info", 0), ("2.5", "info", 1), ("3.1", "warning", 1),
+        ("3.3", "info", 1), ("4.2", "info", 1)],
+    "patient-view-ggz-snomed-procedures": [("1.1", "info", 1)],
+    "patient-view-gp-icpc-gstandaard": [("1.1", "info", 1)],
+    "patient-view-no-alk": [],
+    "patient-view-polypharmacy-opioid-benzo": [("2", "info", 0), ("2.2", "info", 1), ("2.5", "info", 1),
+        ("3.1", "warning", 1), ("3.3", "info", 1)],
+    "patient-view-possible-persistent-alk": [("1.1", "info", 1)],
 }
 # The resource types each card's suggestion creates, per patient-view example (dependencies first).
 CREATED = {
-    "patient-view-criterion1-failed-cbt-physio": [["Task"], ["Task"], ["CareTeam", "Task"], ["CarePlan"]],
-    "patient-view-bedridden-tube-feeding": [["Task"], ["ServiceRequest"], ["CarePlan"], ["Task"],
-                                            ["ServiceRequest"], ["ServiceRequest"], ["ServiceRequest"]],
+    "patient-view-criterion1-failed-cbt-physio": [["Task"], ["CareTeam", "Task"], ["CarePlan"]],
+    "patient-view-bedridden-tube-feeding": [["Task"], ["ServiceRequest"], ["CarePlan"], ["Task"], ["ServiceRequest"]],
 }
 
 
@@ -176,7 +177,7 @@ def test_summary_card_lists_the_guidance_only_steps_with_their_sections(app_clie
 
 
 def test_smart_links_open_the_questionnaire_of_a_task(app_client: TestClient, tmp_path: Path) -> None:
-    cards = call(app_client, "patient-view-criterion1-failed-cbt-physio")["cards"]
+    cards = call(app_client, "patient-view-possible-persistent-alk")["cards"]
     screen = cards[0]
     smart = [link for link in screen["links"] if link["type"] == "smart"]
     assert len(smart) == 1 and smart[0]["url"] == LAUNCH
@@ -196,10 +197,13 @@ def test_order_select_looks_at_the_selected_orders_only(app_client: TestClient) 
     body["hookInstance"] = str(uuid.uuid4())
     body["context"]["selections"] = ["MedicationRequest/draft-1"]  # paracetamol
     cards = app_client.post("/cds-services/alk-order-select", json=body).json()["cards"]
-    assert [(c["source"]["topic"]["code"], c["indicator"]) for c in cards] == [("2.2", "info")]
+    assert [(c["source"]["topic"]["code"], c["indicator"]) for c in cards] == [("2.2", "info")]  # polypharmacy
+    assert "Risicomedicatie" not in cards[0]["detail"]
     body["context"]["selections"] = ["MedicationRequest/draft-2"]  # oxycodone
     cards = app_client.post("/cds-services/alk-order-select", json=body).json()["cards"]
-    assert [(c["source"]["topic"]["code"], c["indicator"]) for c in cards] == [("2.2", "warning"), ("2.2", "info")]
+    # the risk step is advice in the group's card (routine: the seed carries no urgency, issue 11)
+    assert [(c["source"]["topic"]["code"], c["indicator"]) for c in cards] == [("2.2", "info"), ("2.2", "info")]
+    assert "Risicomedicatie bij ALK" in cards[0]["detail"]
 
 
 def test_order_select_with_an_opioid_referenced_by_medication(app_client: TestClient) -> None:
@@ -213,7 +217,8 @@ def test_order_select_with_an_opioid_referenced_by_medication(app_client: TestCl
     body["context"]["draftOrders"]["entry"] = [{"resource": rx}]
     body["context"]["selections"] = ["MedicationRequest/draft-9"]
     cards = app_client.post("/cds-services/alk-order-select", json=body).json()["cards"]
-    assert [(c["source"]["topic"]["code"], c["indicator"]) for c in cards] == [("2.2", "warning")]
+    assert [(c["source"]["topic"]["code"], c["indicator"]) for c in cards] == [("2.2", "info")]
+    assert "Risicomedicatie bij ALK" in cards[0]["detail"]
 
 
 def test_patient_users_get_no_professional_guidance(app_client: TestClient) -> None:

@@ -21,7 +21,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from alk_fhir.cds import SERVICES_BY_ID, TEMPLATES, prefetch
+from alk_fhir.cds import SERVICES_BY_ID, prefetch
 from alk_fhir.cds.prefetch import render
 from alk_fhir.cds.request import parse_hook_request
 from test_cds_examples import cds_app, example
@@ -117,7 +117,7 @@ def serve_example(fake: FakeFhir, body: JSON) -> None:
     service = SERVICES_BY_ID["alk-patient-view"]
     hook = parse_hook_request(body, service)
     for key, value in body["prefetch"].items():
-        relative = render(TEMPLATES[key], hook)
+        relative = render(service.prefetch[key], hook)
         assert relative is not None
         missing = Answer(404, {"resourceType": "OperationOutcome"})
         fake.put(relative, Answer(200, value) if value is not None else missing)

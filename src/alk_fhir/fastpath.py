@@ -21,6 +21,7 @@ accepts with both engines over a corpus of instances and requires identical resu
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable
 from decimal import Decimal
@@ -464,6 +465,9 @@ class _Compiler:
         return fn, BOOL
 
 
+_CONSTANTS = itertools.count()
+
+
 def _constant(node: dict[str, Any]) -> bool:
     """An expression of only %variables and literals: the same value for every item of one evaluation."""
     kind = node.get("type")
@@ -868,7 +872,7 @@ class _RecordCompiler(_Compiler):
         right, _ = self.expr(node["children"][1], scope)
         sign = 1 if op == "+" else -1
         if _constant(node):  # e.g. %today - %careContactsWindow: once per evaluation, not per item
-            key = ("constant", id(node))
+            key = f" constant {next(_CONSTANTS)}"  # an env key no FHIRPath %name can reach
 
             def once(focus: list[Any], env: dict[str, Any]) -> list[Any]:
                 found = env.get(key)

@@ -6,7 +6,7 @@ specification it follows).
 """
 
 from alk_fhir.cds.cards import CardOptions, Catalog, build_cards, compile_catalog
-from alk_fhir.cds.discovery import SERVICES, SERVICES_BY_ID, TEMPLATES, Service, discovery_document
+from alk_fhir.cds.discovery import SERVICES, SERVICES_BY_ID, Service, discovery_document, templates_for
 from alk_fhir.cds.errors import CdsError
 from alk_fhir.cds.feedback import FeedbackSink, MemoryFeedbackSink, check_feedback
 from alk_fhir.cds.prefetch import FetchError, FhirSource, HttpFhirSource, Resolved, resolve
@@ -17,7 +17,6 @@ from alk_fhir.cds.state import CdsState, cds_state
 __all__ = [
     "SERVICES",
     "SERVICES_BY_ID",
-    "TEMPLATES",
     "CardOptions",
     "Catalog",
     "CdsError",
@@ -38,4 +37,5 @@ __all__ = [
     "parse_hook_request",
     "resolve",
     "router",
+    "templates_for",
 ]

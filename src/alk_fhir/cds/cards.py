@@ -31,6 +31,7 @@ Card and suggestion ``uuid``s derive from ``hookInstance`` and the action id: un
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -39,11 +40,13 @@ from alk_fhir.apply import ApplyResult, Engine
 from alk_fhir.apply.engine import DEFAULT_PLAN
 from alk_fhir.cds.suggestions import bundle_for, for_ehr
 from alk_fhir.cds.text import Texts, concept_texts, pick, shorten, texts
+from alk_fhir.context import compile_facts
 from alk_fhir.knowledge import CONCEPTS_SYSTEM, GUIDELINE_SYSTEM, Package
 
 JSON = dict[str, Any]
 SUMMARY_LIMIT = 140
 _NAMESPACE = uuid.UUID("0b7d1c54-7f0e-4a44-9d0c-3b5f2b8f6e21")
+_VARIABLE = re.compile(r"%([A-Za-z][A-Za-z0-9_]*)")
 COLLECT_WITH_INPUT = "questionnaire"
 
 _WORDS: dict[str, Texts] = {
@@ -70,6 +73,8 @@ class ActionInfo:
     citation: Texts
     url: str
     definition: JSON | None
+    # the operationalisations ("hier: …") of the open numbers the action's conditions rest on
+    numbers: tuple[Texts, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,22 @@ def compile_catalog(engine: Engine, plan: str = DEFAULT_PLAN) -> Catalog:
     except KeyError:  # a package without the guideline plan (e.g. a stub): the services answer 503
         return Catalog({}, pkg)
     sections = _sections(pkg)
+    program = compile_facts(pkg)
+    facts = {f.name: f for f in program.facts}
+
+    def numbers(action: JSON) -> tuple[Texts, ...]:
+        """Operationalisations of the facts a condition names and of the parameters those read."""
+        names: list[str] = []
+        for cond in action.get("condition", []):
+            for name in _VARIABLE.findall(str((cond.get("expression") or {}).get("expression", ""))):
+                names += [name, *sorted(facts[name].uses)] if name in facts else [name]
+        found: list[Texts] = []
+        for name in names:
+            op = facts[name].operationalisation if name in facts else None
+            if op and op not in found:
+                found.append(op)
+        return tuple(found)
+
     plan_cite: JSON = next((ra for ra in compiled.plan.get("relatedArtifact", [])
                             if ra.get("type") == "citation" and ra.get("url")), {})
     plan_url = str(plan_cite.get("url", ""))
@@ -146,7 +167,7 @@ def compile_catalog(engine: Engine, plan: str = DEFAULT_PLAN) -> Catalog:
             id=action["id"], title=texts(action, "title"), description=texts(action, "description"),
             priority=str(action.get("priority", "routine")),
             container=container,
-            topic=topic, citation=citation, url=url, definition=definition)
+            topic=topic, citation=citation, url=url, definition=definition, numbers=numbers(action))
         for child in action.get("action", []):
             walk(child, url)
 
@@ -186,6 +207,11 @@ def _citation_line(info: ActionInfo, lang: str) -> str:
         return ""
     shown = f"[{cite}]({info.url})" if info.url else cite
     return f"**{pick(_WORDS['source'], lang)}:** {shown}"
+
+
+def _numbers_line(info: ActionInfo, lang: str) -> str:
+    """Numbers the guideline leaves open, stated as ours (Library alk-facts, alk-operationalisation)."""
+    return "; ".join(pick(n, lang) for n in info.numbers)
 
 
 def _detail(*blocks: str) -> str:
@@ -260,13 +286,14 @@ def _steps_block(guidance: list[JSON], catalog: Catalog, lang: str) -> str:
     for step in guidance:
         info = catalog.info(step["id"])
         cite = pick(info.citation, lang)
+        numbers = _numbers_line(info, lang)
         lines.append(f"- **{pick(info.title, lang)}**" + (f" ({cite})" if cite else "")
-                     + f": {pick(info.description, lang)}")
+                     + f": {pick(info.description, lang)}" + (f" _({numbers})_" if numbers else ""))
     return f"**{pick(_WORDS['steps'], lang)}:**\n\n" + "\n".join(lines) if lines else ""
 
 
 def action_card(action: JSON, catalog: Catalog, requests: dict[str, JSON], options: CardOptions,
-                guidance: list[JSON] | None = None) -> JSON:
+                guidance: list[JSON] | None = None, unknown: str = "") -> JSON:
     """The card of one action; a group's guidance-only steps (``guidance``) are listed in its detail."""
     info = catalog.info(action["id"])
     lang = options.lang
@@ -277,8 +304,9 @@ def action_card(action: JSON, catalog: Catalog, requests: dict[str, JSON], optio
         "indicator": "warning" if action.get("priority") == "urgent" and not summary_only else "info",
         "source": _source(info, lang),
     }
-    detail = _detail(pick(info.description, lang), _steps_block(guidance or [], catalog, lang),
-                     _citation_line(info, lang))
+    numbers = _numbers_line(info, lang)
+    detail = _detail(pick(info.description, lang), f"_{numbers}_" if numbers else "", unknown,
+                     _steps_block(guidance or [], catalog, lang), _citation_line(info, lang))
     if detail:
         card["detail"] = detail
     links = _guideline_link(info, lang)
@@ -318,16 +346,48 @@ def _collect(action: JSON, catalog: Catalog, requests: dict[str, JSON], guidance
         _collect(child, catalog, requests, guidance, specific)
 
 
+_UNKNOWN: dict[str, str] = {
+    "nl": "Niet te beoordelen uit het dossier (de uitkomst staat er alleen als tekst); beantwoord de criteria in de "
+          "vragenlijst: {n} {what}: {items}.",
+    "en": "Not decidable from the record (the outcome is there only as text); answer the criteria in the "
+          "questionnaire: {n} {what}: {items}.",
+}
+_TREATMENTS: dict[str, tuple[str, str]] = {"nl": ("ALK-behandeling", "ALK-behandelingen"),
+                                           "en": ("ALK treatment", "ALK treatments")}
+
+
+def _unknown_line(result: ApplyResult, lang: str) -> str:
+    """Names the record's entries that leave a criterion unknown (assessment ``unknown`` evidence)."""
+    seen: list[str] = []
+    for crit in result.assessment.criteria:
+        seen += [str(ref["reference"]) for ref in crit.unknown if ref["reference"] not in seen]
+    if not seen:
+        return ""
+    items = []
+    for key in seen:
+        res = result.context.by_key.get(key) or {}
+        code = res.get("code") or {}
+        name = code.get("text") or next((c.get("display") for c in code.get("coding", []) if c.get("display")), key)
+        when = str(res.get("performedDateTime") or (res.get("performedPeriod") or {}).get("start") or "")[:10]
+        outcome = (res.get("outcome") or {}).get("text")
+        items.append(name + (f" ({when})" if when else "") + (f": \"{outcome}\"" if outcome else ""))
+    what = _TREATMENTS.get(lang, _TREATMENTS["nl"])[0 if len(items) == 1 else 1]
+    return _UNKNOWN.get(lang, _UNKNOWN["nl"]).format(n=len(items), what=what, items="; ".join(items))
+
+
 def build_cards(result: ApplyResult, catalog: Catalog, options: CardOptions) -> list[JSON]:
     """Cards in plan order: each top-level action's card (a group's summary card when it has guidance
     steps), then the cards of its proposing or urgent descendants."""
     requests = {r["id"]: r for r in result.requests}
+    unknown = _unknown_line(result, options.lang)
     cards: list[JSON] = []
     for top in result.requestgroup.get("action", []):
         guidance: list[JSON] = []
         specific: list[JSON] = []
         _collect(top, catalog, requests, guidance, specific)
-        if not catalog.info(top["id"]).container or guidance:
-            cards.append(action_card(top, catalog, requests, options, guidance))
+        info = catalog.info(top["id"])
+        if not info.container or guidance:
+            assessing = info.topic.get("nl", {}).get("code") == "1.1"  # the cards that ask for the criteria
+            cards.append(action_card(top, catalog, requests, options, guidance, unknown if assessing else ""))
         cards += [action_card(a, catalog, requests, options) for a in specific]
     return cards

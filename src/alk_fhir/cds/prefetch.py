@@ -28,7 +28,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
-from alk_fhir.cds.discovery import TEMPLATES, Service
+from alk_fhir.cds.discovery import Service
 from alk_fhir.cds.errors import CdsError
 from alk_fhir.cds.request import HookRequest
 
@@ -222,7 +222,7 @@ def resolve(request: HookRequest, service: Service, open_source: SourceFactory) 
         if key in prefetch:
             jobs.append((key, None, prefetch[key]))
             continue
-        relative = render(TEMPLATES[key], request)
+        relative = render(service.prefetch[key], request)
         if relative is None:  # e.g. {{userPractitionerId}} when the user is a PractitionerRole
             continue
         if source is None and not service.required(key):

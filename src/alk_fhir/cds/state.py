@@ -18,6 +18,7 @@ from typing import Any
 from alk_fhir.apply import Engine
 from alk_fhir.appstate import state_of
 from alk_fhir.cds.cards import Catalog, compile_catalog
+from alk_fhir.cds.discovery import configure
 from alk_fhir.cds.feedback import FeedbackSink, MemoryFeedbackSink
 from alk_fhir.cds.prefetch import SourceFactory, http_source
 from alk_fhir.config import Settings
@@ -41,6 +42,7 @@ def build_cds_state(app: Any) -> CdsState:
     if feedback is None:
         log.warning("no feedback store configured: CDS Hooks feedback is kept in memory only")
         feedback = MemoryFeedbackSink()
+    configure(engine)  # the services' prefetch, generated from the plan and the facts it reads
     state = CdsState(engine=engine, catalog=compile_catalog(engine), settings=app.state.settings, feedback=feedback)
     app.state.cds = state
     return state
