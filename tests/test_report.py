@@ -447,3 +447,17 @@ def test_cds_answers_even_when_recording_fails(tmp_path: Path) -> None:
         response = client.post("/cds-services/alk-patient-view", json=body)
         assert response.status_code == 200 and response.json()["cards"]
         assert app.state.cds_shown.flush() and app.state.cds_shown.lost == len(response.json()["cards"])
+
+
+def test_card_uuids_map_back_to_actions_by_the_card_builders_rule(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from alk_fhir.api import report_routes
+
+    app = cds_app(tmp_path)
+    actions = list(cds_state(app).catalog.actions)
+    for hook in (str(uuid.uuid4()) for _ in range(50)):
+        assert report_routes._uuids_fast(hook, actions) == report_routes._uuids_exact(hook, actions)
+    # should the fast rule ever differ from the card builder's, the builder's own is used
+    monkeypatch.setattr(report_routes, "_uuids_fast", lambda hook, ids: {f"wrong-{a}": a for a in ids})
+    mapped = report_routes.actions_by_card(app)("hook-1", [None])
+    assert mapped == report_routes._uuids_exact("hook-1", actions)

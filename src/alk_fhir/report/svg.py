@@ -33,27 +33,31 @@ def _legend(keys: Sequence[str], x: int, y: int) -> str:
     return "".join(parts)
 
 
-def _nice_max(value: int) -> int:
-    """A round upper bound for the axis (1, 2, 5 × 10^n)."""
-    bound = 1
+def _axis(value: int) -> tuple[int, int]:
+    """(top, step) of a round axis over 0..value: step 1, 2 or 5 × 10^n, at most five steps."""
+    step = 1
     while True:
-        for step in (1, 2, 5):
-            if bound * step >= value:
-                return bound * step
-        bound *= 10
+        for factor in (1, 2, 5):
+            if step * factor * 5 >= value:
+                top = step * factor * max(1, -(-value // (step * factor)))
+                return top, step * factor
+        step *= 10
+
+
+def _label(text: str, limit: int = 52) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def month_chart(months: Sequence[tuple[str, Tally]], title: str) -> str:
     """Grouped bars per month."""
     group, bar, left, top, height = 3 * 12 + 14, 12, 44, 34, 160
     width = left + max(1, len(months)) * group + 20
-    biggest = _nice_max(max([max(t.shown, t.accepted, t.overridden) for _, t in months] or [1]))
+    biggest, step = _axis(max([max(t.shown, t.accepted, t.overridden) for _, t in months] or [1]))
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{max(width, 600)}" height="{top + height + 40}" '
            f'viewBox="0 0 {max(width, 600)} {top + height + 40}"><title>{escape(title)}</title>',
            _legend(("shown", "accepted", "overridden"), left, 14)]
-    for i in range(5):  # horizontal grid with values
-        value = biggest * i // 4
-        y = top + height - height * i // 4
+    for value in range(0, biggest + 1, step):  # horizontal grid with values
+        y = top + height - round(height * value / biggest)
         out.append(f'<line x1="{left}" y1="{y}" x2="{width - 10}" y2="{y}" stroke="#e2e8f0"/>'
                    f'<text x="{left - 6}" y="{y + 4}" text-anchor="end" {FONT}>{value}</text>')
     for m, (month, tally) in enumerate(months):
@@ -71,7 +75,7 @@ def month_chart(months: Sequence[tuple[str, Tally]], title: str) -> str:
 
 def section_chart(sections: Sequence[tuple[str, Tally]], title: str) -> str:
     """One stacked horizontal bar per section label: accepted, overridden, no feedback."""
-    label_width, bar_width, row, top = 260, 380, 24, 30
+    label_width, bar_width, row, top = 330, 380, 24, 30
     height = top + max(1, len(sections)) * row + 10
     biggest = max([max(t.shown, t.accepted + t.overridden) for _, t in sections] or [1]) or 1
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{label_width + bar_width + 60}" '
@@ -79,7 +83,7 @@ def section_chart(sections: Sequence[tuple[str, Tally]], title: str) -> str:
            _legend(("accepted", "overridden", "rest"), 8, 14)]
     for r, (label, tally) in enumerate(sections):
         y = top + r * row
-        out.append(f'<text x="{label_width - 8}" y="{y + 13}" text-anchor="end" {FONT}>{escape(label)}</text>')
+        out.append(f'<text x="4" y="{y + 13}" {FONT}><title>{escape(label)}</title>{escape(_label(label))}</text>')
         x = label_width
         rest = max(0, tally.shown - tally.accepted - tally.overridden)
         for key, value in (("accepted", tally.accepted), ("overridden", tally.overridden), ("rest", rest)):
