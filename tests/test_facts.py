@@ -69,7 +69,7 @@ def test_ggz_record_with_snomed_procedures(package: Package, engine: Engine) -> 
     assert crit1.unknown == [{"reference": "Procedure/proc-lotte-fysio"}]
 
 
-def test_g_standaard_through_an_installation_conceptmap(package: Package) -> None:
+def test_g_standaard_through_an_installation_conceptmap(package: Package, tmp_path: Path) -> None:
     data = record("gp-icpc-gstandaard")
     for entry in data["entry"]:  # no names to go by: only the G-Standaard codes remain
         res = entry["resource"]
@@ -78,18 +78,35 @@ def test_g_standaard_through_an_installation_conceptmap(package: Package) -> Non
         if res["resourceType"] == "MedicationStatement":
             res["medicationReference"].pop("display")
     assert build_context(data, package, TODAY).facts["benzodiazepines"] == []
-    term = package.terminology
-    saved = dict(term.translations)
-    try:  # GPK 1023 (oxazepam tablet 10 mg, public Nictiz instance) -> ATC N05BA04 (oxazepam)
-        term.add_conceptmap({"resourceType": "ConceptMap", "group": [{
-            "source": "urn:oid:2.16.840.1.113883.2.4.4.1", "target": "http://www.whocc.no/atc",
-            "element": [{"code": "1023", "target": [{"code": "N05BA04", "equivalence": "equivalent"}]}]}]})
-        facts = build_context(data, package, TODAY).facts
-        assert keys(facts["benzodiazepines"]) == {"MedicationStatement/use-jan-oxazepam"}
-    finally:
-        term.translations.clear()
-        term.translations.update(saved)
-        term.add_conceptmap({"resourceType": "ConceptMap"})  # clears the membership memo
+    # ALK_FHIR_CONCEPTMAPS: GPK 1023 (oxazepam tablet 10 mg, public Nictiz instance) -> ATC N05BA04 (oxazepam)
+    conceptmap = tmp_path / "gstandaard-atc.json"
+    conceptmap.write_text(json.dumps({"resourceType": "ConceptMap", "status": "active", "group": [{
+        "source": "urn:oid:2.16.840.1.113883.2.4.4.1", "target": "http://www.whocc.no/atc",
+        "element": [{"code": "1023", "target": [{"code": "N05BA04", "equivalence": "equivalent"}]}]}]}))
+    installed = load_package(REPO / "profiles", (conceptmap,))
+    facts = build_context(data, installed, TODAY).facts
+    assert keys(facts["benzodiazepines"]) == {"MedicationStatement/use-jan-oxazepam"}
+    (tmp_path / "not-a-map.json").write_text('{"resourceType": "ValueSet", "status": "active"}')
+    from alk_fhir.knowledge import BrokenPackage
+
+    with pytest.raises(BrokenPackage, match="not a ConceptMap"):
+        load_package(REPO / "profiles", (tmp_path / "not-a-map.json",))
+
+
+def test_apply_cli_reads_the_dutch_gp_record() -> None:
+    from click.testing import CliRunner
+
+    from alk_fhir.cli import main
+
+    out = CliRunner().invoke(main, ["apply", str(REPO / "examples" / "patients" / "patient-gp-icpc-gstandaard.json"),
+                                    "--date", "2026-11-23", "--explain"])
+    assert out.exit_code == 0, out.stderr
+    explained = json.loads(out.stderr)
+    assert explained["facts"]["riskMedications"] == ["MedicationStatement/use-jan-oxazepam",
+                                                     "MedicationStatement/use-jan-temazepam",
+                                                     "MedicationStatement/use-jan-paracod"]
+    careplan = json.loads(out.stdout)
+    assert careplan["resourceType"] in ("CarePlan", "Bundle")
 
 
 def _fhirpathpy_facts(package: Package, data: Any, draft: Any = None) -> dict[str, Any]:

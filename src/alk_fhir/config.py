@@ -56,6 +56,9 @@ class Settings:
     base_url: str = "http://127.0.0.1:8080"
     database_url: str = "sqlite:///" + str(REPO_ROOT / "var" / "alk-fhir.sqlite3")
     package_dir: Path = REPO_ROOT / "profiles"
+    # ALK_FHIR_CONCEPTMAPS: FHIR ConceptMap JSON files the installation supplies (separated by the OS path
+    # separator), e.g. its licensed G-Standaard -> ATC table; memberOf() in the facts follows them
+    conceptmaps: tuple[Path, ...] = ()
     package_cache: Path = Path.home() / ".fhir" / "packages"
     cds_auth: str = "jwt"
     cds_trusted_issuers: dict[str, str] = field(default_factory=dict)
@@ -95,6 +98,7 @@ class Settings:
             base_url=_env("ALK_FHIR_BASE_URL", cls.base_url).rstrip("/"),
             database_url=_env("ALK_FHIR_DATABASE_URL", cls.database_url),
             package_dir=Path(_env("ALK_FHIR_PACKAGE_DIR", str(REPO_ROOT / "profiles"))),
+            conceptmaps=tuple(Path(p) for p in _env("ALK_FHIR_CONCEPTMAPS", "").split(os.pathsep) if p.strip()),
             package_cache=Path(_env("ALK_FHIR_PACKAGE_CACHE", str(Path.home() / ".fhir" / "packages"))),
             cds_auth=cds_auth,
             cds_trusted_issuers=_env_json("ALK_FHIR_CDS_TRUSTED_ISSUERS"),

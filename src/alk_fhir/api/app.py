@@ -54,7 +54,7 @@ async def _store_backed_auth(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(settings: Settings | None = None, package: Package | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
-    pkg = package or load_package(settings.package_dir)
+    pkg = package or load_package(settings.package_dir, settings.conceptmaps)
     app = FastAPI(
         title="alk-fhir",
         version=__version__,

@@ -104,7 +104,8 @@ def templates_for(hook: str) -> dict[str, str]:
         from alk_fhir.config import Settings
         from alk_fhir.knowledge import load_package
 
-        configure(load_engine(load_package(Settings.from_env().package_dir)))
+        settings = Settings.from_env()
+        configure(load_engine(load_package(settings.package_dir, settings.conceptmaps)))
     return _generated.get(hook, {})
 
 

@@ -23,7 +23,7 @@ def apply(bundle: Path, plan: str | None, today: str | None, practitioner: str |
     from alk_fhir.apply import NoSubject, load_engine, pinned_day, run
     from alk_fhir.apply.engine import DEFAULT_PLAN
     from alk_fhir.context.facts import facts_as_json
-    from alk_fhir.knowledge import load_package
+    from alk_fhir.knowledge import BrokenPackage, load_package
 
     try:
         data = json.loads(bundle.read_text(encoding="utf-8"))
@@ -37,7 +37,11 @@ def apply(bundle: Path, plan: str | None, today: str | None, practitioner: str |
         day = pinned_day(today) if today else date.today()
     except ValueError as exc:
         raise click.ClickException(f"--date must be YYYY-MM-DD in a supported range, not {today!r}: {exc}") from exc
-    engine = load_engine(load_package(Settings.from_env().package_dir))
+    settings = Settings.from_env()
+    try:
+        engine = load_engine(load_package(settings.package_dir, settings.conceptmaps))
+    except BrokenPackage as exc:
+        raise click.ClickException(f"the package cannot be used: {exc}") from exc
     try:
         result = run(engine, data, day, plan=plan or DEFAULT_PLAN,
                      practitioner={"reference": practitioner} if practitioner else None)

@@ -85,7 +85,9 @@ def _matches(res: dict[str, Any], key: str, value: str) -> bool:
     return str(res.get(key, "")) == value
 
 
-def load_package(root: Path) -> Package:
+def load_package(root: Path, conceptmaps: tuple[Path, ...] = ()) -> Package:
+    """The package in ``root``, with the installation's ConceptMaps (e.g. G-Standaard -> ATC) added to
+    its terminology: they are the installation's, not the package's, so they are not served."""
     manifest_path = root / "package.json"
     manifest = _read_json(manifest_path)
     if manifest.get("fhirVersions") != ["4.0.1"]:
@@ -112,6 +114,12 @@ def load_package(root: Path) -> Package:
             if res.get("version"):
                 pkg.by_canonical[f"{url}|{res['version']}"] = res
     pkg.terminology = valuesets.Terminology.from_resources(pkg.resources)
+    for path in conceptmaps:
+        conceptmap = _read_json(path)
+        if conceptmap.get("resourceType") != "ConceptMap":
+            raise BrokenPackage(f"{path}: not a ConceptMap (ALK_FHIR_CONCEPTMAPS)")
+        _check_model(path, conceptmap)
+        pkg.terminology.add_conceptmap(conceptmap)
     unresolved = sorted(set(unresolved_canonicals(pkg)))
     if unresolved:
         raise BrokenPackage("canonical references that resolve nowhere: " + ", ".join(unresolved))
