@@ -254,7 +254,9 @@ def main() -> None:
         env = {**os.environ, "ALK_FHIR_CDS_AUTH": "jwt", "ALK_FHIR_BASE_URL": f"http://127.0.0.1:{service_port}",
                "ALK_FHIR_CDS_TRUSTED_ISSUERS": json.dumps({ISSUER: jwks_url}),
                "ALK_FHIR_DATABASE_URL": f"sqlite:///{tmp}/bench.sqlite3", "ALK_FHIR_LOG_LEVEL": "warning",
-               "ALK_FHIR_TOKEN_KEY_FILE": ""}
+               "ALK_FHIR_TOKEN_KEY_FILE": "",
+               # the tokens are signed up front with exp = iat + 900 s, for runs of several minutes
+               "ALK_FHIR_CDS_TOKEN_MAX_LIFETIME": "900"}
         alk = str(Path(sys.executable).with_name("alk-fhir"))
         calls: dict[str, Call] = {"alk-patient-view": call_service}
         workers = ["--workers", str(args.workers)]

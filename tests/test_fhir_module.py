@@ -122,6 +122,15 @@ def test_refusals(payload: bytes, ctype: str, status: int, code: str, words: str
     assert error.outcome()["issue"][0] == {"severity": "error", "code": code, "diagnostics": error.diagnostics}
 
 
+def test_a_body_of_empty_objects_is_refused_before_parsing() -> None:
+    """``[{},{},…]``: 3 bytes per dict of about 70; without the count 19 MB of it parsed into ~500 MB."""
+    payload = b"[" + b"{}," * body_module.MAX_CONTAINERS + b"[]]"
+    error = refused(read_json(request(Source(0, chunk=MB, payload=payload), {"content-type": "application/json"})))
+    assert (error.status, error.code) == (413, "too-costly") and "JSON objects and arrays" in error.diagnostics
+    fits = b"[" + b"{}," * (body_module.MAX_CONTAINERS - 2) + b"{}]"
+    assert len(asyncio.run(read_json(request(Source(0, chunk=MB, payload=fits), {})))) == body_module.MAX_CONTAINERS - 1
+
+
 def test_depth_128_is_accepted() -> None:
     payload = b"[" * 128 + b"]" * 128
     assert asyncio.run(read_json(request(Source(0, payload=payload), {})))  # no Content-Type counts as JSON

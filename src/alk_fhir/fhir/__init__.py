@@ -6,7 +6,16 @@ One helper for one job: a face that needs one of these imports it from here, nev
 
 from __future__ import annotations
 
-from alk_fhir.fhir.body import MAX_BODY, MAX_DEPTH, BodyError, parse_json, read_body, read_json, shallow_enough
+from alk_fhir.fhir.body import (
+    MAX_BODY,
+    MAX_CONTAINERS,
+    MAX_DEPTH,
+    BodyError,
+    parse_json,
+    read_body,
+    read_json,
+    shallow_enough,
+)
 from alk_fhir.fhir.document import document_identifier
 from alk_fhir.fhir.ids import (
     FHIR_ID,
@@ -27,6 +36,7 @@ __all__ = [
     "ID_SCHEMA_PATTERN",
     "LOOPBACK_HOSTS",
     "MAX_BODY",
+    "MAX_CONTAINERS",
     "MAX_DEPTH",
     "OUTCOME_SYSTEM",
     "REFERENCE",

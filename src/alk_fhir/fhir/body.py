@@ -4,7 +4,10 @@ Bounded before anything is buffered: a declared ``Content-Length`` above the lim
 before a byte is read, and the body is streamed with the limit applied as it arrives (a chunked
 body has no length to check), so a 400 MB request costs the server at most the limit plus one
 chunk. JSON nested deeper than :data:`MAX_DEPTH` is refused too: the recursive walks of
-validation, rules and rendering would otherwise hit Python's recursion limit on it.
+validation, rules and rendering would otherwise hit Python's recursion limit on it. So is a body
+with more than :data:`MAX_CONTAINERS` objects and arrays, counted before parsing: ``[{},{},…]``
+turns 20 MB into about 500 MB of Python dicts (FHIR JSON of that size parses into about 115 MB, at
+some 19,000 objects and arrays per MB), so the cap on bytes alone would not bound memory.
 
 Refusals are :class:`BodyError` (413 too large, 415 not JSON by its Content-Type, 400 not JSON
 or too deep, 400 when the client went away mid-body). Each face renders them in its own error
@@ -23,6 +26,7 @@ from alk_fhir.fhir.outcome import operation_outcome
 
 MAX_BODY = 20 * 1024 * 1024  # bytes; module-level so that tests can lower it
 MAX_DEPTH = 128  # a Bundle of QuestionnaireResponses with ten levels of nested items stays under 60
+MAX_CONTAINERS = 1_000_000  # JSON objects + arrays per body; 20 MB of FHIR JSON holds about 400,000
 JSON_TYPES = frozenset({"application/fhir+json", "application/json", "application/json+fhir", ""})
 
 
@@ -77,7 +81,13 @@ async def read_json(request: Request, *, limit: int | None = None, send: str = "
 
 
 def parse_json(raw: bytes | bytearray | str) -> Any:
-    """``json.loads`` with the depth guard; BodyError 400 for anything that is not usable JSON."""
+    """``json.loads`` with the container and depth guards; BodyError 400 for anything that is not
+    usable JSON, 413 for more than :data:`MAX_CONTAINERS` objects and arrays."""
+    opening: tuple[Any, Any] = ("{", "[") if isinstance(raw, str) else (b"{", b"[")
+    # An upper bound (brackets inside strings count too), at memchr speed: microseconds per 100 kB.
+    if raw.count(opening[0]) + raw.count(opening[1]) > MAX_CONTAINERS:
+        raise BodyError(413, "too-costly", f"request body holds more than {MAX_CONTAINERS} JSON objects and "
+                        "arrays: more than this server parses in one request; split it")
     try:
         value = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

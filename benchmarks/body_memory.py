@@ -1,0 +1,357 @@
+"""Server memory under huge request bodies: every endpoint that takes a body gets 400 MB.
+
+Run: ``.venv/bin/python benchmarks/body_memory.py [--mb 400] [--parallel 4] [--realistic] [--src DIR]``.
+
+Starts ``alk-fhir serve`` on 127.0.0.1 (one worker, SQLite in a temporary directory, CDS client JWTs
+off so that the CDS endpoints read their bodies too, one registered exchange partner so that
+``POST /fhir/Bundle`` is reached with a valid token) and streams a body of ``--mb`` megabytes to
+each body-taking endpoint (the known ones and any other POST route in /openapi.json), twice: once
+declaring ``Content-Length`` and once ``Transfer-Encoding: chunked`` (no length to check up front).
+The client never holds the body: it writes 1 MB of JSON whitespace at a time to a raw socket and
+keeps writing after the answer arrives, as a hostile client would, until the whole body is sent or
+the server closes the connection. A thread samples the server process's RSS
+(``/proc/<pid>/status``) every 10 ms. Then ``--parallel`` chunked bodies go to ``/fhir/$validate``
+at once, and 19 MB of ``[{},{},…]`` (within the cap, the costliest JSON to parse); ``--realistic``
+adds a 19 MB Bundle of real resources, the largest body the cap admits.
+
+Printed: the server's RSS idle and after one small request per endpoint, and per request the
+status, how many MB had been sent when the answer came, and the peak RSS; the verdict compares the
+highest peak with 300 MB. ``--src DIR`` serves the ``alk_fhir`` package found in DIR instead (e.g.
+a checkout of an older commit, for a before/after figure). Linux only (``/proc``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import select
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+import requests
+from cryptography.hazmat.primitives.asymmetric import ec
+
+MB = 1024 * 1024
+LIMIT_MB = 300
+URA = "http://fhir.nl/fhir/NamingSystem/ura"
+ALK_FHIR = Path(sys.executable).with_name("alk-fhir")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of ``pid`` and its children (uvicorn with --workers), in MB."""
+    total = 0
+    for p in [pid, *children(pid)]:
+        try:
+            with open(f"/proc/{p}/status", encoding="ascii") as status:
+                for line in status:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+def children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as f:
+            return [int(c) for c in f.read().split()]
+    except OSError:
+        return []
+
+
+class Sampler:
+    """Samples RSS of the server in a thread; ``window()`` gives the peak over a block of work."""
+
+    def __init__(self, pid: int, interval: float = 0.01) -> None:
+        self.pid, self.interval = pid, interval
+        self.peak = 0.0
+        self.lock = threading.Lock()
+        self.running = True
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while self.running:
+            value = rss_mb(self.pid)
+            with self.lock:
+                self.peak = max(self.peak, value)
+            time.sleep(self.interval)
+
+    @contextmanager
+    def window(self) -> Iterator[list[float]]:
+        with self.lock:
+            self.peak = rss_mb(self.pid)
+        out: list[float] = []
+        yield out
+        time.sleep(3 * self.interval)
+        with self.lock:
+            out.append(self.peak)
+
+    def stop(self) -> None:
+        self.running = False
+        self.thread.join()
+
+
+@dataclass
+class Sent:
+    status: int | None
+    mb_before_answer: float | None  # MB written when the first byte of the answer was readable
+    mb_sent: float
+    seconds: float
+
+
+def whitespace(total: int) -> Iterator[bytes]:
+    """``total`` bytes of JSON whitespace, 1 MB at a time: a huge body that would even parse."""
+    for start in range(0, total, MB):
+        yield b" " * min(MB, total - start)
+
+
+def empty_objects(total: int) -> Iterator[bytes]:
+    """``[{},{},…]`` of about ``total`` bytes: the JSON that costs the most memory per byte once parsed."""
+    per_chunk = MB // 3
+    count = max(1, total // 3)
+    yield b"["
+    for start in range(0, count, per_chunk):
+        n = min(per_chunk, count - start)
+        yield b"{}," * (n - 1) + (b"{}" if start + n == count else b"{},")
+    yield b"]"
+
+
+def stream_body(port: int, path: str, chunks: Iterator[bytes], *, length: int | None,
+                headers: dict[str, str]) -> Sent:
+    """POST the ``chunks`` to ``path`` without holding them: declared with ``Content-Length: length``,
+    or chunked when ``length`` is None. Keeps writing after the answer came, as a hostile client
+    would, until everything is sent or the server closes the connection."""
+    started = time.monotonic()
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    head = [f"POST {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Content-Type: application/fhir+json",
+            "Accept: application/fhir+json", *(f"{k}: {v}" for k, v in headers.items())]
+    head.append("Transfer-Encoding: chunked" if length is None else f"Content-Length: {length}")
+    sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode("ascii"))
+    sent, answered_at = 0, None
+    answer = b""
+    try:
+        for piece in chunks:
+            sock.sendall(f"{len(piece):x}\r\n".encode() + piece + b"\r\n" if length is None else piece)
+            sent += len(piece)
+            if answered_at is None and select.select([sock], [], [], 0)[0]:
+                answered_at = sent
+                answer += sock.recv(65536)
+        if length is None:
+            sock.sendall(b"0\r\n\r\n")
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the server closed the connection: it will not read more
+    sock.settimeout(600)
+    try:
+        while b"\r\n" not in answer:
+            more = sock.recv(65536)
+            if not more:
+                break
+            answer += more
+    except (TimeoutError, ConnectionResetError):
+        pass
+    finally:
+        sock.close()
+    status = int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.1 ") else None
+    return Sent(status, None if answered_at is None else answered_at / MB, sent / MB, time.monotonic() - started)
+
+
+def realistic_bundle(megabytes: float) -> bytes:
+    """A collection Bundle of the example patients' resources, repeated to ``megabytes``: FHIR JSON as
+    it comes, just under the body cap."""
+    root = Path(__file__).resolve().parents[1] / "examples" / "patients"
+    entries = [e for p in sorted(root.glob("*.json")) for e in json.loads(p.read_text(encoding="utf-8"))["entry"]]
+    average = sum(len(json.dumps(e)) for e in entries) / len(entries)
+    count = int(megabytes * MB / (average + 2))
+    return json.dumps({"resourceType": "Bundle", "type": "collection",
+                       "entry": [entries[i % len(entries)] for i in range(count)]}).encode("utf-8")
+
+
+def partner_setup(tmp: Path) -> tuple[ec.EllipticCurvePrivateKey, Path]:
+    key = ec.generate_private_key(ec.SECP384R1())
+    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
+    partners = [{"client_id": "bench", "name": "Benchmark partner",
+                 "organization": {"system": URA, "value": "12345678"},
+                 "scopes": ["system/Bundle.write", "system/Bundle.read"],
+                 "jwks": {"keys": [{**jwk, "kid": "bench-1", "use": "sig", "alg": "ES384"}]}}]
+    path = tmp / "partners.json"
+    path.write_text(json.dumps(partners), encoding="utf-8")
+    return key, path
+
+
+def access_token(base: str, key: ec.EllipticCurvePrivateKey) -> str:
+    now = int(time.time())
+    token_url = base + "/auth/token"
+    assertion = jwt.encode({"iss": "bench", "sub": "bench", "aud": token_url, "iat": now, "exp": now + 240,
+                            "jti": str(uuid.uuid4())}, key, algorithm="ES384", headers={"kid": "bench-1"})
+    response = requests.post(token_url, data={
+        "grant_type": "client_credentials", "scope": "system/Bundle.write",
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "client_assertion": assertion}, timeout=30)
+    response.raise_for_status()
+    return str(response.json()["access_token"])
+
+
+SMALL: dict[str, Any] = {"resourceType": "Parameters", "parameter": []}
+
+
+def endpoints(base: str) -> list[tuple[str, bool, Any]]:
+    """(path, needs the partner token, a small body for the warm-up): every POST route of the service,
+    the known ones with a sensible body and any other from the OpenAPI description."""
+    known: list[tuple[str, bool, Any]] = [
+        ("/fhir/$validate", False, {"resourceType": "Patient", "id": "p"}),
+        ("/fhir/Patient/$validate", False, {"resourceType": "Patient", "id": "p"}),
+        ("/fhir/PlanDefinition/$apply", False, SMALL),
+        ("/fhir/PlanDefinition/alk-guideline/$apply", False, SMALL),
+        ("/fhir/Bundle", True, {"resourceType": "Bundle", "type": "document"}),
+        ("/cds-services/alk-patient-view", False, {"hook": "patient-view"}),
+        ("/cds-services/alk-patient-view/feedback", False, {"feedback": []}),
+        ("/app/api/render-overview", False, {"resourceType": "Bundle"}),
+        ("/auth/token", False, None),
+    ]
+    fill = {"{resource_type}": "Patient", "{plan_id}": "alk-guideline", "{service_id}": "alk-patient-view"}
+    listed = {p for p, _, _ in known}
+    spec = requests.get(base + "/openapi.json", timeout=30).json()
+    for template, operations in spec.get("paths", {}).items():
+        if "post" not in operations and "put" not in operations:
+            continue
+        path = template
+        for name, value in fill.items():
+            path = path.replace(name, value)
+        if path not in listed and "{" not in path:
+            known.append((path, False, {}))
+            listed.add(path)
+    return known
+
+
+@contextmanager
+def server(port: int, tmp: Path, partners: Path, src: str | None) -> Iterator[subprocess.Popen[bytes]]:
+    env = {**os.environ, "ALK_FHIR_CDS_AUTH": "off", "ALK_FHIR_BASE_URL": f"http://127.0.0.1:{port}",
+           "ALK_FHIR_DATABASE_URL": f"sqlite:///{tmp}/bench.sqlite3", "ALK_FHIR_LOG_LEVEL": "warning",
+           "ALK_FHIR_PARTNERS_FILE": str(partners), "ALK_FHIR_TOKEN_KEY_FILE": "", "ALK_FHIR_CORS_ORIGINS": ""}
+    if src:
+        env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.Popen([str(ALK_FHIR), "serve", "--host", "127.0.0.1", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"alk-fhir serve exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                time.sleep(0.2)
+        else:
+            raise RuntimeError("alk-fhir serve did not start")
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mb", type=int, default=400, help="body size in MB (default 400)")
+    parser.add_argument("--parallel", type=int, default=4, help="bodies sent at once in the last round")
+    parser.add_argument("--src", default=None, help="serve the alk_fhir package from this src directory")
+    parser.add_argument("--realistic", action="store_true",
+                        help="also validate a 19 MB Bundle of real FHIR resources (slow: the largest accepted body)")
+    args = parser.parse_args()
+    total = args.mb * MB
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        key, partners = partner_setup(tmp)
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        with server(port, tmp, partners, args.src) as proc:
+            time.sleep(1)
+            idle = rss_mb(proc.pid)
+            token = access_token(base, key)
+            targets = endpoints(base)
+            for path, needs_token, small in targets:  # everything lazily built is built now
+                headers = {"Authorization": f"Bearer {token}"} if needs_token else {}
+                if path == "/auth/token":
+                    requests.post(base + path, data={"grant_type": "client_credentials"}, timeout=60)
+                else:
+                    requests.post(base + path, json=small, headers=headers, timeout=60)
+            warm = rss_mb(proc.pid)
+            print(f"server RSS: idle {idle:.0f} MB, after one small request per endpoint {warm:.0f} MB")
+            print(f"{args.mb} MB of JSON whitespace to each of {len(targets)} endpoints "
+                  "(status, MB sent when the answer came, peak server RSS):")
+            sampler = Sampler(proc.pid)
+            peaks: list[float] = []
+            try:
+                for path, needs_token, _ in targets:
+                    headers = {"Authorization": f"Bearer {token}"} if needs_token else {}
+                    if path == "/auth/token":
+                        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+                    for chunked in (False, True):
+                        with sampler.window() as peak:
+                            sent = stream_body(port, path, whitespace(total), length=None if chunked else total,
+                                               headers=headers)
+                        peaks.append(peak[0])
+                        when = "no answer" if sent.mb_before_answer is None else f"{sent.mb_before_answer:6.0f} MB"
+                        mode = "chunked       " if chunked else "Content-Length"
+                        print(f"  {path:<44} {mode}  HTTP {sent.status}  answer after {when}  "
+                              f"peak {peak[0]:5.0f} MB  ({sent.mb_sent:.0f} MB sent, {sent.seconds:.1f} s)")
+                with sampler.window() as peak:
+                    results: list[Sent] = []
+                    threads = [threading.Thread(target=lambda: results.append(stream_body(
+                        port, "/fhir/$validate", whitespace(total), length=None, headers={})))
+                        for _ in range(args.parallel)]
+                    for t in threads:
+                        t.start()
+                    for t in threads:
+                        t.join()
+                peaks.append(peak[0])
+                statuses = sorted({r.status for r in results}, key=str)
+                print(f"  {args.parallel} x {args.mb} MB at once to /fhir/$validate (chunked): HTTP {statuses}, "
+                      f"peak {peak[0]:.0f} MB")
+                print("Within the 20 MB cap, what parsing costs:")
+                with sampler.window() as peak:
+                    sent = stream_body(port, "/fhir/$validate", empty_objects(19 * MB), length=None, headers={})
+                peaks.append(peak[0])
+                print(f"  19 MB of [{{}},{{}},...] (6.6 million empty objects) to /fhir/$validate: HTTP {sent.status}, "
+                      f"peak {peak[0]:.0f} MB")
+                if args.realistic:
+                    body = realistic_bundle(19)
+                    with sampler.window() as peak:
+                        response = requests.post(base + "/fhir/$validate", data=body, timeout=1800,
+                                                 headers={"Content-Type": "application/fhir+json"})
+                    entries = body.count(b'"resource":')
+                    print(f"  a {len(body) / MB:.0f} MB collection Bundle of FHIR resources ({entries} entries) "
+                          f"to /fhir/$validate: HTTP {response.status_code}, peak {peak[0]:.0f} MB "
+                          "(the largest body the cap admits: not counted in the verdict)")
+            finally:
+                sampler.stop()
+            highest = max(peaks)
+            print(f"highest peak {highest:.0f} MB (idle {idle:.0f} MB): "
+                  + ("under" if highest < LIMIT_MB else "NOT under") + f" the {LIMIT_MB} MB target")
+
+
+if __name__ == "__main__":
+    main()
