@@ -307,6 +307,19 @@ def test_k_one_changes_nothing_and_too_few_patients_leave_nothing() -> None:
         k_anonymise(rows, 0)
 
 
+def test_nobody_is_left_out_while_others_still_join_their_class() -> None:
+    """Two patients whose versions differ in sex (as two example records sharing a BSN do): the male
+    class empties into the all-suppressed class a round before the female one follows."""
+    rows = [{"pseudonym": p, "age_band": age, "sex": sex, "period": "2026-11"} for p, age, sex in (
+        ("a", "50-59", "male"), ("b", "60-69", "female"), ("c", "40-49", "female"), ("d", "40-49", "female"),
+        ("d", "50-59", "male"), ("e", "30-39", "female"), ("f", "70-79", "male"), ("g", "30-39", "male"),
+        ("g", "30-39", "female"))]
+    out, report = k_anonymise(rows, 5)
+    assert report.dropped_patients == 0 and len(out) == 9
+    assert {(r["age_band"], r["sex"], r["period"]) for r in out} == {(None, None, None)}
+    assert report.cells == {"period": 9, "age_band": 9, "sex": 9}
+
+
 @pytest.mark.parametrize("k", [2, 3, 5, 8])
 def test_every_published_class_has_k_patients(k: int) -> None:
     import random

@@ -5,8 +5,9 @@ suppressed cell, null, is a value of its own). A class must hold at least ``k`` 
 (pseudonyms), not ``k`` rows: the versions of one patient's documents are one person. While a class
 is too small, every patient in it loses one more quasi-identifier, in :data:`SUPPRESSION_ORDER`
 (period first, then age band, then sex), in all of that patient's rows, since the pseudonym links
-them; a patient with nothing left to suppress who is still in too small a class is left out.
-Each round suppresses a cell or drops a patient, so it ends. :class:`Suppression` says what was done.
+them. Only when no patient in a too-small class has anything left to suppress are those patients
+left out (others may still be joining their class). Each round suppresses a cell or leaves patients
+out, so it ends. :class:`Suppression` says what was done.
 """
 
 from __future__ import annotations
@@ -71,13 +72,16 @@ def k_anonymise(rows: Sequence[dict[str, Any]], k: int = DEFAULT_K,
         small = {p for patients in _classes(kept, hidden, quasi).values() if len(patients) < k for p in patients}
         if not small:
             break
+        stuck = set()
         for patient in sorted(small):
             column = next((c for c in order if c not in hidden[patient]), None)
             if column is None:
-                dropped.add(patient)
+                stuck.add(patient)
             else:
                 hidden[patient].add(column)
-        kept = [r for r in kept if r["pseudonym"] not in dropped]
+        if stuck == small:  # nobody could suppress more: only then is anybody left out
+            dropped |= stuck
+            kept = [r for r in kept if r["pseudonym"] not in dropped]
     out = []
     for row in kept:
         copy = dict(row)
