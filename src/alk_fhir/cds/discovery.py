@@ -66,10 +66,13 @@ def _code_filter(requirement: dict[str, Any]) -> str:
 
 def generate_templates(engine: Engine, plan: str = DEFAULT_PLAN) -> dict[str, dict[str, str]]:
     """Per hook the prefetch templates its actions need (see the module docstring)."""
+    try:
+        compiled = engine.plan(plan)
+    except KeyError:  # a package without the guideline plan (a stub): the services answer 503
+        return {}
     program = compile_facts(engine.package)
     library = engine.package.resolve(f"{engine.package.manifest.get('canonical', '')}/Library/alk-facts") or {}
     requirement_of = {str(r.get("id")): r for r in library.get("dataRequirement", [])}
-    compiled = engine.plan(plan)
     out: dict[str, dict[str, str]] = {}
     for hook in sorted({t for a in compiled.actions for t in a.triggers}):
         actions = tuple(a for a in compiled.actions if hook in a.triggers)
@@ -90,9 +93,14 @@ def generate_templates(engine: Engine, plan: str = DEFAULT_PLAN) -> dict[str, di
 
 
 def configure(engine: Engine) -> None:
-    """Generate the services' prefetch for the package being served (at start-up, once)."""
+    """Generate the services' prefetch for the package being served (at start-up, once). A process
+    serves one package; a package without the guideline plan (a stub, whose services answer 503)
+    leaves the templates as they were."""
+    generated = generate_templates(engine)
+    if not generated:
+        return
     _generated.clear()
-    _generated.update(generate_templates(engine))
+    _generated.update(generated)
     _operationalisations.clear()
     _operationalisations.update({f.name: f.operationalisation for f in compile_facts(engine.package).facts
                                  if f.operationalisation})
