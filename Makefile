@@ -64,6 +64,7 @@ bench: install-dev
 	$(BIN)/python benchmarks/validate.py
 	$(BIN)/python benchmarks/cds.py --without-auth
 	$(BIN)/python benchmarks/cds.py --workers 2
+	$(BIN)/python benchmarks/body_memory.py
 
 clean:
 	rm -rf $(VENV) dist var .pytest_cache .mypy_cache .ruff_cache
