@@ -1,167 +1,57 @@
 """The clinician app end to end in headless Debian chromium (playwright, system browser).
 
-A test EHR (tests/test_app_ehr.py: SMART authorization + FHIR server with the patient's data) and
-the alk-fhir service (serving /app/, the knowledge and $apply) run on 127.0.0.1. The EHR launches
-the app with appContext naming the criteria Questionnaire; the test fills the form (a dependent item
-appears only after its trigger answer), submits, finds the QuestionnaireResponse on the EHR, and
-sees the assessment and the advice; it fills the explanatory model and the AMBIT grid and sees
-them as tables; it sees the shared case overview. Launch failures (bad iss, denied authorization,
-expired token, no launch) must show a message, never a blank page. Screenshots at 1280×800 go to
-test-artifacts/.
+A test EHR (tests/test_app_ehr.py: SMART authorization + FHIR server with three example patients)
+and the alk-fhir service (serving /app/, the knowledge and $apply) run on 127.0.0.1 (see
+tests/app_support.py). The EHR launches the app with appContext naming a Questionnaire or a view;
+the tests answer forms as a GP would and read what the EHR received and what the app shows:
+- a form opens with the patient's latest answers, pre-population fills only what they leave open
+  (marked "uit het dossier"), and a save is a new version that keeps every earlier answer;
+- validation errors are Dutch, next to the field, with focus moved there; the confirmation of a
+  save is next to the button, in a live region, with a link to the updated view;
+- the results view starts with a one-line conclusion and the urgent advice, then the advice in
+  guideline order; each advice links to its section of the guideline page and offers its action;
+- the explanatory model and the AMBIT grid as tables; the case overview inline with its date;
+- launch failures show a message, never a blank page.
+Screenshots go to test-artifacts/. tests/test_app_quality.py checks axe, language and layout.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
+import re
 from collections.abc import Iterator
-from datetime import date, timedelta
-from pathlib import Path
+from datetime import date
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+import requests
 
-from alk_fhir.api.app import create_app
-from alk_fhir.api.app_routes import build_problem
-from alk_fhir.config import REPO_ROOT, Settings
-from alk_fhir.knowledge import load_package
-from test_app_ehr import Served, TestEhr, serve, start_ehr
+from app_support import (
+    ANNA,
+    CARLA,
+    CRITERIA_Q,
+    DIRK,
+    MODEL_Q,
+    AppPage,
+    Stack,
+    answers,
+    launch_url,
+    start_stack,
+)
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
-ARTIFACTS = REPO_ROOT / "test-artifacts"
-VIEWPORT = {"width": 1280, "height": 800}
-BASE = "https://alk-fhir.org/fhir"
-CRITERIA_Q = f"{BASE}/Questionnaire/alk-criteria"
-MODEL_Q = f"{BASE}/Questionnaire/alk-explanatory-model"
-AMBIT_Q = f"{BASE}/Questionnaire/alk-ambit-grid"
-PATIENT = "pat-anna"
-EXAMPLE = REPO_ROOT / "examples" / "patients" / "patient-criterion1-failed-cbt-physio.json"
-
-
-
-def patient_record() -> list[dict[str, Any]]:
-    """Anna's example record plus enough recent contacts for the 'very many care contacts' feature."""
-    bundle = json.loads(EXAMPLE.read_text(encoding="utf-8"))
-    resources = [e["resource"] for e in bundle["entry"]]
-    today = date.today()
-    for i in range(10):
-        day = (today - timedelta(days=20 + 30 * i)).isoformat()
-        resources.append({"resourceType": "Encounter", "id": f"enc-extra-{i}", "status": "finished",
-                          "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
-                          "subject": {"reference": f"Patient/{PATIENT}"}, "period": {"start": day, "end": day}})
-    return resources
-
-
-@dataclasses.dataclass
-class Stack:
-    service: str
-    ehr: TestEhr
-    browser: Any
-
-
-def _build_missing() -> str | None:
-    if not CHROMIUM.exists():
-        return "Debian chromium is not installed at /usr/bin/chromium (run scripts/ensure-chromium.sh as root)"
-    problem = build_problem()
-    if problem:
-        return f"the app's npm build is missing ({problem}); run scripts/build-app.sh"
-    return None
+TRIGGER = "https://alk-fhir.org/fhir/StructureDefinition/alk-trigger"
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    reason = _build_missing()
-    if reason:
-        pytest.skip(reason)
-    sync_api: Any = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
-    from alk_fhir.overview import build_overview
-
-    tmp = tmp_path_factory.mktemp("app")
-    profiles = REPO_ROOT / "profiles"  # the package as shipped: its criteria form pre-populates (SDC)
-    package = load_package(profiles)
-    settings = dataclasses.replace(Settings.from_env(), database_url=f"sqlite:///{tmp / 'alk.sqlite3'}",
-                                   package_dir=profiles)
-    service = serve(create_app(settings, package))
-    settings = dataclasses.replace(settings, base_url=service.base)
-    ehr = TestEhr(redirect_uri=f"{service.base}/app/index.html", app_origin=service.base, default_patient=PATIENT)
-    record = patient_record()
-    ehr.load(record)
-    document = build_overview({"resourceType": "Bundle", "type": "collection",
-                               "entry": [{"resource": r} for r in record]}, package, today=date.today())
-    document.setdefault("id", "overview-anna-1")
-    ehr.load([document])
-    served_ehr: Served = start_ehr(ehr)
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        try:
-            yield Stack(service.base, ehr, browser)
-        finally:
-            browser.close()
-            served_ehr.stop()
-            service.stop()
-
-
-def launch_url(stack: Stack, app_context: dict[str, str] | None = None, iss: str | None = None) -> str:
-    launch = stack.ehr.new_launch(PATIENT, json.dumps(app_context) if app_context else None)
-    return f"{stack.service}/app/launch.html?{urlencode({'iss': iss or stack.ehr.iss, 'launch': launch})}"
-
-
-class AppPage:
-    """One fresh browser context (own sessionStorage) on the app, with console problems collected."""
-
-    def __init__(self, stack: Stack) -> None:
-        self.context = stack.browser.new_context(viewport=VIEWPORT, locale="nl-NL")
-        self.page = self.context.new_page()
-        self.problems: list[str] = []
-        self.page.on("pageerror", lambda exc: self.problems.append(f"pageerror: {exc}"))
-        self.page.on("console", lambda msg: self.problems.append(f"console: {msg.text}")
-                     if msg.type == "error" and "status of 401" not in msg.text else None)
-
-    def open(self, url: str) -> None:
-        self.page.goto(url)
-        self.ready()
-
-    def ready(self) -> None:
-        self.page.wait_for_selector("body[data-ready=true]", timeout=60_000)
-
-    def tab(self, view: str) -> None:
-        self.page.click(f"#tab-{view}")
-        self.ready()
-
-    def pick(self, field_id: str, text: str) -> None:
-        """Choose an answer in an LHC-Forms answer list (type, then click the match)."""
-        field = self.page.locator(f'[id="{field_id}"]')
-        field.click()
-        field.fill(text)
-        self.page.locator("#lhc-tools-searchResults li", has_text=text).first.click()
-
-    def fill(self, field_id: str, text: str) -> None:
-        self.page.locator(f'[id="{field_id}"]').fill(text)
-
-    def submit(self) -> str:
-        self.page.click("#submit-form")
-        status = self.page.wait_for_selector("#form-status[data-saved-id]", timeout=30_000)
-        assert status is not None
-        return str(status.get_attribute("data-saved-id"))
-
-    def shot(self, name: str, full_page: bool = False) -> Path:
-        path = ARTIFACTS / f"app-{name}.png"
-        self.page.screenshot(path=str(path), full_page=full_page)
-        assert path.stat().st_size > 5_000
-        return path
-
-    def close(self) -> None:
-        self.context.close()
+    yield from start_stack(tmp_path_factory.mktemp("app"))
 
 
 @pytest.fixture()
 def app(stack: Stack) -> Iterator[AppPage]:
+    stack.fresh()
     page = AppPage(stack)
     try:
         yield page
@@ -175,87 +65,328 @@ def saved(stack: Stack, response_id: str) -> dict[str, Any]:
     return found
 
 
-def answers(response: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    out: dict[str, list[dict[str, Any]]] = {}
+def dutch_day(value: str) -> str:
+    y, m, d = value[:10].split("-")
+    return f"{d}-{m}-{y}"
+
+
+def items_of(stack: Stack, canonical: str) -> dict[str, dict[str, Any]]:
+    q = stack.package.resolve(canonical)
+    assert q is not None
+    out: dict[str, dict[str, Any]] = {}
 
     def walk(items: list[dict[str, Any]]) -> None:
         for item in items:
-            for answer in item.get("answer", []):
-                out.setdefault(item["linkId"], []).append(answer)
-                walk(answer.get("item", []))
+            out[item["linkId"]] = item
             walk(item.get("item", []))
 
-    walk(response.get("item", []))
+    walk(q["item"])
     return out
 
 
-def test_ehr_launch_criteria_form_submit_assessment_and_advice(stack: Stack, app: AppPage) -> None:
+def apply_for(stack: Stack, patient: str) -> dict[str, Any]:
+    """$apply on the service for a patient's record as the EHR holds it (what the app sends)."""
+    record = [r for (_, _), r in stack.ehr.resources.items()
+              if r.get("resourceType") != "Bundle" and stack.ehr.in_compartment(r, patient)]
+    body = {"resourceType": "Parameters", "parameter": [
+        {"name": "subject", "valueString": f"Patient/{patient}"},
+        {"name": "today", "valueDate": date.today().isoformat()},
+        {"name": "practitioner", "valueString": "Practitioner/prac-gp-jansen"},
+        {"name": "data", "resource": {"resourceType": "Bundle", "type": "collection",
+                                      "entry": [{"resource": r} for r in record]}}]}
+    resp = requests.post(f"{stack.service}/fhir/PlanDefinition/$apply", json=body, timeout=30)
+    assert resp.status_code == 200, resp.text[:300]
+    return dict(resp.json())
+
+
+def actions_of(careplan: dict[str, Any]) -> list[dict[str, Any]]:
+    group = next(r for r in careplan["contained"] if r["resourceType"] == "RequestGroup")
+    out: list[dict[str, Any]] = []
+
+    def walk(actions: list[dict[str, Any]]) -> None:
+        for action in actions:
+            out.append(action)
+            walk(action.get("action", []))
+
+    walk(group.get("action", []))
+    return out
+
+
+def test_first_criteria_form_prefills_marks_and_saves_with_one_criterion(stack: Stack, app: AppPage) -> None:
     # The CDS card's smart link: appContext names the Questionnaire (format of alk_fhir.cds.cards).
-    app_context = {"questionnaire": CRITERIA_Q, "patient": f"Patient/{PATIENT}"}
-    app.open(launch_url(stack, app_context))
+    app.open(launch_url(stack, {"questionnaire": CRITERIA_Q, "patient": f"Patient/{ANNA}"}))
     page = app.page
     assert page.locator("#patient-banner").inner_text().startswith("Anna de Vries")
+    assert "12-03-1978" in page.locator("#patient-banner").inner_text()  # dd-mm-jjjj
     assert page.locator("#tab-forms").get_attribute("aria-selected") == "true"
+    assert page.evaluate("document.activeElement.id") == "form-title"  # focus moved to the opened form
+    assert page.locator("#form-origin").inner_text() == "Nog niet eerder ingevuld voor deze patiënt."
     # enableWhen: everything below the trigger question is hidden until ALK is answered "yes"
     assert page.locator('[id="criterion-1/1/1"]').count() == 0
-    page.locator('[id="alk-present/1/1|true"]').click()
-    # pre-population from the EHR (launchContext patient + x-fhir-query + initialExpression)
+    app.radio("alk-present/1/1", "true")
+    # pre-population from the EHR (launchContext patient + x-fhir-query + initialExpression), marked
     assert page.locator('[id="main-complaints/1/1"]').input_value() == "Fibromyalgie"
-    assert "ant-radio-wrapper-checked" in (page.locator('[id="feature-many-care-contacts/1/1|true"]')
-                                           .get_attribute("class") or "")
-    # three distinct active MedicationStatements in Anna's record (H §2.2 medication count)
+    assert app.checked("feature-many-care-contacts/1/1", "true")
     assert page.locator('[id="active-medication-count/1/1"]').input_value() == "3"
-    # a dependent item appears only after its trigger answer
+    for element in ("main-complaints/1/1", "feature-many-care-contacts/1/1", "active-medication-count/1/1"):
+        badge = page.locator(f'[id="from-record-{element}"]')
+        assert badge.inner_text() == "uit het dossier", element
+        assert f"from-record-{element}" in (page.locator(f'[id="item-{element}"] input, [id="item-{element}"] textarea')
+                                            .first.get_attribute("aria-describedby") or "")
+    assert page.locator("#prefill-note").is_visible()
+    assert page.locator('[id="from-record-feature-duration/1/1"]').count() == 0  # not pre-populated
+    # answering one criterion is enough: the package asks for no criterion in particular
+    items = items_of(stack, CRITERIA_Q)
+    assert not any(items[f"criterion-{n}"].get("required") for n in (1, 2, 3))
     assert page.locator('[id="criterion-1-treatments/1/1"]').count() == 0
-    app.pick("criterion-1/1/1", "Voldaan")
-    page.locator('[id="criterion-1-treatments/1/1"]').wait_for(state="visible")
-    app.pick("criterion-2/1/1", "Niet voldaan")
-    app.pick("criterion-3/1/1", "Onbekend")
+    app.pick("criterion-2/1/1", "Voldaan")
+    page.locator('[id="criterion-2-treatments/1/1"]').wait_for(state="visible")
+    # changing a pre-filled answer takes away its mark
+    app.fill("main-complaints/1/1", "Fibromyalgie; moeheid")
+    page.locator('[id="from-record-main-complaints/1/1"]').wait_for(state="detached")
     app.shot("criteria-form")
     response = saved(stack, app.submit())
 
     assert response["questionnaire"].split("|")[0] == CRITERIA_Q
-    assert response["status"] == "completed" and response["subject"] == {"reference": f"Patient/{PATIENT}"}
+    assert response["status"] == "completed" and response["subject"] == {"reference": f"Patient/{ANNA}"}
     assert response["author"] == {"reference": "Practitioner/prac-gp-jansen"}  # fhirUser of the id_token
     found = answers(response)
     assert found["alk-present"] == [{"valueBoolean": True}]
-    assert found["criterion-1"][0]["valueCoding"]["code"] == "criterion-met"
-    assert found["criterion-2"][0]["valueCoding"]["code"] == "criterion-not-met"
-    assert found["main-complaints"] == [{"valueString": "Fibromyalgie"}]
+    assert found["criterion-2"][0]["valueCoding"]["code"] == "criterion-met"
+    assert "criterion-1" not in found and "criterion-3" not in found
+    assert found["main-complaints"] == [{"valueString": "Fibromyalgie; moeheid"}]
     assert found["feature-many-care-contacts"] == [{"valueBoolean": True}]
     assert found["active-medication-count"] == [{"valueInteger": 3}]
     assert any(line.startswith("create QuestionnaireResponse/") for line in stack.ehr.log)
 
-    app.tab("results")
-    criterion = page.locator('#assessment tr[data-criterion="criterion-1"]')
+    # the confirmation sits next to the button, in a live region, and links to the updated view
+    status = page.locator("#form-status")
+    assert status.get_attribute("role") == "status"
+    assert re.fullmatch(r"Opgeslagen in het dossier op \d\d-\d\d-\d{4} om \d\d:\d\d\.", status.inner_text())
+    assert page.locator(".actions #submit-form + #form-status").count() == 1
+    assert "QuestionnaireResponse" not in page.locator("#panel-forms").inner_text()  # never an id
+    page.locator("#view-updated").click()
+    app.ready()
+    assert page.locator("#tab-results").get_attribute("aria-selected") == "true"
+    assert page.locator("#conclusion").inner_text().startswith("Hardnekkige ALK: criterium ")
+    criterion = page.locator('#assessment tr[data-criterion="criterion-2"]')
     assert criterion.locator(".badge").get_attribute("data-code") == "criterion-met"
-    assert "antwoord in vragenlijst (criterion-1)" in criterion.inner_text()  # evidence: the new response
-    assert "Cognitieve gedragstherapie" in criterion.inner_text()  # evidence: the record
-    assert page.locator('#assessment tr[data-criterion="criterion-2"] .badge').get_attribute(
-        "data-code") == "criterion-not-met"
-    assert page.locator("#assessment .overall .badge").get_attribute("data-code") == "criterion-met"
-    assert page.locator('#assessment li[data-feature="feature-many-care-contacts"]').is_visible()
-    advice = page.locator('#advice li[data-action="persistent-alk"]')
-    assert "Hardnekkige ALK: stappen om (opnieuw) te overwegen" in advice.inner_text()
-    assert "Handreiking §2.5" in page.locator('#advice li[data-action="explanatory-model"]').inner_text()
-    app.shot("results-nl")
-    app.shot("results-nl-full", full_page=True)
+    today = date.today().strftime("%d-%m-%Y")
+    assert f"Antwoord in de vragenlijst: ‘Voldaan’, gegeven op {today}" in criterion.inner_text()
+    assert "(criterion-2)" not in criterion.inner_text()
+    assert app.problems == []
 
+
+def test_required_answer_missing_error_in_dutch_next_to_the_field_with_focus(stack: Stack, app: AppPage) -> None:
+    app.open(launch_url(stack, {"questionnaire": CRITERIA_Q}))
+    page = app.page
+    items = items_of(stack, CRITERIA_Q)
+    assert items["alk-present"].get("required") is True
+    page.click("#submit-form")
+    error = page.locator('[id="error-alk-present/1/1"]')
+    error.wait_for(state="visible")
+    assert error.inner_text().strip() == "Beantwoord deze vraag."
+    # next to the field: inside the question's own row, and the field points at it
+    assert page.locator('[id="item-alk-present/1/1"] [id="error-alk-present/1/1"]').count() == 1
+    focused = page.evaluate("document.activeElement.closest('lhc-item')?.id")
+    assert focused == "item-alk-present/1/1"
+    assert page.evaluate("document.activeElement.getAttribute('aria-invalid')") == "true"
+    assert "error-alk-present/1/1" in page.evaluate("document.activeElement.getAttribute('aria-describedby')")
+    summary = page.locator("#form-errors")
+    assert summary.inner_text().startswith("Nog niet opgeslagen. Vul eerst in:")
+    assert "Heeft de patiënt lichamelijke klachten" in summary.inner_text()
+    assert "requires a value" not in page.locator("body").inner_text()
+    assert not any(line.startswith("create QuestionnaireResponse/") for line in stack.ehr.log[-5:])
+    app.shot("criteria-form-error")
+    # answering the question takes the error away; the save then goes through
+    app.radio("alk-present/1/1", "false")
+    error.wait_for(state="detached")
+    assert answers(saved(stack, app.submit()))["alk-present"] == [{"valueBoolean": False}]
+    assert app.problems == []
+
+
+def test_reopening_and_resaving_keeps_every_earlier_answer(stack: Stack, app: AppPage) -> None:
+    earlier = stack.responses(CARLA, CRITERIA_Q)
+    assert len(earlier) == 1
+    before = answers(earlier[0])
+    assert len([k for k in before if k.startswith("feature-")]) >= 8
+    app.open(launch_url(stack, {"questionnaire": CRITERIA_Q}, patient=CARLA))
+    page = app.page
+    assert page.locator("#form-origin").inner_text().startswith(
+        f"Geopend met de laatste antwoorden, van {dutch_day(earlier[0]['authored'])}.")
+    # every earlier answer is in the form
+    assert app.checked("alk-present/1/1", "true")
+    for link, values in before.items():
+        value = values[0]
+        element = page.locator(f'[id^="item-{link}/"]').first
+        assert element.count() == 1, f"{link} is not shown"
+        if "valueBoolean" in value:
+            field = str(element.get_attribute("id")).removeprefix("item-")
+            assert app.checked(field, str(value["valueBoolean"]).lower()), link
+    assert page.locator('[id^="criterion-2/"]').first.input_value() == "Voldaan"
+    # pre-population only where the earlier response has no answer; those items are marked
+    marked = {m.split("/")[0].removeprefix("from-record-")
+              for m in page.locator(".from-record").evaluate_all("els => els.map(e => e.id)")}
+    assert marked and not marked & set(before)
+    # change one answer, save: the new version holds that change and every other earlier answer
+    app.pick(page.locator('[id^="criterion-1/"]').first.get_attribute("id"), "Voldaan")
+    first = saved(stack, app.submit())
+    after = answers(first)
+    for link, values in before.items():
+        if link != "criterion-1":
+            assert after.get(link) == values, f"{link}: {values} became {after.get(link)}"
+    assert after["criterion-1"][0]["valueCoding"]["code"] == "criterion-met"
+    assert len(stack.responses(CARLA, CRITERIA_Q)) == 2
+    app.shot("criteria-form-reopened")
+
+    # open it again from a new launch and save without a change: nothing is lost either
+    again = AppPage(stack)
+    try:
+        again.open(launch_url(stack, {"questionnaire": CRITERIA_Q}, patient=CARLA))
+        assert again.page.locator("#form-origin").inner_text().startswith(
+            f"Geopend met de laatste antwoorden, van {date.today().strftime('%d-%m-%Y')}.")
+        second = saved(stack, again.submit())
+        assert answers(second) == after
+        # the results view shows which answers came from which date
+        again.page.locator("#view-updated").click()
+        again.ready()
+        dates = again.page.locator("#answer-dates").inner_text()
+        assert dutch_day(earlier[0]["authored"]) in dates and date.today().strftime("%d-%m-%Y") in dates
+        row = again.page.locator('#assessment tr[data-criterion="criterion-3"]').inner_text()
+        assert f"gegeven op {dutch_day(earlier[0]['authored'])}" in row  # unchanged since the first version
+        row = again.page.locator('#assessment tr[data-criterion="criterion-1"]').inner_text()
+        assert f"gegeven op {date.today().strftime('%d-%m-%Y')}" in row
+        assert again.problems == []
+    finally:
+        again.close()
+    assert app.problems == []
+
+
+def test_results_conclusion_first_then_urgent_advice_then_guideline_order(stack: Stack, app: AppPage) -> None:
+    urgent_by_patient = {p: [a["id"] for a in actions_of(apply_for(stack, p)) if a.get("priority") in
+                             ("urgent", "asap", "stat")] for p in (ANNA, CARLA, DIRK)}
+    patient = next((p for p, ids in urgent_by_patient.items() if ids), None)
+    if patient is None:
+        pytest.skip("no example patient gets an urgent advice from the package as it is now")
+    app.open(launch_url(stack, {"view": "results"}, patient=patient))
+    page = app.page
+    first = page.locator("main article.advice").first
+    assert first.get_attribute("data-priority") in ("urgent", "asap", "stat")
+    assert first.get_attribute("data-action") in urgent_by_patient[patient]
+    order = page.evaluate("""() => [...document.querySelectorAll(
+        '#panel-results h1, #conclusion, #urgent, #advice, #assessment')].map((e) => e.id || e.tagName)""")
+    assert order == ["view-title", "conclusion", "urgent", "advice", "assessment"]
+    shown_urgent = page.locator("#urgent article.advice").evaluate_all("els => els.map(e => e.dataset.action)")
+    assert sorted(shown_urgent) == sorted(urgent_by_patient[patient])
+    assert page.locator("#advice article.advice[data-priority=urgent]").count() == 0  # not twice
+    # advice titles are headings; the rest follows the guideline's section order
+    for article in page.locator("article.advice").all():
+        assert article.locator(":scope > .advice-title").evaluate("e => /^H[3-6]$/.test(e.tagName)")
+    sections = page.locator("#advice > article.advice").evaluate_all(
+        "els => els.map(e => e.querySelector(':scope > .source a')?.getAttribute('href')?.split('#section-')[1])")
+    keys = [tuple(int(x) for x in s.split(".")) for s in sections if s]
+    assert keys == sorted(keys)
+    app.shot("results-urgent-first")
+    assert app.problems == []
+
+
+def test_conclusion_line_names_the_criteria_met(stack: Stack, app: AppPage) -> None:
+    app.open(launch_url(stack, {"view": "results"}, patient=CARLA))
+    page = app.page
+    # Carla's criteria form: criteria 2 and 3 met, criterion 1 unknown
+    assert page.locator("#conclusion strong").inner_text() == "Hardnekkige ALK: criterium 2 en 3 voldaan"
+    advice = page.locator('article.advice[data-action="persistent-alk"]')
+    assert "Aanleiding: Hardnekkige ALK: criterium 2 en 3 voldaan" in advice.locator(":scope > .trigger").inner_text()
     page.select_option("#lang-select", "en")
     app.ready()
-    english = page.locator('#advice li[data-action="persistent-alk"]').inner_text()
-    assert "Persistent ALK: steps to (re)consider" in english
-    assert page.locator("#assessment .overall .badge").inner_text() == "Met"
+    assert page.locator("#conclusion strong").inner_text() == "Persistent ALK: criteria 2 and 3 met"
     assert page.locator("#tab-results").inner_text() == "Assessment and advice"
+    english = page.locator('article.advice[data-action="persistent-alk"]').inner_text()
+    assert "Persistent ALK: steps to (re)consider" in english
     app.shot("results-en")
-    # an advice's form opens from the advice (and back in Dutch for the rest of the tests)
-    page.select_option("#lang-select", "nl")
-    app.ready()
-    page.locator('#advice li[data-action="explanatory-model"] button').click()
+    assert app.problems == []
+
+
+def test_every_advice_links_to_its_section_and_offers_its_action(stack: Stack, app: AppPage) -> None:
+    app.open(launch_url(stack, {"view": "results"}))
+    page = app.page
+    articles = page.locator("article.advice").all()
+    assert articles
+    guideline = requests.get(f"{stack.service}/app/guideline.html?lang=nl", timeout=10)
+    assert guideline.status_code == 200 and "script-src 'self'" in guideline.headers["content-security-policy"]
+    for article in articles:
+        link = article.locator(":scope > .source a")
+        assert link.count() == 1, article.get_attribute("data-action")
+        href = link.get_attribute("href") or ""
+        assert href.startswith("guideline.html?lang=nl#section-")
+        code = href.split("#section-")[1]
+        assert f'id="section-{code}"' in guideline.text
+        assert link.inner_text().startswith(("Handreiking §", "§"))
+        assert link.get_attribute("target") == "_blank" and "nieuw venster" in link.inner_text()
+    # the form an advice names opens from the advice, with focus on the form
+    model = page.locator('article.advice[data-action="explanatory-model"] .open-form')
+    assert model.inner_text() == "Open vragenlijst: Gedeeld verklaringsmodel (biopsychosociaal of SCEGS)"
+    # a proposed request is created in the EHR from the advice (the case coordinator: CareTeam + Task)
+    coordinator = page.locator('article.advice[data-action="case-coordinator"]')
+    coordinator.locator("button", has_text="Maak aan in het dossier").click()
+    coordinator.locator(".action-status", has_text="Aangemaakt in het dossier").wait_for()
+    tasks = [r for (t, _), r in stack.ehr.resources.items()
+             if t == "Task" and r["for"] == {"reference": f"Patient/{ANNA}"}]
+    teams = [r for (t, _), r in stack.ehr.resources.items() if t == "CareTeam"
+             and r.get("subject") == {"reference": f"Patient/{ANNA}"}]
+    assert len(tasks) == 1 and len(teams) == 1
+    assert tasks[0]["intent"] == "proposal" and tasks[0]["focus"] == {"reference": f"CareTeam/{teams[0]['id']}"}
+    assert teams[0]["participant"][0]["member"] == {"reference": "Practitioner/prac-gp-jansen"}
+    assert '"reference": "#' not in json.dumps(tasks + teams)  # nothing points into the $apply result
+    model.click()
     app.ready()
     assert page.locator("#tab-forms").get_attribute("aria-selected") == "true"
+    assert page.evaluate("document.activeElement.id") == "form-title"
     assert page.locator('[id="main-complaint/1"]').is_visible()
+    # the guideline page itself: one h1, a section per code, in Dutch and English
+    app.page.goto(f"{stack.service}/app/guideline.html?lang=en#section-3.1")
+    assert app.page.locator("h1").count() == 1
+    assert "Case coordinator" in app.page.locator('[id="section-3.1"]').inner_text()
     assert app.problems == []
+
+
+def test_advice_names_the_facts_that_triggered_it_when_apply_gives_them(stack: Stack, app: AppPage) -> None:
+    """The contract the app reads (extension alk-trigger on a RequestGroup action, see the README):
+    the engine's real answer, with the facts of one advice added as the engine will give them."""
+    statements = [r for r in stack.records[DIRK] if r["resourceType"] == "MedicationStatement"][:2]
+    english = {"url": "http://hl7.org/fhir/StructureDefinition/translation",
+               "extension": [{"url": "lang", "valueCode": "en"},
+                             {"url": "content", "valueString": "Active medications"}]}
+    trigger = {"url": TRIGGER, "extension": [
+        {"url": "fact", "valueString": "activeMedicationCount"},
+        {"url": "label", "valueString": "Actieve geneesmiddelen", "_valueString": {"extension": [english]}},
+        {"url": "value", "valueInteger": 12},
+        *[{"url": "evidence", "valueReference": {"reference": f"MedicationStatement/{s['id']}"}} for s in statements]]}
+
+    def add_trigger(route: Any) -> None:
+        response = route.fetch()
+        careplan = response.json()
+        group = next(r for r in careplan["contained"] if r["resourceType"] == "RequestGroup")
+        target = next(a for a in _walk(group["action"]) if a["id"] == "explanatory-model")
+        target.setdefault("extension", []).append(trigger)
+        route.fulfill(response=response, body=json.dumps(careplan))
+
+    app.page.route("**/fhir/PlanDefinition/$apply", add_trigger)
+    app.open(launch_url(stack, {"view": "results"}, patient=DIRK))
+    text = app.page.locator('article.advice[data-action="explanatory-model"] > .trigger').inner_text()
+    names = [s["medicationCodeableConcept"].get("text") or s["medicationCodeableConcept"]["coding"][0]["display"]
+             for s in statements]
+    assert text.startswith("Aanleiding: Actieve geneesmiddelen: 12 (")
+    for name in names:
+        assert name in text
+    assert "MedicationStatement/" not in text
+    assert app.problems == []
+
+
+def _walk(actions: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for action in actions:
+        yield action
+        yield from _walk(action.get("action", []))
 
 
 def test_explanatory_model_table_and_ambit_grid(stack: Stack, app: AppPage) -> None:
@@ -264,15 +395,17 @@ def test_explanatory_model_table_and_ambit_grid(stack: Stack, app: AppPage) -> N
     app.fill("main-complaint/1", "Pijn in armen en benen")
     app.fill("shared-goal/1", "Weer een dag per week werken")
     app.fill("bps-bio-predisposing/1/1/1", "Hypermobiliteit")
-    page.locator('[aria-controls="add-button-bps-bio-predisposing/1/1/1"]').click()
+    page.locator('[id="add-bps-bio-predisposing/1/1/1"]').click()
     app.fill("bps-bio-predisposing/1/1/2", "Slecht slapen")
     app.fill("bps-psycho-perpetuating/1/1/1", "Angst om te bewegen")
     app.fill("bps-social-precipitating/1/1/1", "Verlies van werk")
     app.shot("model-form")
     model = answers(saved(stack, app.submit()))
     assert [a["valueString"] for a in model["bps-bio-predisposing"]] == ["Hypermobiliteit", "Slecht slapen"]
-
-    app.tab("model")
+    assert page.locator("#view-updated").inner_text() == "Bekijk het bijgewerkte verklaringsmodel"
+    page.locator("#view-updated").click()
+    app.ready()
+    assert page.locator("#tab-model").get_attribute("aria-selected") == "true"
     table = page.locator("#bps-table")
     headers = table.locator("thead th").all_inner_texts()
     assert [h.split(" (")[0] for h in headers] == ["Kwetsbaarheidsfactoren", "Uitlokkende factoren",
@@ -286,14 +419,16 @@ def test_explanatory_model_table_and_ambit_grid(stack: Stack, app: AppPage) -> N
     assert "Pijn in armen en benen" in page.locator("#panel-model dl.meta").inner_text()
     app.shot("model-table")
 
+    # the model form reopens with these answers; the AMBIT grid is new
     app.tab("forms")
-    page.locator('button[data-questionnaire="alk-ambit-grid"]').click()
-    app.ready()
+    app.open_form("alk-explanatory-model")
+    assert page.locator('[id="bps-bio-predisposing/1/1/2"]').input_value() == "Slecht slapen"
+    app.open_form("alk-ambit-grid")
     app.pick("stakeholder-kind/1/1", "Patiënt")
     app.fill("stakeholder-name/1/1", "Anna de Vries")
     app.fill("problem/1/1", "Ik heb overal pijn")
     app.fill("expectations/1/1", "Een diagnose")
-    page.locator('[aria-controls="add-button-stakeholder/1"]').click()
+    page.locator('[id="add-stakeholder/1"]').click()
     assert page.locator('[id="stakeholder-discipline/2/1"]').count() == 0
     app.pick("stakeholder-kind/2/1", "Zorgverlener")
     app.fill("stakeholder-discipline/2/1", "Huisarts")  # enableWhen kind = professional
@@ -318,18 +453,55 @@ def test_explanatory_model_table_and_ambit_grid(stack: Stack, app: AppPage) -> N
     assert rows.nth(1).locator('td[data-link="what-should-happen"]').inner_text() == "Samen een verklaringsmodel maken"
     assert "Stappenplan met kleine doelen" in page.locator("#ambit-conclusion").inner_text()
     app.shot("ambit-grid")
+    # the AMBIT form reopens with both stakeholders (a repeating group)
+    app.tab("forms")
+    app.open_form("alk-ambit-grid")
+    assert page.locator('[id="stakeholder-name/2/1"]').input_value() == "dr. Marieke Jansen"
     assert app.problems == []
 
 
-def test_case_overview_is_rendered_from_the_ehr_document(stack: Stack, app: AppPage) -> None:
+def test_language_switch_keeps_the_unsaved_answers_of_an_open_form(stack: Stack, app: AppPage) -> None:
+    app.open(launch_url(stack, {"questionnaire": CRITERIA_Q}))
+    page = app.page
+    app.radio("alk-present/1/1", "true")
+    app.pick("criterion-3/1/1", "Voldaan")
+    app.set_language("en")
+    assert page.locator("#form-title").inner_text() == "Persistent ALK: criteria, features and situation"
+    assert app.checked("alk-present/1/1", "true")
+    assert page.locator('[id="criterion-3/1/1"]').input_value() == "Met"
+    assert page.locator('[id="item-alk-present/1/1"]').inner_text().count("Yes") == 1
+    assert page.locator('[id="from-record-main-complaints/1/1"]').inner_text() == "from the record"
+    response = answers(saved(stack, app.submit()))
+    assert response["criterion-3"][0]["valueCoding"]["code"] == "criterion-met"
+    assert response["alk-present"] == [{"valueBoolean": True}]
+    assert app.problems == []
+
+
+def test_case_overview_is_inline_with_its_date_and_a_notice_when_answers_are_newer(stack: Stack, app: AppPage) -> None:
     app.open(launch_url(stack, {"view": "overview"}))
-    frame = app.page.frame_locator("#overview-frame")
-    assert "Anna de Vries" in frame.locator("h1").first.inner_text()
-    assert frame.locator("section#complaints").inner_text().count("Fibromyalgie") >= 1
-    assert app.page.locator("#overview-frame").get_attribute("sandbox") == ""  # no scripts in the document
+    page = app.page
+    document = next(r for (t, _), r in stack.ehr.resources.items() if t == "Bundle")
+    made = document["entry"][0]["resource"]["date"]
+    assert page.locator("#overview-date").inner_text().startswith(f"Overzicht van {dutch_day(made)}")
+    assert page.locator("iframe").count() == 0
+    overview = page.locator("#overview")
+    assert overview.get_attribute("lang") == "nl"
+    assert "Fibromyalgie" in page.locator("#overview-complaints").inner_text()
+    assert overview.evaluate("e => getComputedStyle(e).overflowY") == "visible"
+    assert page.locator("#overview-newer").count() == 0
+    assert "urn:uuid" not in page.locator("#panel-overview").inner_text()
     assert any(line.startswith("search Bundle ") and "composition.patient=Patient%2Fpat-anna" in line
                for line in stack.ehr.log)
     app.shot("overview")
+    # answers saved after the overview was made: the view says the overview is older
+    app.tab("forms")
+    app.open_form("alk-criteria")
+    app.radio("alk-present/1/1", "true")
+    app.submit()
+    app.tab("overview")
+    notice = page.locator("#overview-newer").inner_text()
+    assert notice.startswith("Dit overzicht is ouder dan de laatste antwoorden in het dossier")
+    assert f"Hardnekkige ALK: criteria, kenmerken en situatie ({date.today().strftime('%d-%m-%Y')})" in notice
     assert app.problems == []
 
 
@@ -340,8 +512,8 @@ def test_standalone_launch_and_keyboard_tabs(stack: Stack, app: AppPage) -> None
     page.locator("#tab-results").focus()
     page.keyboard.press("ArrowRight")
     app.ready()
-    assert page.locator("#tab-model").get_attribute("aria-selected") == "true"
-    assert page.evaluate("document.activeElement.id") == "tab-model"
+    assert page.locator("#tab-forms").get_attribute("aria-selected") == "true"
+    assert page.evaluate("document.activeElement.id") == "tab-forms"
     page.keyboard.press("End")
     app.ready()
     assert page.locator("#tab-overview").get_attribute("aria-selected") == "true"

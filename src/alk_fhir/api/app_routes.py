@@ -13,6 +13,11 @@ Endpoints:
   (``alk_fhir.overview.render_html``). Like ``$apply`` it is a pure transformation: nothing is read
   from or written to a store, so it needs no partner token; the app runs it on a document it read
   from the EHR with its own SMART token.
+- ``GET /app/guideline.html?lang=nl|en``: the guideline's sections as the package follows them, one
+  anchor per section code of CodeSystem ``alk-guideline`` (``#section-2.2``): the section's title,
+  what the plan advises there (PlanDefinition actions with that code) and which questions of our
+  Questionnaires belong to it. The published Handreiking has no anchors per section, so every
+  "Bron" link of the app points here; the page links to the published text.
 
 SMART App Launch 2.0 (https://hl7.org/fhir/smart-app-launch/app-launch.html): a public client (no
 secret) with PKCE S256; scopes in the v2 syntax (``patient/*.rs``, ``patient/QuestionnaireResponse.c``).
@@ -20,6 +25,7 @@ secret) with PKCE S256; scopes in the v2 syntax (``patient/*.rs``, ``patient/Que
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 from typing import Any
@@ -100,8 +106,6 @@ def _file_response(path: Path) -> Response:
 
 
 def _install_page(problem: str) -> HTMLResponse:
-    import html
-
     return HTMLResponse(INSTALL_PAGE.format(reason=html.escape(problem)), status_code=503,
                         headers={"Cache-Control": "no-store", "Retry-After": "300"})
 
@@ -145,6 +149,143 @@ async def render_overview(request: Request) -> Response:
     except DocumentError as exc:
         raise FHIRError(422, "invalid", f"not a case-overview document: {exc}") from exc
     return HTMLResponse(page, headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+
+
+TRANSLATION = "http://hl7.org/fhir/StructureDefinition/translation"
+GUIDELINE_CS = "https://alk-fhir.org/fhir/CodeSystem/alk-guideline"
+GUIDELINE_TEXT = {
+    "nl": {"title": "Handreiking hardnekkige ALK: de secties", "contents": "Inhoud",
+           "advice": "Wat de app adviseert", "questions": "Vragen in de vragenlijsten",
+           "source": "De volledige tekst staat in de gepubliceerde handreiking",
+           "intro": "Elke aanbeveling van de app verwijst naar een sectie hieronder. Per sectie staat wat dit "
+                    "pakket ermee doet; de tekst van de handreiking zelf staat bij de NALK.",
+           "app": "Terug naar de app", "none": "Dit pakket geeft hier geen eigen advies.", "language": "nl"},
+    "en": {"title": "Guideline on persistent ALK: the sections", "contents": "Contents",
+           "advice": "What the app advises", "questions": "Questions in the questionnaires",
+           "source": "The full text is in the published guideline",
+           "intro": "Every recommendation of the app refers to a section below. Each section lists what this "
+                    "package does with it; the guideline's own text is published by NALK.",
+           "app": "Back to the app", "none": "This package gives no advice of its own here.", "language": "en"},
+}
+
+
+def translated(obj: dict[str, Any] | None, key: str, language: str) -> str:
+    """``obj[key]`` in ``language`` (FHIR translation extension on ``_key``; Dutch is the value)."""
+    if not obj:
+        return ""
+    value = str(obj.get(key) or "")
+    if language == "nl":
+        return value
+    for ext in (obj.get(f"_{key}") or {}).get("extension", []):
+        parts = {e.get("url"): e for e in ext.get("extension", [])} if ext.get("url") == TRANSLATION else {}
+        if str(parts.get("lang", {}).get("valueCode", "")).startswith(language):
+            return str(parts.get("content", {}).get("valueString") or value)
+    return value
+
+
+def _concept_title(concept: dict[str, Any], language: str) -> str:
+    if language != "nl":
+        for d in concept.get("designation", []):
+            if str(d.get("language", "")).startswith(language):
+                return str(d.get("value") or concept.get("display", ""))
+    return str(concept.get("display", ""))
+
+
+def _coded(node: dict[str, Any]) -> set[str]:
+    codes = {c.get("code") for c in node.get("code", []) if isinstance(c, dict) and c.get("system") == GUIDELINE_CS}
+    for concept in node.get("code", []):
+        if isinstance(concept, dict):
+            codes |= {c.get("code") for c in concept.get("coding", []) if c.get("system") == GUIDELINE_CS}
+    return {c for c in codes if isinstance(c, str)}
+
+
+def guideline_page(package: Any, language: str) -> str:
+    """The sections of CodeSystem alk-guideline as one page, an anchor per code."""
+    text = GUIDELINE_TEXT[language]
+    cs = package.resolve(GUIDELINE_CS) or {}
+    advice: dict[str, list[dict[str, Any]]] = {}
+    questions: dict[str, list[tuple[str, str]]] = {}
+
+    def walk_actions(actions: list[dict[str, Any]]) -> None:
+        for action in actions:
+            for code in _coded(action):
+                advice.setdefault(code, []).append(action)
+            walk_actions(action.get("action", []))
+
+    for plan in package.of_type("PlanDefinition"):
+        walk_actions(plan.get("action", []))
+
+    def walk_items(items: list[dict[str, Any]], form: str) -> None:
+        for item in items:
+            if item.get("type") not in ("group", "display"):
+                for code in _coded(item):
+                    questions.setdefault(code, []).append((form, translated(item, "text", language)))
+            walk_items(item.get("item", []), form)
+
+    for q in package.of_type("Questionnaire"):
+        walk_items(q.get("item", []), translated(q, "title", language))
+    esc = html.escape
+    published = next((a for p in package.of_type("PlanDefinition") for a in p.get("relatedArtifact", [])
+                      if a.get("label") == "H" and a.get("url")), None)
+    toc: list[str] = []
+    body: list[str] = []
+
+    def section(concept: dict[str, Any], level: int) -> None:
+        code = str(concept.get("code", ""))
+        anchor = f"section-{code}"
+        title = f"§{code} {_concept_title(concept, language)}"
+        toc.append(f'<li><a href="#{esc(anchor)}">{esc(title)}</a></li>')
+        parts = [f'<section id="{esc(anchor)}" aria-labelledby="{esc(anchor)}-title">',
+                 f'<h{level} id="{esc(anchor)}-title">{esc(title)}</h{level}>']
+        definition = concept.get("definition")
+        if definition:
+            parts.append(f"<p>{esc(str(definition))}</p>")
+        steps = advice.get(code, [])
+        if steps:
+            parts.append(f"<h{level + 1}>{esc(text['advice'])}</h{level + 1}><ul>")
+            parts += [f"<li><strong>{esc(translated(a, 'title', language))}</strong>"
+                      + (f"<br>{esc(translated(a, 'description', language))}" if a.get("description") else "")
+                      + "</li>" for a in steps]
+            parts.append("</ul>")
+        asked = questions.get(code, [])
+        if asked:
+            parts.append(f"<h{level + 1}>{esc(text['questions'])}</h{level + 1}><ul>")
+            parts += [f'<li>{esc(question)} <span class="muted">({esc(form)})</span></li>' for form, question in asked]
+            parts.append("</ul>")
+        if not steps and not asked and not concept.get("concept"):
+            parts.append(f'<p class="muted">{esc(text["none"])}</p>')
+        body.append("\n".join(parts))
+        for child in concept.get("concept", []):
+            section(child, min(level + 1, 4))
+        body.append("</section>")
+
+    for concept in cs.get("concept", []):
+        section(concept, 2)
+    source = (f'<p>{esc(text["source"])}: <a href="{esc(published["url"])}">'
+              f'{esc(translated(published, "display", language))}</a>.</p>') if published else ""
+    return (
+        f'<!doctype html>\n<html lang="{text["language"]}">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f'<title>{esc(text["title"])}</title>\n<link rel="icon" href="data:,">\n'
+        '<link rel="stylesheet" href="css/app.css">\n</head>\n<body class="guideline-page">\n'
+        f'<header class="top"><p class="brand">{esc(translated(cs, "title", language) or text["title"])}</p></header>\n'
+        f'<main id="main" class="guideline">\n<h1>{esc(text["title"])}</h1>\n<p>{esc(text["intro"])}</p>\n{source}\n'
+        f'<nav aria-labelledby="toc-title"><h2 id="toc-title">{esc(text["contents"])}</h2>'
+        f'<ul>{"".join(toc)}</ul></nav>\n'
+        + "\n".join(body) + "\n</main>\n</body>\n</html>\n"
+    )
+
+
+@router.get("/app/guideline.html", include_in_schema=False)
+def guideline(request: Request, lang: str = "nl") -> Response:
+    """Our rendering of the guideline's sections (CodeSystem alk-guideline), one anchor per code."""
+    problem = build_problem()
+    if problem:
+        return _install_page(problem)
+    page = guideline_page(request.app.state.package, "en" if lang == "en" else "nl")
+    headers = dict(SECURITY_HEADERS)
+    headers["Cache-Control"] = "no-cache"
+    return HTMLResponse(page, headers=headers)
 
 
 @router.get("/app/{rel:path}", include_in_schema=False)

@@ -1,15 +1,30 @@
 // The SDC forms, rendered by LHC-Forms (npm lforms): we do not render questionnaires ourselves.
+//
 // Before handing a Questionnaire to LHC-Forms the app only (1) puts the chosen language's texts in
 // place (FHIR translation extensions) and (2) resolves `answerValueSet` canonicals of our package
 // against the service's ValueSet/$expand into `answerOption`s, because the EHR's FHIR server does
-// not know our ValueSets (plus one work-around, see prepareItems). enableWhen, launchContext, variable and initialExpression are LHC-Forms'
+// not know our ValueSets. enableWhen, launchContext, variable and initialExpression are LHC-Forms'
 // job (SDC "Form Behavior" and "Form Population"), with the SMART client as its FHIR context.
+//
+// A form opens with the patient's answers to it (SDC "Form Population"): the newest
+// QuestionnaireResponse in the EHR for that canonical is merged into the form
+// (LForms.Util.mergeFHIRDataIntoLForms), and pre-population (initialExpression) fills only the
+// items that response leaves unanswered; those are marked "uit het dossier". Saving writes a new
+// QuestionnaireResponse holding every answer the form shows, so what was not changed is kept.
 import { h, show } from "./dom.js";
-import { codingText, lang, t, tr } from "./i18n.js";
-import { saveResponse } from "./record.js";
+import { codingText, formatDate, formatTime, lang, localDay, t, tr } from "./i18n.js";
+import { answersByLink, latestResponse, record, saveResponse } from "./record.js";
+import { clearReaderLog } from "./renderer-texts.js";
 import { expand, questionnaire, questionnaires } from "./service.js";
 
 const TEXT_FIELDS = ["text", "prefix"];
+const INITIAL_EXPRESSION = "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-initialExpression";
+const BASE = "https://alk-fhir.org/fhir/Questionnaire/";
+// After saving, the view that shows what the form feeds (the rest feed the assessment and advice).
+const UPDATED_VIEW = {
+  [`${BASE}alk-explanatory-model`]: ["model", "viewUpdatedModel"],
+  [`${BASE}alk-ambit-grid`]: ["ambit", "viewUpdatedAmbit"],
+};
 
 function localiseCoding(coding, language) {
   const out = { ...coding };
@@ -59,86 +74,106 @@ export async function prepare(q, language) {
   return copy;
 }
 
-let openForm = null; // {questionnaire, language, container}
-
-function formList(client, panel, onOpen, selected) {
-  const list = h("ul", { class: "form-list", "aria-label": t("chooseForm") });
-  questionnaires().then((qs) => {
-    for (const q of qs) {
-      const canonical = q.url;
-      list.append(h("li", {},
-        h("button", {
-          type: "button",
-          class: canonical === selected ? "form-button current" : "form-button",
-          "aria-current": canonical === selected ? "true" : undefined,
-          dataset: { questionnaire: q.id },
-          onclick: () => onOpen(canonical),
-        }, tr(q, "title"))));
-    }
-  });
-  return list;
+/** linkIds of the items that pre-populate from the record (SDC initialExpression). */
+function prepopulatedLinks(items, out = new Set()) {
+  for (const item of items || []) {
+    if ((item.extension || []).some((e) => e.url === INITIAL_EXPRESSION)) out.add(item.linkId);
+    prepopulatedLinks(item.item, out);
+  }
+  return out;
 }
 
-/** The forms view; `canonical` opens that Questionnaire right away. */
-export async function renderForms(client, panel, canonical, onError, onSaved) {
-  const open = async (url) => {
-    try {
-      await renderForms(client, panel, url, onError, onSaved);
-    } catch (err) {
-      onError(err, panel);
-    }
-  };
-  const host = h("div", { class: "form-host", id: "form-host" });
-  const status = h("p", { class: "form-status", role: "status", "aria-live": "polite", id: "form-status" });
-  show(panel, h("h2", {}, t("tabForms")), formList(client, panel, open, canonical), status, host);
-  if (!canonical) return;
-
-  const q = await questionnaire(canonical);
-  const language = lang();
-  const prepared = await prepare(q, language);
-  const formTitle = h("h3", { id: "form-title", class: "visually-hidden" }, prepared.title); // LHC-Forms shows the title
-  const container = h("div", { class: "lforms-container", id: "lforms-container" });
-  const errors = h("div", { class: "error", role: "alert", id: "form-errors", hidden: true });
-  const submit = h("button", { type: "button", class: "primary", id: "submit-form" }, t("submit"));
-  const note = h("p", { class: "note" }, t("formPrefilled"));
-  show(host, formTitle, note, container, errors, h("div", { class: "actions" }, submit));
-  status.textContent = t("loading");
-
-  LForms.Util.setFHIRContext(client);
-  try {
-    await LForms.Util.addFormToPage(prepared, container, { prepopulate: true, fhirVersion: "R4" });
-  } catch (err) {
-    // Pre-population problems (a query the EHR refuses) leave the form usable; report them.
-    const detail = Array.isArray(err) ? err.map((e) => e?.message || e).join("; ") : err?.message || String(err);
-    status.textContent = detail;
+/** Walk LHC-Forms form data (its documented form-definition format) with each item's element id. */
+function walkItems(items, visit, path = []) {
+  const seen = new Map();
+  for (const item of items || []) {
+    const rep = (seen.get(item.linkId) || 0) + 1;
+    seen.set(item.linkId, rep);
+    const here = [...path, rep];
+    visit(item, `${item.linkId}/${here.join("/")}`);
+    walkItems(item.items, visit, here);
   }
-  if (status.textContent === t("loading")) status.textContent = "";
-  openForm = { questionnaire: q, language, container };
+}
 
-  submit.addEventListener("click", async () => {
-    errors.hidden = true;
-    const invalid = LForms.Util.checkValidity(container);
-    if (invalid && invalid.length) {
-      show(errors, h("p", {}, t("invalid")), h("ul", {}, invalid.map((e) => h("li", {}, String(e)))));
-      errors.hidden = false;
-      return;
+function isEmpty(value) {
+  return LForms.Util.isItemValueEmpty(value) || (value && typeof value === "object" && !Array.isArray(value)
+    && !value.code && !value.text && !value.label && value.value === undefined);
+}
+
+/**
+ * The values SDC pre-population gives the items in `links`, by rendering the form once out of
+ * sight with LHC-Forms' own pre-population (its public API), then reading its form data.
+ */
+async function prepopulatedValues(prepared, links) {
+  const scratch = h("div", { class: "lforms-scratch", "aria-hidden": "true", inert: true });
+  document.body.append(scratch);
+  const values = new Map();
+  try {
+    await LForms.Util.addFormToPage(prepared, scratch, { prepopulate: true, fhirVersion: "R4" });
+    const data = LForms.Util.getFormData(scratch, false, false);
+    walkItems(data?.items, (item) => {
+      if (links.has(item.linkId) && !values.has(item.linkId) && !isEmpty(item.value)) values.set(item.linkId, item.value);
+    });
+  } finally {
+    LForms.Util.removeFormsFromPage(scratch);
+    scratch.remove();
+    clearReaderLog();
+  }
+  return values;
+}
+
+/**
+ * A copy of `response` whose items follow the Questionnaire's structure. Responses written by
+ * other systems or against an older version of the form may skip or add a group level (an answer
+ * directly under "features" where the form has it in a sub-group); LHC-Forms can only merge a
+ * response that follows the form, so each answer is moved to where the form asks its question.
+ * Items the form no longer has are left out (the response in the EHR keeps them). Coded answers
+ * take the form's own coding, so their display follows the form's language.
+ */
+export function conformResponse(response, questionnaireItems) {
+  const find = (qrItems, linkId, siblings) => {
+    const direct = qrItems.filter((i) => i.linkId === linkId);
+    if (direct.length) return direct;
+    for (const i of qrItems) {
+      if (siblings.has(i.linkId)) continue;
+      const inner = [...(i.item || []), ...(i.answer || []).flatMap((a) => a.item || [])];
+      const found = inner.length ? find(inner, linkId, siblings) : [];
+      if (found.length) return found;
     }
-    submit.disabled = true;
-    status.textContent = t("saving");
-    try {
-      const response = buildResponse(client, q, container, language);
-      const saved = await saveResponse(client, response);
-      status.textContent = `${t("saved")} QuestionnaireResponse/${saved?.id ?? "?"}.`;
-      status.dataset.savedId = saved?.id ?? "";
-      onSaved(q, saved);
-    } catch (err) {
-      status.textContent = "";
-      onError(err, errors);
-      errors.hidden = false;
-    } finally {
-      submit.disabled = false;
+    return [];
+  };
+  const conform = (qItems, qrItems) => {
+    const siblings = new Set((qItems || []).map((q) => q.linkId));
+    const out = [];
+    for (const q of qItems || []) {
+      if (q.type === "display") continue;
+      const found = find(qrItems, q.linkId, siblings);
+      if (q.type === "group") {
+        const instances = found.length ? found.map((g) => g.item || []) : [qrItems];
+        for (const inner of instances) {
+          const items = conform(q.item, inner);
+          if (items.length) out.push({ linkId: q.linkId, ...(q.text ? { text: q.text } : {}), item: items });
+        }
+      } else {
+        const options = new Map((q.answerOption || []).filter((o) => o.valueCoding)
+          .map((o) => [`${o.valueCoding.system}|${o.valueCoding.code}`, o.valueCoding]));
+        for (const item of found) {
+          const answer = (item.answer || []).map((a) => {
+            const copy = { ...a };
+            // the answer as the form offers it (its display in the form's language)
+            const option = a.valueCoding && options.get(`${a.valueCoding.system}|${a.valueCoding.code}`);
+            if (option) copy.valueCoding = { ...option };
+            if (q.item && a.item) copy.item = conform(q.item, a.item);
+            else delete copy.item;
+            return copy;
+          });
+          if (answer.length) out.push({ linkId: q.linkId, ...(q.text ? { text: q.text } : {}), answer });
+        }
+      }
     }
-  });
+    return out;
+  };
+  return { ...response, item: conform(questionnaireItems, response.item || []) };
 }
 
 /** The QuestionnaireResponse of the open form, pointing at the canonical Questionnaire|version. */
@@ -158,6 +193,267 @@ export function buildResponse(client, q, container, language) {
   return response;
 }
 
+let openForm = null; // {canonical, language, container, prefilled, touched, origin}
+
 export function formLanguage() {
   return openForm ? openForm.language : null;
+}
+
+/** The answers of the open form, unsaved (to reopen it in another language). */
+export function unsavedAnswers(client) {
+  if (!openForm || !document.body.contains(openForm.container)) return null;
+  try {
+    return { canonical: openForm.canonical, response: buildResponse(client, openForm.q, openForm.container, openForm.language),
+      prefilled: new Set([...openForm.prefilled].filter((id) => !openForm.touched.has(id))), origin: openForm.origin };
+  } catch (_) {
+    return null;
+  }
+}
+
+function formList(onOpen, selected) {
+  const list = h("ul", { class: "form-list", "aria-label": t("chooseForm") });
+  questionnaires().then((qs) => {
+    for (const q of qs) {
+      const current = q.url === String(selected || "").split("|")[0];
+      list.append(h("li", {},
+        h("button", {
+          type: "button",
+          class: current ? "form-button current" : "form-button",
+          "aria-current": current ? "true" : undefined,
+          dataset: { questionnaire: q.id },
+          onclick: () => onOpen(q.url),
+        }, tr(q, "title"))));
+    }
+  });
+  return list;
+}
+
+/** Mark the items filled from the record (and keep marking them as enableWhen shows them). */
+function markPrefilled(state) {
+  const decorate = () => {
+    for (const item of state.container.querySelectorAll("lhc-item[id^='item-']")) {
+      const elementId = item.id.slice(5);
+      const link = elementId.split("/")[0];
+      const badgeId = `from-record-${elementId}`;
+      const existing = document.getElementById(badgeId);
+      const wanted = state.prefilled.has(link) && !state.touched.has(link);
+      if (!wanted) {
+        existing?.remove();
+        continue;
+      }
+      if (existing && item.contains(existing)) continue;
+      existing?.remove();
+      const label = item.querySelector(`[id="label-${elementId}"]`);
+      if (!label) continue;
+      const badge = h("span", { class: "from-record", id: badgeId, "data-app-text": "" }, t("fromRecord"));
+      label.closest(".lhc-question")?.after(badge);
+      for (const input of item.querySelectorAll("input, textarea")) {
+        const described = (input.getAttribute("aria-describedby") || "").split(/\s+/).filter(Boolean);
+        if (!described.includes(badgeId)) input.setAttribute("aria-describedby", [...described, badgeId].join(" "));
+      }
+    }
+  };
+  let queued = false;
+  const observer = new MutationObserver(() => {
+    if (queued) return;
+    queued = true;
+    queueMicrotask(() => { queued = false; decorate(); });
+  });
+  observer.observe(state.container, { childList: true, subtree: true });
+  const touch = (event) => {
+    const item = event.target.closest?.("lhc-item[id^='item-']");
+    if (!item) return;
+    state.touched.add(item.id.slice(5).split("/")[0]);
+    clearFieldError(item);
+    decorate();
+  };
+  // capture phase: the renderer's controls stop some events from bubbling
+  state.container.addEventListener("input", touch, true);
+  state.container.addEventListener("change", touch, true);
+  state.container.addEventListener("click", (event) => {
+    if (event.target.closest?.("label, .ant-radio-wrapper, .ant-checkbox-wrapper, input[type=radio], input[type=checkbox]")) touch(event);
+  }, true);
+  decorate();
+  return observer;
+}
+
+function focusTarget(item) {
+  return item.querySelector("input:not([type=hidden]):not([disabled]), textarea, select, [tabindex='0']");
+}
+
+function clearFieldError(item) {
+  const elementId = item.id.slice(5);
+  document.getElementById(`error-${elementId}`)?.remove();
+  item.classList.remove("alk-invalid");
+  for (const input of item.querySelectorAll("[aria-invalid]")) {
+    input.removeAttribute("aria-invalid");
+    const rest = (input.getAttribute("aria-describedby") || "").split(/\s+/).filter((x) => x && x !== `error-${elementId}`);
+    if (rest.length) input.setAttribute("aria-describedby", rest.join(" "));
+    else input.removeAttribute("aria-describedby");
+  }
+}
+
+/** Enabled, required questions without an answer: [{elementId, question}] in form order. */
+function missingAnswers(container) {
+  const data = LForms.Util.getFormData(container, false, true);
+  const missing = [];
+  walkItems(data?.items, (item, elementId) => {
+    if (item.dataType === "SECTION" || item.dataType === "TITLE") return;
+    const required = String(item.answerCardinality?.min ?? "0") !== "0";
+    if (required && isEmpty(item.value)) missing.push({ elementId, question: item.question });
+  });
+  return missing;
+}
+
+/** The renderer's other validation messages (types, lengths …), already in the app's language. */
+function otherProblems(container) {
+  const requiredText = (globalThis.alkRendererLocale?.language === "nl")
+    ? globalThis.alkRendererLocale.NL.requiresAValue : "requires a value";
+  return (LForms.Util.checkValidity(container) || []).filter((m) => !String(m).endsWith(requiredText));
+}
+
+function showErrors(state, missing, others) {
+  for (const item of state.container.querySelectorAll("lhc-item.alk-invalid")) clearFieldError(item);
+  const links = [];
+  for (const { elementId, question } of missing) {
+    const item = document.getElementById(`item-${elementId}`);
+    if (!item) continue;
+    item.classList.add("alk-invalid");
+    const message = h("p", { class: "field-error", id: `error-${elementId}`, "data-app-text": "" }, t("requiredError"));
+    (item.querySelector(".lhc-de-input-unit-content") || item).append(message);
+    for (const input of item.querySelectorAll("input:not([type=hidden]), textarea")) {
+      input.setAttribute("aria-invalid", "true");
+      const described = (input.getAttribute("aria-describedby") || "").split(/\s+/).filter(Boolean);
+      input.setAttribute("aria-describedby", [...described, `error-${elementId}`].join(" "));
+    }
+    links.push(h("li", {}, h("a", {
+      href: `#item-${elementId}`,
+      onclick: (event) => {
+        event.preventDefault();
+        focusTarget(item)?.focus();
+      },
+    }, question)));
+  }
+  show(state.errors, h("p", {}, t("invalidSummary")),
+    links.length ? h("ul", {}, links) : null,
+    others.length ? h("ul", {}, others.map((m) => h("li", {}, String(m)))) : null);
+  state.errors.hidden = false;
+  const first = missing.map((m) => document.getElementById(`item-${m.elementId}`)).find(Boolean);
+  const target = first ? focusTarget(first) : null;
+  if (target) {
+    target.focus();
+    target.scrollIntoView({ block: "center" });
+  } else {
+    state.errors.focus();
+  }
+}
+
+/**
+ * The forms view. `options.questionnaire` opens that form; `options.unsaved` reopens the form with
+ * answers not saved yet (a language switch); `options.focus` moves focus to the opened form.
+ */
+export async function renderForms(client, panel, options, hooks) {
+  const canonical = options.questionnaire;
+  const open = (url) => hooks.openForm(url);
+  const host = h("div", { class: "form-host", id: "form-host" });
+  show(panel, h("h1", { id: "view-title" }, t("tabForms")), formList(open, canonical), host);
+  openForm = null;
+  if (!canonical) return;
+
+  const q = await questionnaire(canonical);
+  const language = lang();
+  const [prepared, { resources }] = await Promise.all([prepare(q, language), record(client)]);
+  const unsaved = options.unsaved && options.unsaved.canonical === q.url ? options.unsaved : null;
+  const latest = unsaved ? unsaved.response : latestResponse(resources, q.url);
+  const origin = unsaved ? unsaved.origin : latest?.authored || null;
+
+  const title = h("h2", { id: "form-title", tabindex: "-1" }, prepared.title);
+  const originNote = h("p", { class: "form-origin", id: "form-origin" },
+    origin ? t("openedWith", formatDate(origin)) : t("openedNew"));
+  const prefillNote = h("p", { class: "note", id: "prefill-note", hidden: true }, t("prefilledNote"));
+  const container = h("div", { class: "lforms-container", id: "lforms-container" });
+  const errors = h("div", { class: "error form-errors", id: "form-errors", tabindex: "-1", hidden: true });
+  const submit = h("button", { type: "button", class: "primary", id: "submit-form" }, t("submit"));
+  const status = h("p", { class: "form-status", role: "status", id: "form-status" });
+  const after = h("p", { class: "form-after", id: "form-after" });
+  const problems = h("p", { class: "warning", id: "prefill-problems", hidden: true });
+  show(host, h("section", { class: "form-section", "aria-labelledby": "form-title" },
+    title, originNote, prefillNote, problems, container, errors,
+    h("div", { class: "actions" }, submit, status), after));
+
+  LForms.Util.setFHIRContext(client);
+  const links = prepopulatedLinks(prepared.item);
+  let prefilled = new Set();
+  try {
+    if (!latest) {
+      await LForms.Util.addFormToPage(prepared, container, { prepopulate: true, fhirVersion: "R4" });
+      const data = LForms.Util.getFormData(container, false, false);
+      walkItems(data?.items, (item) => { if (links.has(item.linkId) && !isEmpty(item.value)) prefilled.add(item.linkId); });
+    } else {
+      const answered = answersByLink(latest);
+      const open = new Set([...links].filter((link) => !answered.has(link)));
+      const fill = unsaved || !open.size ? new Map() : await prepopulatedValues(prepared, open);
+      const form = LForms.Util.mergeFHIRDataIntoLForms("QuestionnaireResponse", conformResponse(latest, prepared.item),
+        LForms.Util.convertFHIRQuestionnaireToLForms(prepared, "R4"), "R4");
+      walkItems(form.items, (item) => {
+        if (fill.has(item.linkId) && isEmpty(item.value)) {
+          item.value = fill.get(item.linkId);
+          prefilled.add(item.linkId);
+        }
+      });
+      if (unsaved) prefilled = new Set(unsaved.prefilled);
+      await LForms.Util.addFormToPage(form, container, { fhirVersion: "R4" });
+    }
+  } catch (err) {
+    if (err && err.status === 401) throw err;
+    // Pre-population problems (a query the EHR refuses) leave the form usable; report them.
+    const detail = Array.isArray(err) ? err.map((e) => e?.message || e).join("; ") : err?.message || String(err);
+    problems.textContent = `${t("prefillProblem")}: ${detail}`;
+    problems.hidden = false;
+  }
+  const state = { canonical: q.url, q, language, container, errors, prefilled, touched: new Set(), origin };
+  openForm = state;
+  prefillNote.hidden = prefilled.size === 0;
+  markPrefilled(state);
+  if (options.focus !== false) title.focus();
+  if (unsaved) status.textContent = t("formLanguageNote");
+
+  submit.addEventListener("click", async () => {
+    errors.hidden = true;
+    after.replaceChildren();
+    const missing = missingAnswers(container);
+    const others = otherProblems(container);
+    if (missing.length || others.length) {
+      status.textContent = "";
+      showErrors(state, missing, others);
+      return;
+    }
+    submit.disabled = true;
+    status.textContent = t("saving");
+    try {
+      const response = buildResponse(client, q, container, language);
+      const saved = await saveResponse(client, response);
+      const now = new Date();
+      status.textContent = t("savedAt", formatDate(localDay(now)), formatTime(now));
+      status.dataset.savedId = saved?.id ?? "";
+      state.origin = saved?.authored || response.authored;
+      originNote.textContent = t("openedWith", formatDate(state.origin));
+      const [view, label] = UPDATED_VIEW[q.url] || ["results", "viewUpdated"];
+      show(after, h("a", {
+        href: `#${view}`,
+        id: "view-updated",
+        onclick: (event) => {
+          event.preventDefault();
+          hooks.openView(view);
+        },
+      }, t(label)));
+      hooks.onSaved(q, saved);
+    } catch (err) {
+      status.textContent = "";
+      hooks.onError(err, errors);
+      errors.hidden = false;
+    } finally {
+      submit.disabled = false;
+    }
+  });
 }

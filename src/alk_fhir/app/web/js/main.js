@@ -8,18 +8,21 @@
 // form; {"view": "results"|"model"|"ambit"|"overview"|"forms"} opens a view. A bare canonical URL is
 // accepted as {"questionnaire": url}. Anything else is ignored (the results view opens).
 import { $, h, show } from "./dom.js";
-import { formLanguage, renderForms } from "./forms.js";
+import { formLanguage, renderForms, unsavedAnswers } from "./forms.js";
 import { formatDate, lang, registerCodeSystem, setLang, t } from "./i18n.js";
 import { renderOverviewView } from "./overview.js";
 import { forget } from "./record.js";
+import { startRendererRepairs } from "./renderer-a11y.js";
+import { clearReaderLog, setRendererTextLanguage } from "./renderer-texts.js";
 import { renderResults } from "./results.js";
 import { codeSystems } from "./service.js";
 import { renderAmbit, renderModel } from "./tables.js";
 
-const VIEWS = ["forms", "results", "model", "ambit", "overview"];
+const VIEWS = ["results", "forms", "model", "ambit", "overview"];
 let client = null;
 let currentView = null;
 let currentForm = null;
+let opening = 0;
 
 export function parseAppContext(raw) {
   if (!raw || typeof raw !== "string") return {};
@@ -51,12 +54,12 @@ function launchFailed(title, detail) {
   fatal(title, detail, true);
   document.body.dataset.state = "launch-failed";
   $("#tabs").hidden = true;
-  $("#main").hidden = true;
+  for (const name of VIEWS) $(`#panel-${name}`).hidden = true;
 }
 
 function fatal(title, detail, offerRelaunch) {
   const box = $("#alert");
-  show(box, h("strong", {}, title), detail ? h("p", {}, detail) : null,
+  show(box, h("h1", { class: "alert-title" }, title), detail ? h("p", {}, detail) : null,
     offerRelaunch ? h("p", {}, h("a", { href: "launch.html", id: "relaunch" }, t("relaunch"))) : null);
   box.hidden = false;
   $("#status").textContent = "";
@@ -81,14 +84,20 @@ function reportError(err, where) {
   }
 }
 
-function labelTabs() {
+function labelShell() {
   for (const tab of document.querySelectorAll("[role=tab]")) tab.textContent = t(tab.dataset.label);
   $("#tabs").setAttribute("aria-label", t("tabs"));
+  $("#tablist").setAttribute("aria-label", t("tabs"));
   $("#lang-label").textContent = t("language");
   $("#app-title").textContent = t("appTitle");
+  $("#skip-link").textContent = t("skip");
+  document.title = t("appTitle");
 }
 
+let patientResource = null;
+
 function banner(patient) {
+  patientResource = patient;
   const name = (patient.name || [])[0];
   const text = name ? (name.text || [...(name.given || []), name.family].filter(Boolean).join(" ")) : t("patientUnknown");
   show($("#patient-banner"), h("span", { class: "name" }, text),
@@ -96,18 +105,31 @@ function banner(patient) {
     patient.gender ? h("span", {}, ` · ${t("gender")[patient.gender] || patient.gender}`) : null);
 }
 
+const hooks = {
+  openForm: (canonical) => openView("forms", { questionnaire: canonical, focus: true }),
+  openView: (view) => openView(view, { focus: true }),
+  onSaved: () => forget(),
+  onError: (err, where) => reportError(err, where),
+};
+
 async function openView(view, options = {}) {
   if (isExpired()) {
     reportError({ status: 401 });
     return;
   }
+  const token = ++opening;
+  if (currentView === "forms" && view !== "forms") clearReaderLog();
   currentView = view;
   for (const tab of document.querySelectorAll("[role=tab]")) {
     const selected = tab.dataset.view === view;
     tab.setAttribute("aria-selected", String(selected));
     tab.tabIndex = selected ? 0 : -1;
   }
-  for (const name of VIEWS) $(`#panel-${name}`).hidden = name !== view;
+  for (const name of VIEWS) {
+    const other = $(`#panel-${name}`);
+    other.hidden = name !== view;
+    if (name !== view) other.replaceChildren();
+  }
   const panel = $(`#panel-${view}`);
   document.body.dataset.view = view;
   document.body.dataset.ready = "false";
@@ -116,20 +138,22 @@ async function openView(view, options = {}) {
   try {
     if (view === "forms") {
       currentForm = options.questionnaire ?? currentForm;
-      await renderForms(client, panel, currentForm, reportError, () => forget());
+      await renderForms(client, panel, { questionnaire: currentForm, unsaved: options.unsaved,
+        focus: options.focus !== false && Boolean(options.questionnaire) }, hooks);
     } else if (view === "results") {
-      await renderResults(client, panel, (canonical) => openView("forms", { questionnaire: canonical }));
+      await renderResults(client, panel, hooks);
     } else if (view === "model") {
-      await renderModel(client, panel, (canonical) => openView("forms", { questionnaire: canonical }));
+      await renderModel(client, panel, hooks);
     } else if (view === "ambit") {
-      await renderAmbit(client, panel, (canonical) => openView("forms", { questionnaire: canonical }));
+      await renderAmbit(client, panel, hooks);
     } else if (view === "overview") {
       await renderOverviewView(client, panel);
     }
+    if (options.focus && view !== "forms") panel.querySelector("h1")?.focus();
   } catch (err) {
     reportError(err, panel);
   } finally {
-    document.body.dataset.ready = "true";
+    if (token === opening) document.body.dataset.ready = "true";
   }
 }
 
@@ -152,26 +176,32 @@ function wireTabs() {
   });
 }
 
+function applyLanguage(value) {
+  setLang(value);
+  globalThis.alkRendererLocale?.setLanguage(value);
+  setRendererTextLanguage(value);
+  labelShell();
+}
+
 function wireLanguage() {
   const select = $("#lang-select");
   select.value = lang();
   select.addEventListener("change", () => {
-    setLang(select.value);
-    labelTabs();
-    if (client?.patient?.id) client.patient.read().then(banner, () => {});
-    // An open form keeps its language (re-rendering would drop unsaved answers).
-    if (currentView === "forms" && formLanguage() && formLanguage() !== lang()) {
-      const status = $("#form-status");
-      if (status) status.textContent = t("formLanguageNote");
-      return;
-    }
-    if (currentView) openView(currentView);
+    const unsaved = currentView === "forms" && formLanguage() && formLanguage() !== select.value
+      ? unsavedAnswers(client) : null;
+    applyLanguage(select.value);
+    if (patientResource) banner(patientResource);
+    if (!currentView) return;
+    // An open form is reopened in the new language with its answers as they are now (not lost).
+    if (unsaved) openView("forms", { questionnaire: unsaved.canonical, unsaved, focus: false });
+    else openView(currentView);
   });
 }
 
 async function start() {
-  setLang(lang());
-  labelTabs();
+  globalThis.alkRendererLocale?.release();
+  startRendererRepairs();
+  applyLanguage(lang());
   wireTabs();
   wireLanguage();
   $("#status").textContent = t("starting");
@@ -198,7 +228,7 @@ async function start() {
   $("#status").textContent = "";
   document.body.dataset.state = "ready";
   const context = parseAppContext(client.state.tokenResponse?.appContext);
-  if (context.questionnaire) await openView("forms", { questionnaire: context.questionnaire });
+  if (context.questionnaire) await openView("forms", { questionnaire: context.questionnaire, focus: true });
   else await openView(context.view || "results");
 }
 

@@ -1,7 +1,7 @@
 // Reading the patient's record from the EHR's FHIR server with the SMART client (patient-scoped
-// token), and writing QuestionnaireResponses back. One search per resource type the guideline's
-// facts use (the same list as the CDS prefetch); a type the EHR refuses (403/404/400) is reported and
-// left out, so one missing type cannot hide the advice the rest supports. 401 is never swallowed.
+// token), and writing to it. One search per resource type the guideline's facts use (the same list
+// as the CDS prefetch); a type the EHR refuses (403/404/400) is reported and left out, so one
+// missing type cannot hide the advice the rest supports. 401 is never swallowed.
 
 const TYPES = ["Condition", "MedicationStatement", "MedicationRequest", "Procedure", "DiagnosticReport",
   "Encounter", "CareTeam", "CarePlan", "QuestionnaireResponse", "Consent", "Observation"];
@@ -37,7 +37,7 @@ async function medications(client, resources) {
   return found.filter(Boolean);
 }
 
-/** {patient, resources, problems}: everything the rules and views read, fetched once per launch. */
+/** {patient, resources, problems}: everything the rules and views read, fetched once per view. */
 export function record(client) {
   if (!current) {
     current = (async () => {
@@ -52,13 +52,17 @@ export function record(client) {
   return current;
 }
 
-/** The newest completed/amended response to one Questionnaire (any version). */
-export function latestResponse(resources, canonical) {
+/** The completed/amended responses to one Questionnaire (any version), newest first. */
+export function responsesTo(resources, canonical) {
   const found = resources.filter((r) => r.resourceType === "QuestionnaireResponse"
     && ["completed", "amended"].includes(r.status)
     && String(r.questionnaire || "").split("|")[0] === canonical);
-  found.sort((a, b) => String(b.authored || "").localeCompare(String(a.authored || "")));
-  return found[0] || null;
+  return found.sort((a, b) => String(b.authored || "").localeCompare(String(a.authored || "")));
+}
+
+/** The newest completed/amended response to one Questionnaire (any version). */
+export function latestResponse(resources, canonical) {
+  return responsesTo(resources, canonical)[0] || null;
 }
 
 /** Answers per linkId, walking nested items and answers' items. */
@@ -78,9 +82,58 @@ export function answersByLink(response) {
   return out;
 }
 
+function answerKey(answers) {
+  return JSON.stringify((answers || []).map((a) => {
+    const out = {};
+    for (const [key, value] of Object.entries(a)) {
+      if (!key.startsWith("value")) continue;
+      out[key] = key === "valueCoding" ? { system: value.system, code: value.code } : value;
+    }
+    return out;
+  }));
+}
+
+/**
+ * Since when each answer of the newest response has stood: linkId -> the `authored` of the oldest
+ * response in the unbroken run of versions (newest backwards) that gave the same answer. A save of
+ * the app carries every unchanged answer forward, so this is the date the clinician gave it.
+ */
+export function answerDates(responses) {
+  const out = new Map();
+  if (!responses.length) return out;
+  const maps = responses.map(answersByLink);
+  for (const [link, answers] of maps[0]) {
+    const key = answerKey(answers);
+    let since = responses[0].authored;
+    for (let i = 1; i < responses.length; i++) {
+      if (answerKey(maps[i].get(link)) !== key) break;
+      since = responses[i].authored;
+    }
+    out.set(link, since);
+  }
+  return out;
+}
+
 /** Write a QuestionnaireResponse to the EHR (POST [base]/QuestionnaireResponse). */
 export async function saveResponse(client, response) {
   const saved = await client.create(response, { headers: { Prefer: "return=representation" } });
   forget();
   return saved;
+}
+
+/** Create a resource in the EHR (POST [base]/[type]); the EHR's answer, or the sent resource. */
+export async function createInRecord(client, resource) {
+  const created = await client.create(resource, { headers: { Prefer: "return=representation" } });
+  forget();
+  return created && created.resourceType ? created : resource;
+}
+
+/** Whether the granted scopes allow creating `type` (SMART v1 and v2 scope syntax). */
+export function mayCreate(client, type) {
+  const granted = String(client?.state?.tokenResponse?.scope || client?.state?.scope || "").split(/\s+/);
+  return granted.some((s) => {
+    const m = /^(patient|user)\/([A-Za-z*]+)\.([a-z*]+)$/.exec(s);
+    if (!m || (m[2] !== type && m[2] !== "*")) return false;
+    return m[3] === "*" || m[3] === "write" || (/^[cruds]+$/.test(m[3]) && m[3].includes("c"));
+  });
 }

@@ -1,54 +1,95 @@
-// The persistent-ALK assessment (criteria with their evidence, profile features) and the guideline
-// advice that applies now, both from PlanDefinition/$apply on the patient's record: the CarePlan
-// holds the RequestGroup (advice) and the assessment Observation (alk-assessment profile), contained.
+// The persistent-ALK assessment and the guideline advice that applies now, both from
+// PlanDefinition/$apply on the patient's record: the CarePlan holds the RequestGroup (advice) and
+// the assessment Observation (alk-assessment profile), contained. This view only presents that
+// result; it decides nothing clinical.
+//
+// Order on the page: one line with the conclusion; the urgent advice; the rest of the advice in
+// guideline order (the order of CodeSystem alk-guideline); then the evidence of the assessment,
+// with the date each questionnaire answer was given. Every advice says what triggered it where the
+// $apply result names it (the assessment's criteria and features; the facts of extension
+// alk-trigger when the engine supplies them), offers its action (open the form; create the
+// proposed request in the EHR) and links to its section of the guideline (guideline.html).
 import { h, show } from "./dom.js";
-import { conceptText, formatDate, t, tr } from "./i18n.js";
-import { record } from "./record.js";
-import { apply, questionnaires } from "./service.js";
+import {
+  codeOrder, codingText, conceptText, formatDate, joinList, lang, localDay, plural, t, tr,
+} from "./i18n.js";
+import { answerDates, answersByLink, createInRecord, mayCreate, record, responsesTo } from "./record.js";
+import { apply, planDefinition, questionnaires } from "./service.js";
 
-const EVIDENCE = "https://alk-fhir.org/fhir/StructureDefinition/alk-evidence";
-const GUIDELINE = "https://alk-fhir.org/fhir/CodeSystem/alk-guideline";
+const BASE = "https://alk-fhir.org/fhir";
+const EVIDENCE = `${BASE}/StructureDefinition/alk-evidence`;
+const TRIGGER = `${BASE}/StructureDefinition/alk-trigger`;
+const GUIDELINE = `${BASE}/CodeSystem/alk-guideline`;
+const CRITERIA_Q = `${BASE}/Questionnaire/alk-criteria`;
+const URGENT = new Set(["urgent", "asap", "stat"]);
 const SHOWN = 4; // evidence items listed before the rest is folded away
-
-function today() {
-  const d = new Date();
-  return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`;
-}
 
 function contained(resource, ref) {
   const id = String(ref?.reference || "").replace(/^#/, "");
   return (resource.contained || []).find((r) => r.id === id) || null;
 }
 
-/** A short human description of a referenced resource of the record. */
-function describe(ref, byKey) {
+function firstCode(concept) {
+  return (concept?.coding || [])[0]?.code || "";
+}
+
+/** The linkId and Questionnaire item text an evidence reference to a response points at. */
+function questionOf(ref, items) {
+  const link = String(ref?.display || "").split("#")[1] || "";
+  return { link, text: link ? items.get(link) : "" };
+}
+
+function answerText(answer) {
+  if (!answer) return "";
+  if (answer.valueCoding) return codingText(answer.valueCoding) || tr(answer.valueCoding, "display") || "";
+  if (answer.valueBoolean !== undefined) return answer.valueBoolean ? t("yes") : t("no");
+  for (const key of ["valueDate", "valueDateTime"]) if (answer[key]) return formatDate(answer[key]);
+  for (const key of ["valueString", "valueInteger", "valueDecimal"]) if (answer[key] !== undefined) return String(answer[key]);
+  return "";
+}
+
+/** A short description of a referenced entry of the record: what it is and its date; never an id. */
+function describe(ref, ctx) {
   const key = ref?.reference || "";
-  const res = byKey.get(key);
-  if (!res) return ref?.display || key;
+  const res = ctx.byKey.get(key);
+  if (!res) return ref?.display && !/^https?:/.test(ref.display) ? ref.display : "";
   switch (res.resourceType) {
     case "QuestionnaireResponse": {
-      const link = String(ref.display || "").split("#")[1];
-      return `${t("questionnaireAnswer")}${link ? ` (${link})` : ""}, ${t("answeredOn")} ${formatDate(res.authored)}`;
+      const { link } = questionOf(ref, ctx.items);
+      const answers = answersByLink(res).get(link) || [];
+      const latest = ctx.latestCriteria && ctx.latestCriteria.id === res.id;
+      const since = (latest && ctx.dates.get(link)) || res.authored;
+      const value = answers.map(answerText).filter(Boolean).join(", ");
+      return value ? t("answerGiven", value, formatDate(since)) : t("answerGivenShort", formatDate(since));
     }
     case "Procedure":
-      return [conceptText(res.code), formatDate(res.performedDateTime || res.performedPeriod?.start),
+      return [conceptText(res.code) || t("treatment"), formatDate(res.performedDateTime || res.performedPeriod?.start),
         res.outcome ? conceptText(res.outcome) : ""].filter(Boolean).join(", ");
     case "Condition":
-      return [conceptText(res.code), formatDate(res.onsetDateTime || res.onsetPeriod?.start)].filter(Boolean).join(", ");
+      return [conceptText(res.code), formatDate(res.onsetDateTime || res.onsetPeriod?.start || res.recordedDate)]
+        .filter(Boolean).join(", ");
     case "Encounter":
-      return `${res.class?.display || "Encounter"} ${formatDate(res.period?.start)}`;
+      return [(res.type || []).map(conceptText).find(Boolean) || t("contact"), formatDate(res.period?.start)]
+        .filter(Boolean).join(" ");
     case "MedicationStatement":
-    case "MedicationRequest":
-      return conceptText(res.medicationCodeableConcept) || key;
+    case "MedicationRequest": {
+      const medication = res.medicationCodeableConcept
+        || ctx.byKey.get(res.medicationReference?.reference || "")?.code;
+      return conceptText(medication) || res.medicationReference?.display || t("medication");
+    }
+    case "CareTeam":
+      return res.name || conceptText((res.category || [])[0]);
     default:
-      return conceptText(res.code) || key;
+      return [conceptText(res.code) || conceptText((res.category || [])[0]),
+        formatDate(res.effectiveDateTime || res.dateTime || res.date || res.authoredOn)].filter(Boolean).join(", ");
   }
 }
 
-function evidenceList(holder, byKey) {
+function evidenceList(holder, ctx) {
   const refs = (holder.extension || []).filter((e) => e.url === EVIDENCE).map((e) => e.valueReference);
-  if (!refs.length) return t("noEvidence");
-  const items = refs.map((ref) => h("li", {}, describe(ref, byKey)));
+  const texts = refs.map((ref) => describe(ref, ctx)).filter(Boolean);
+  if (!texts.length) return t("noEvidence");
+  const items = texts.map((text) => h("li", {}, text));
   if (items.length <= SHOWN) return h("ul", { class: "evidence" }, items);
   return [h("ul", { class: "evidence" }, items.slice(0, SHOWN)),
     h("details", { class: "more" }, h("summary", {}, `+ ${items.length - SHOWN} ${t("more")}`),
@@ -56,77 +97,266 @@ function evidenceList(holder, byKey) {
 }
 
 function statusBadge(concept) {
-  const code = concept?.coding?.[0]?.code || "";
+  const code = firstCode(concept);
   return h("span", { class: `badge ${code}`, dataset: { code } }, conceptText(concept));
 }
 
-function assessmentView(obs, byKey) {
-  if (!obs) return h("p", {}, "—");
+function criterionNumber(component) {
+  const code = firstCode(component.code);
+  const m = /(\d+)$/.exec(code);
+  return m ? m[1] : conceptText(component.code);
+}
+
+/** "Hardnekkige ALK: criterium 2 en 3 voldaan" from the assessment Observation. */
+export function conclusion(obs) {
+  if (!obs) return t("conclusionNone");
+  const criteria = (obs.component || []).filter((c) => c.valueCodeableConcept);
+  const met = criteria.filter((c) => firstCode(c.valueCodeableConcept) === "criterion-met").map(criterionNumber);
+  const unknown = criteria.filter((c) => firstCode(c.valueCodeableConcept) === "criterion-unknown").map(criterionNumber);
+  const word = (n) => (n === 1 ? t("criterionWord") : t("criteriaWord"));
+  if (met.length) return t("conclusionMet", word(met.length), joinList(met));
+  if (firstCode(obs.valueCodeableConcept) === "criterion-not-met") return t("conclusionNotMet");
+  if (unknown.length) return `${t("conclusionUnknown")} (${t("unknownCriteria", word(unknown.length), joinList(unknown))})`;
+  return t("conclusionUnknown");
+}
+
+function sectionCoding(action) {
+  return (action.code || []).flatMap((c) => c.coding || []).find((c) => c.system === GUIDELINE) || null;
+}
+
+function guidelineKey(action) {
+  const coding = sectionCoding(action);
+  return coding ? codeOrder(GUIDELINE, coding.code) : Number.MAX_SAFE_INTEGER;
+}
+
+function inGuidelineOrder(actions) {
+  return actions.map((a, i) => [a, i]).sort((x, y) => guidelineKey(x[0]) - guidelineKey(y[0]) || x[1] - y[1])
+    .map(([a]) => a);
+}
+
+function sourceLink(action) {
+  const coding = sectionCoding(action);
+  if (!coding) return null;
+  const href = `guideline.html?lang=${lang()}#section-${coding.code}`;
+  const display = codingText(coding);
+  const label = display.startsWith(t("guideline")) ? `§${coding.code} ${display}` : `${t("guideline")} §${coding.code} ${display}`;
+  return h("p", { class: "source" }, `${t("source")}: `,
+    h("a", { href, target: "_blank", rel: "noopener", class: "source-link" }, label,
+      h("span", { class: "visually-hidden" }, ` ${t("newWindow")}`)));
+}
+
+/** What triggered an advice, as far as the $apply result says it. */
+function triggerText(action, ctx) {
+  const parts = [];
+  for (const ext of (action.extension || []).filter((e) => e.url === TRIGGER)) {
+    const field = (name) => (ext.extension || []).filter((x) => x.url === name);
+    const label = field("label").map((x) => tr(x, "valueString")).find(Boolean) || "";
+    const valueExt = field("value")[0] || {};
+    const key = Object.keys(valueExt).find((k) => k.startsWith("value") && !k.startsWith("_"));
+    let value = key ? valueExt[key] : undefined;
+    if (typeof value === "boolean") value = value ? t("yes") : t("no");
+    else if (key === "valueDate" || key === "valueDateTime") value = formatDate(value);
+    const evidence = field("evidence").map((x) => describe(x.valueReference, ctx)).filter(Boolean);
+    if (!label) continue;
+    parts.push(`${value !== undefined ? t("countValue", label, value) : label}${evidence.length ? ` (${evidence.join("; ")})` : ""}`);
+  }
+  if (!parts.length && ctx.criteriaTriggered.has(action.id) && ctx.met) parts.push(ctx.conclusion);
+  if (!parts.length && ctx.featureTriggered.has(action.id) && ctx.featureCount) {
+    parts.push(plural("featureCount", ctx.featureCount));
+  }
+  return parts.join("; ");
+}
+
+/** A proposed request as a resource to create in the EHR (as the CDS suggestions do). */
+function forEhr(resource, references) {
+  const copy = JSON.parse(JSON.stringify(resource));
+  delete copy.id;
+  if (copy.intent === "option") copy.intent = "proposal";
+  const walk = (node) => {
+    if (Array.isArray(node)) return node.map(walk).filter((x) => x !== undefined);
+    if (!node || typeof node !== "object") return node;
+    if (typeof node.reference === "string" && node.reference.startsWith("#")) {
+      const target = references.get(node.reference.slice(1));
+      return target ? { ...node, reference: target } : undefined;
+    }
+    const out = {};
+    for (const [k, v] of Object.entries(node)) {
+      const value = walk(v);
+      if (value !== undefined && !(Array.isArray(value) && !value.length)) out[k] = value;
+    }
+    return out;
+  };
+  return walk(copy);
+}
+
+function requestLabel(resource) {
+  const kind = t("kind")[resource.resourceType] || resource.resourceType;
+  const what = resource.resourceType === "CarePlan" ? "" : conceptText(resource.code);
+  return what && resource.resourceType !== "Task" ? `${kind} ‘${what}’` : kind;
+}
+
+function createButton(resource, plan, client, idBase) {
+  const focus = resource.focus?.reference?.startsWith("#") ? contained(plan, resource.focus) : null;
+  const types = [resource.resourceType, ...(focus ? [focus.resourceType] : [])];
+  const status = h("p", { class: "action-status", role: "status", id: `${idBase}-status` });
+  const label = requestLabel(resource);
+  const denied = types.filter((type) => !mayCreate(client, type));
+  if (denied.length) {
+    status.textContent = t("createNotAllowed", joinList(denied.map((type) => t("kind")[type] || type)));
+    return [status];
+  }
+  const button = h("button", { type: "button", class: "secondary", id: `${idBase}-create` }, t("createInEhr", label));
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    status.textContent = t("creating");
+    try {
+      const references = new Map();
+      if (focus) {
+        const team = await createInRecord(client, forEhr(focus, references));
+        if (team.id) references.set(focus.id, `${team.resourceType}/${team.id}`);
+      }
+      await createInRecord(client, forEhr(resource, references));
+      status.textContent = t("created", label, formatDate(localDay()));
+      button.remove();
+    } catch (err) {
+      button.disabled = false;
+      status.textContent = `${t("ehrError")}: ${String(err?.message || err).split("\n")[0]}`;
+      if (err && err.status === 401) throw err;
+    }
+  });
+  return [button, status];
+}
+
+function actionsOf(action, ctx) {
+  const resource = action.resource ? contained(ctx.plan, action.resource) : null;
+  if (!resource) return [];
+  const idBase = `action-${action.id}`;
+  const form = resource.resourceType === "Task" ? (resource.input || []).map((i) => i.valueCanonical).find(Boolean) : null;
+  if (form) {
+    const title = ctx.titles.get(form.split("|")[0]) || t("openForm");
+    return [h("button", { type: "button", class: "secondary open-form", id: `${idBase}-open`,
+      onclick: () => ctx.hooks.openForm(form.split("|")[0]) }, t("openFormNamed", title))];
+  }
+  if (["Task", "ServiceRequest", "CarePlan"].includes(resource.resourceType)) {
+    return createButton(resource, ctx.plan, ctx.client, idBase);
+  }
+  return [];
+}
+
+function adviceView(action, level, ctx) {
+  const urgent = URGENT.has(action.priority);
+  const heading = `h${Math.min(level, 6)}`;
+  const titleId = `advice-${action.id}-title`;
+  const trigger = triggerText(action, ctx);
+  const children = inGuidelineOrder((action.action || []).filter((a) => !URGENT.has(a.priority)));
+  const actions = actionsOf(action, ctx);
+  return h("article", { class: urgent ? "advice urgent" : "advice", id: `advice-${action.id}`,
+    "aria-labelledby": titleId, dataset: { action: action.id || "", priority: action.priority || "" } },
+  h(heading, { id: titleId, class: "advice-title" }, tr(action, "title"),
+    urgent ? h("span", { class: "badge urgent" }, ` ${t("urgent")}`) : null),
+  tr(action, "description") ? h("p", { class: "advice-text" }, tr(action, "description")) : null,
+  trigger ? h("p", { class: "trigger" }, h("strong", {}, `${t("trigger")}: `), trigger) : null,
+  actions.length ? h("div", { class: "advice-actions" }, actions) : null,
+  sourceLink(action),
+  children.map((child) => adviceView(child, level + 1, ctx)));
+}
+
+function allActions(actions, out = []) {
+  for (const a of actions || []) {
+    out.push(a);
+    allActions(a.action, out);
+  }
+  return out;
+}
+
+function assessmentView(obs, ctx) {
+  if (!obs) return null;
   const criteria = (obs.component || []).filter((c) => c.valueCodeableConcept);
   const features = (obs.component || []).filter((c) => c.valueBoolean === true);
+  const byDate = new Map();
+  for (const since of ctx.dates.values()) {
+    const day = String(since).slice(0, 10);
+    byDate.set(day, (byDate.get(day) || 0) + 1);
+  }
+  const dated = [...byDate.entries()].sort((a, b) => b[0].localeCompare(a[0]))
+    .map(([day, n]) => t("answersOfDate", plural("answerCount", n), formatDate(day)));
   return h("section", { class: "card", id: "assessment", "aria-labelledby": "assessment-title" },
-    h("h3", { id: "assessment-title" }, t("assessment")),
+    h("h2", { id: "assessment-title", tabindex: "-1" }, t("assessment")),
     h("p", { class: "overall" }, `${t("overall")}: `, statusBadge(obs.valueCodeableConcept),
-      obs.effectiveDateTime ? ` (${formatDate(obs.effectiveDateTime)})` : ""),
-    h("table", { class: "grid criteria" },
+      obs.effectiveDateTime ? ` (${t("assessedOn", formatDate(obs.effectiveDateTime))})` : ""),
+    dated.length ? h("p", { class: "answer-dates", id: "answer-dates" }, t("answersFrom", joinList(dated))) : null,
+    h("div", { class: "table-wrap" }, h("table", { class: "grid criteria stack" },
       h("caption", { class: "visually-hidden" }, t("assessment")),
       h("thead", {}, h("tr", {},
         h("th", { scope: "col" }, t("criterion")), h("th", { scope: "col" }, t("status")),
         h("th", { scope: "col" }, t("evidence")))),
-      h("tbody", {}, criteria.map((c) => h("tr", { dataset: { criterion: c.code?.coding?.[0]?.code || "" } },
+      h("tbody", {}, criteria.map((c) => h("tr", { dataset: { criterion: firstCode(c.code) } },
         h("th", { scope: "row" }, conceptText(c.code)),
-        h("td", {}, statusBadge(c.valueCodeableConcept)),
-        h("td", {}, evidenceList(c, byKey)))))),
-    h("h4", {}, t("features")),
+        h("td", { "data-label": t("status") }, statusBadge(c.valueCodeableConcept)),
+        h("td", { "data-label": t("evidence") }, evidenceList(c, ctx))))))),
+    h("h3", {}, t("features")),
     features.length
-      ? h("ul", { class: "features" }, features.map((c) => h("li", { dataset: { feature: c.code?.coding?.[0]?.code || "" } },
-        conceptText(c.code), h("div", { class: "muted" }, evidenceList(c, byKey)))))
+      ? h("ul", { class: "features" }, features.map((c) => h("li", { dataset: { feature: firstCode(c.code) } },
+        conceptText(c.code), h("div", { class: "muted" }, evidenceList(c, ctx)))))
       : h("p", {}, t("noFeatures")));
 }
 
-function sectionLabel(action) {
-  const codes = (action.code || []).flatMap((c) => c.coding || []).filter((c) => c.system === GUIDELINE);
-  return codes.map((c) => `${t("guideline")} §${c.code}`).join(", ");
+/** Practitioner/… of the signed-in user (SMART fhirUser), for the proposals that name the user. */
+function practitionerOf(client) {
+  const user = String(client.user?.fhirUser || "");
+  const m = /(Practitioner|PractitionerRole)\/[^/]+$/.exec(user);
+  return m ? m[0] : null;
 }
 
-function actionView(action, plan, onOpenForm, titles) {
-  const task = action.resource ? contained(plan, action.resource) : null;
-  const form = (task?.input || []).map((i) => i.valueCanonical).find(Boolean);
-  const doc = (action.documentation || [])[0];
-  const children = action.action || [];
-  return h("li", { class: "action", dataset: { action: action.id || "" } },
-    h("div", { class: "action-head" },
-      h("strong", {}, tr(action, "title")),
-      sectionLabel(action) ? h("span", { class: "section" }, sectionLabel(action)) : null,
-      action.priority && action.priority !== "routine" ? h("span", { class: `badge ${action.priority}` }, action.priority) : null),
-    tr(action, "description") ? h("p", {}, tr(action, "description")) : null,
-    doc ? h("p", { class: "muted" }, `${t("source")}: `,
-      doc.url && /^https?:/.test(doc.url) ? h("a", { href: doc.url, target: "_blank", rel: "noopener noreferrer" }, tr(doc, "display") || doc.url)
-        : tr(doc, "display")) : null,
-    form ? h("button", { type: "button", class: "secondary", onclick: () => onOpenForm(form) },
-      `${t("openForm")}: ${titles.get(form.split("|")[0]) || form}`) : null,
-    children.length ? h("ul", { class: "actions-list" }, children.map((a) => actionView(a, plan, onOpenForm, titles))) : null);
-}
-
-function adviceView(group, plan, onOpenForm, titles) {
-  const actions = group?.action || [];
-  return h("section", { class: "card", id: "advice", "aria-labelledby": "advice-title" },
-    h("h3", { id: "advice-title" }, t("advice")),
-    actions.length ? h("ul", { class: "actions-list" }, actions.map((a) => actionView(a, plan, onOpenForm, titles)))
-      : h("p", {}, t("noAdvice")));
-}
-
-export async function renderResults(client, panel, onOpenForm) {
+export async function renderResults(client, panel, hooks) {
   const { patient, resources, problems } = await record(client);
-  const plan = await apply(patient.id, resources, today());
-  const titles = new Map((await questionnaires()).map((q) => [q.url, tr(q, "title")]));
-  const byKey = new Map(resources.map((r) => [`${r.resourceType}/${r.id}`, r]));
+  const [plan, qs] = await Promise.all([apply(patient.id, resources, localDay(), practitionerOf(client)), questionnaires()]);
+  const definition = await planDefinition(String((plan.instantiatesCanonical || [])[0] || "")).catch(() => null);
+  const titles = new Map(qs.map((q) => [q.url, tr(q, "title")]));
+  const items = new Map();
+  const walkItems = (list) => { for (const i of list || []) { items.set(i.linkId, tr(i, "text")); walkItems(i.item); } };
+  walkItems(qs.find((q) => q.url === CRITERIA_Q)?.item);
   const obsRef = (plan.supportingInfo || [])[0];
   const obs = obsRef ? contained(plan, obsRef) : (plan.contained || []).find((r) => r.resourceType === "Observation");
   const groupRef = (plan.activity || [])[0]?.reference;
   const group = groupRef ? contained(plan, groupRef) : (plan.contained || []).find((r) => r.resourceType === "RequestGroup");
+  const criteriaResponses = responsesTo(resources, CRITERIA_Q);
+  const ctx = {
+    client, plan, hooks, titles, items,
+    byKey: new Map(resources.map((r) => [`${r.resourceType}/${r.id}`, r])),
+    latestCriteria: criteriaResponses[0] || null,
+    dates: answerDates(criteriaResponses),
+    conclusion: conclusion(obs),
+    criteriaTriggered: new Set(),
+    featureTriggered: new Set(),
+  };
+  // Which advice the assessment triggers: the plan's own conditions say (%persistentAlk,
+  // %profileFeatureCount); the values are the assessment's.
+  for (const action of allActions(definition?.action)) {
+    const expressions = (action.condition || []).map((c) => String(c.expression?.expression || "")).join(" ");
+    if (/%persistentAlk\b/.test(expressions)) ctx.criteriaTriggered.add(action.id);
+    if (/%profileFeatureCount\b/.test(expressions)) ctx.featureTriggered.add(action.id);
+  }
+  ctx.featureCount = (obs?.component || []).filter((c) => c.valueBoolean === true).length;
+  ctx.met = firstCode(obs?.valueCodeableConcept) === "criterion-met";
+  const top = group?.action || [];
+  const urgent = inGuidelineOrder(allActions(top).filter((a) => URGENT.has(a.priority)));
+  const rest = inGuidelineOrder(top.filter((a) => !URGENT.has(a.priority)));
+
   show(panel,
-    h("h2", {}, t("tabResults")),
+    h("h1", { id: "view-title", tabindex: "-1" }, t("resultsTitle")),
     problems.length ? h("p", { class: "warning" }, `${t("partialData")}: ${problems.join("; ")}`) : null,
-    h("div", { class: "results" }, assessmentView(obs, byKey), adviceView(group, plan, onOpenForm, titles)));
+    h("p", { class: "conclusion", id: "conclusion" }, h("strong", {}, ctx.conclusion),
+      obs ? [" · ", h("a", { href: "#assessment", onclick: (event) => {
+        event.preventDefault();
+        document.getElementById("assessment-title")?.focus();
+        document.getElementById("assessment")?.scrollIntoView();
+      } }, t("seeEvidence"))] : null),
+    urgent.length ? h("section", { class: "urgent-advice", id: "urgent", "aria-labelledby": "urgent-title" },
+      h("h2", { id: "urgent-title" }, t("urgentTitle")),
+      urgent.map((a) => adviceView(a, 3, ctx))) : null,
+    h("section", { class: "advice-list", id: "advice", "aria-labelledby": "advice-title" },
+      h("h2", { id: "advice-title" }, t("adviceTitle")),
+      rest.length ? rest.map((a) => adviceView(a, 3, ctx)) : h("p", {}, t("noAdvice"))),
+    assessmentView(obs, ctx));
 }

@@ -65,13 +65,25 @@ export function codeSystems() {
   });
 }
 
+/** A PlanDefinition of the package by canonical (url|version): its actions and their conditions. */
+export function planDefinition(canonical) {
+  const [url] = String(canonical).split("|");
+  return cached(`plan:${url}`, async () => {
+    const bundle = await getJson(`PlanDefinition?url=${encodeURIComponent(url)}`);
+    const found = (bundle.entry || []).map((e) => e.resource)[0];
+    if (!found) throw new ServiceError(404, `PlanDefinition ${url}`);
+    return found;
+  });
+}
+
 /** PlanDefinition/$apply on the patient's resources: the CarePlan with RequestGroup + assessment. */
-export async function apply(patientId, resources, today) {
+export async function apply(patientId, resources, today, practitioner) {
   const body = {
     resourceType: "Parameters",
     parameter: [
       { name: "subject", valueString: `Patient/${patientId}` },
       { name: "today", valueDate: today },
+      ...(practitioner ? [{ name: "practitioner", valueString: practitioner }] : []),
       { name: "data", resource: { resourceType: "Bundle", type: "collection", entry: resources.map((r) => ({ resource: r })) } },
     ],
   };

@@ -22,7 +22,7 @@ function answerText(answer) {
   for (const key of ["valueString", "valueDate", "valueDateTime", "valueInteger", "valueDecimal", "valueUri"]) {
     if (answer[key] !== undefined) return key.startsWith("valueDate") ? formatDate(answer[key]) : String(answer[key]);
   }
-  if (answer.valueBoolean !== undefined) return answer.valueBoolean ? "✓" : "✗";
+  if (answer.valueBoolean !== undefined) return answer.valueBoolean ? t("yes") : t("no");
   return "";
 }
 
@@ -45,9 +45,14 @@ function hasCode(item, code) {
   return (item.code || []).some((c) => c.code === code);
 }
 
-function missing(message, canonical, onOpenForm) {
+function missing(message, canonical, hooks) {
   return h("div", { class: "card" }, h("p", {}, message),
-    h("button", { type: "button", class: "secondary", onclick: () => onOpenForm(canonical) }, t("openForm")));
+    h("button", { type: "button", class: "secondary open-form", onclick: () => hooks.openForm(canonical) }, t("openForm")));
+}
+
+function editButton(canonical, hooks) {
+  return h("p", {}, h("button", { type: "button", class: "secondary open-form", onclick: () => hooks.openForm(canonical) },
+    t("openForm")));
 }
 
 function meta(response, found, links) {
@@ -60,7 +65,7 @@ function meta(response, found, links) {
 async function bpsTable(q, found) {
   const group = findItem(q.item, "bps");
   const phases = await expand(PHASES_VS);
-  return h("table", { class: "grid bps", id: "bps-table" },
+  return h("table", { class: "grid bps stack", id: "bps-table" },
     h("caption", {}, t("modelTitle")),
     h("thead", {}, h("tr", {}, h("td", {}),
       phases.map((p) => h("th", { scope: "col", dataset: { phase: p.code } }, codingText(p))))),
@@ -68,7 +73,7 @@ async function bpsTable(q, found) {
       h("th", { scope: "row" }, tr(row, "text")),
       phases.map((p) => {
         const item = (row.item || []).find((i) => hasCode(i, p.code));
-        return h("td", { dataset: { link: item?.linkId || "" } }, cell(item ? found.get(item.linkId) : []));
+        return h("td", { dataset: { link: item?.linkId || "" }, "data-label": codingText(p) }, cell(item ? found.get(item.linkId) : []));
       })))));
 }
 
@@ -81,12 +86,12 @@ function scegsTable(q, found) {
       h("th", { scope: "row" }, tr(item, "text")), h("td", {}, cell(found.get(item.linkId)))))));
 }
 
-export async function renderModel(client, panel, onOpenForm) {
+export async function renderModel(client, panel, hooks) {
   const { resources } = await record(client);
   const q = await questionnaire(MODEL_Q);
   const response = latestResponse(resources, MODEL_Q);
   if (!response) {
-    show(panel, h("h2", {}, t("tabModel")), missing(t("noModel"), MODEL_Q, onOpenForm));
+    show(panel, h("h1", { id: "view-title", tabindex: "-1" }, t("tabModel")), missing(t("noModel"), MODEL_Q, hooks));
     return;
   }
   const found = answersByLink(response);
@@ -98,8 +103,9 @@ export async function renderModel(client, panel, onOpenForm) {
   if (model !== "scegs" || found.has("bps-bio-predisposing")) tables.push(await bpsTable(q, found));
   if (model === "scegs") tables.push(scegsTable(q, found));
   const agreement = found.get("agreement");
-  show(panel, h("h2", {}, t("tabModel")), head, tables,
-    agreement ? h("p", {}, h("strong", {}, `${label("agreement")}: `), cell(agreement)) : null);
+  show(panel, h("h1", { id: "view-title", tabindex: "-1" }, t("tabModel")), head, tables,
+    agreement ? h("p", {}, h("strong", {}, `${label("agreement")}: `), cell(agreement)) : null,
+    editButton(MODEL_Q, hooks));
 }
 
 /** Each repetition of the `stakeholder` group in the response, as {linkId: answers}. */
@@ -115,20 +121,20 @@ function stakeholders(response) {
   return rows;
 }
 
-export async function renderAmbit(client, panel, onOpenForm) {
+export async function renderAmbit(client, panel, hooks) {
   const { resources } = await record(client);
   const q = await questionnaire(AMBIT_Q);
   const response = latestResponse(resources, AMBIT_Q);
   if (!response) {
-    show(panel, h("h2", {}, t("tabAmbit")), missing(t("noAmbit"), AMBIT_Q, onOpenForm));
+    show(panel, h("h1", { id: "view-title", tabindex: "-1" }, t("tabAmbit")), missing(t("noAmbit"), AMBIT_Q, hooks));
     return;
   }
   const group = findItem(q.item, "stakeholder");
   const dims = (group?.item || []).filter((i) => !STAKEHOLDER_HEAD.has(i.linkId));
   const rows = stakeholders(response);
   const conclusion = answersByLink(response).get("shared-conclusion");
-  show(panel, h("h2", {}, t("tabAmbit")),
-    h("table", { class: "grid ambit", id: "ambit-grid" },
+  show(panel, h("h1", { id: "view-title", tabindex: "-1" }, t("tabAmbit")),
+    h("table", { class: "grid ambit stack", id: "ambit-grid" },
       h("caption", {}, t("ambitTitle"), " — ", `${t("filledOn")} ${formatDate(response.authored)}`),
       h("thead", {}, h("tr", {}, h("th", { scope: "col" }, t("stakeholder")),
         dims.map((d) => h("th", { scope: "col", dataset: { link: d.linkId } }, tr(d, "text"))))),
@@ -137,6 +143,7 @@ export async function renderAmbit(client, panel, onOpenForm) {
           h("div", {}, cell(row.get("stakeholder-name"))),
           h("div", { class: "muted" }, [cell(row.get("stakeholder-kind")),
             row.get("stakeholder-discipline") ? [" · ", cell(row.get("stakeholder-discipline"))] : null])),
-        dims.map((d) => h("td", { dataset: { link: d.linkId } }, cell(row.get(d.linkId)))))))),
-    conclusion ? h("p", { id: "ambit-conclusion" }, h("strong", {}, `${t("sharedConclusion")}: `), cell(conclusion)) : null);
+        dims.map((d) => h("td", { dataset: { link: d.linkId }, "data-label": tr(d, "text") }, cell(row.get(d.linkId)))))))),
+    conclusion ? h("p", { id: "ambit-conclusion" }, h("strong", {}, `${t("sharedConclusion")}: `), cell(conclusion)) : null,
+    editButton(AMBIT_Q, hooks));
 }
