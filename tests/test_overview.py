@@ -548,3 +548,16 @@ def test_cli_send_errors_are_clear_and_send_nothing(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "bad.json: not sent, the document does not conform" in result.output
     result = runner.invoke(main, ["overview", "fetch", "--patient", "999911156", *args])
     assert result.exit_code == 1 and "--patient must be system|value" in result.output
+
+
+def test_dutch_gp_record_names_the_zib_prescriber_never_the_patient() -> None:
+    """zib MedicationUse2: the prescriber is ext-MedicationUse2.Prescriber; informationSource (here the
+    patient, as in the public Nictiz MP9 instances) only says who reported the use."""
+    record = load(REPO / "examples" / "patients" / "patient-gp-icpc-gstandaard.json")
+    sec = section(build(record), "overview-medication")
+    text = text_of(sec["text"]["div"])
+    assert "OXAZEPAM ACTAVIS TABLET 10MG 01-03-2022 Joost de Vries risicomedicatie: benzodiazepinen" in text
+    assert "PARACETAMOL/CODEINE TABLET 500/10MG 20-05-2024 Joost de Vries risicomedicatie: opioïden" in text
+    assert "Jan Bakker" not in text
+    complaints = text_of(section(build(record), "overview-complaints")["text"]["div"])
+    assert "Somatisatie" in complaints and "Fibromyalgie" in complaints  # ICPC P75 and L18.01

@@ -685,8 +685,8 @@ class _RecordCompiler(_Compiler):
             raise Unsupported(f"%{name} is not declared")
 
         def variable(focus: list[Any], env: dict[str, Any]) -> list[Any]:
-            value = env.get(name)
-            return list(value) if isinstance(value, list) else [] if value is None else [value]
+            value = env.get(name)  # closures never change a collection they are given: no copy
+            return value if type(value) is list else [] if value is None else [value]
         return variable, None
 
     def _LiteralTerm(self, node: dict[str, Any], scope: str | None) -> tuple[Fn, str | None]:
