@@ -175,7 +175,9 @@ def _create(request: Request, principal: Principal, body: Any) -> Response:
         ctx = document_context(body, package)
     except DocumentError as exc:
         _refuse(request, principal, "create", 422, "processing", str(exc), identifier=identifier)
-    assert identifier is not None  # the document profile requires it; validation passed
+    if identifier is None:  # bdl-9 and the document profile require it: only a profile without them gets here
+        _refuse(request, principal, "create", 422, "required",
+                "Bundle.identifier with a system and a value is required: it names the document across versions")
     problem = _if_none_exist(request, identifier)
     if problem:
         _refuse(request, principal, "create", 400, "not-supported", problem, identifier=identifier)
