@@ -468,6 +468,15 @@ class _Compiler:
 _CONSTANTS = itertools.count()
 
 
+def _string_literal(node: dict[str, Any]) -> str | None:
+    """The value of a string literal term ('active'), else None."""
+    while node.get("type") in ("TermExpression", "LiteralTerm") and node.get("children"):
+        node = node["children"][0]
+    if node.get("type") != "StringLiteral":
+        return None
+    return _unescape(str(node["terminalNodeText"][0])[1:-1])
+
+
 def _constant(node: dict[str, Any]) -> bool:
     """An expression of only %variables and literals: the same value for every item of one evaluation."""
     kind = node.get("type")
@@ -828,6 +837,17 @@ class _RecordCompiler(_Compiler):
             raise Unsupported(op)
         left, _ = self.expr(node["children"][0], scope)
         right, _ = self.expr(node["children"][1], scope)
+        literal = _string_literal(node["children"][1])
+        if literal is not None and _date_parts(literal) is None:  # status = 'active': the common case
+            same = op == "="
+
+            def equal_literal(focus: list[Any], env: dict[str, Any]) -> list[Any]:
+                a = left(focus, env)
+                if len(a) == 1 and type(a[0]) is str:
+                    return [(a[0] == literal) == same]
+                return [] if not a else [not same] if len(a) > 1 else (
+                    [] if (r := _dyn_eq(a[0], literal)) is None else [r == same])
+            return equal_literal, BOOL
 
         def equal(focus: list[Any], env: dict[str, Any]) -> list[Any]:
             a, b = left(focus, env), right(focus, env)

@@ -59,6 +59,7 @@ class Terminology:
     # (system, code) -> the (system, code)s ConceptMaps map it to
     translations: dict[tuple[str, str], list[tuple[str, str]]] = field(default_factory=dict)
     _names: dict[str, re.Pattern[str] | None] = field(default_factory=dict)
+    _mapped_members: dict[tuple[str, str, str], bool] = field(default_factory=dict)
 
     @classmethod
     def from_resources(cls, resources: list[dict[str, Any]]) -> Terminology:
@@ -87,14 +88,19 @@ class Terminology:
                     if tgt.get("equivalence", "equivalent") in _MAPPED and source and target and tgt.get("code"):
                         self.translations.setdefault((source, element["code"]), []).append((target, tgt["code"]))
         self._members.clear()
+        self._mapped_members.clear()
 
     def member(self, valueset_url: str, system: str | None, code: str | None) -> bool:
-        """Membership of a coding or of any code a ConceptMap maps it to."""
-        if self.contains(valueset_url, system, code):
-            return True
-        if not system or not code:
-            return False
-        return any(self.contains(valueset_url, s, c) for s, c in self.translations.get((system, code), ()))
+        """Membership of a coding or of any code a ConceptMap maps it to (remembered: asked per request)."""
+        key = (valueset_url, system or "", code or "")
+        found = self._mapped_members.get(key)
+        if found is None:
+            found = self.contains(valueset_url, system, code) or bool(system and code and any(
+                self.contains(valueset_url, s, c) for s, c in self.translations.get((system, code), ())))
+            if len(self._mapped_members) >= 100_000:
+                self._mapped_members.clear()
+            self._mapped_members[key] = found
+        return found
 
     def names(self, valueset_url: str) -> re.Pattern[str] | None:
         """One pattern matching, at a word start, the display or any designation of the ValueSet's own
