@@ -85,15 +85,15 @@ def k_anonymise(rows: Sequence[dict[str, Any]], k: int = DEFAULT_K,
     out = []
     for row in kept:
         copy = dict(row)
-        for column in hidden.get(row["pseudonym"], ()):
+        for column in (c for c in order if c in hidden.get(row["pseudonym"], ())):
             if copy.get(column) is not None:
                 report.cells[column] = report.cells.get(column, 0) + 1
             copy[column] = None
         out.append(copy)
-    for patient, columns in hidden.items():
-        if patient not in dropped:
-            for column in columns:
-                report.patients[column] = report.patients.get(column, 0) + 1
+    for column in order:
+        suppressed = sum(1 for patient, columns in hidden.items() if patient not in dropped and column in columns)
+        if suppressed:
+            report.patients[column] = suppressed
     report.rows_out, report.patients_out = len(out), len({r["pseudonym"] for r in out})
     report.dropped_rows, report.dropped_patients = len(rows) - len(out), len(dropped)
     sizes = [len(p) for p in _classes(out, {}, quasi).values()]
