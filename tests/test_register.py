@@ -407,3 +407,15 @@ def test_cli_skips_documents_without_bsn(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["register", "export", "--out", str(tmp_path / "out"), "--k", "1",
                                        "--document", str(path)], env={KEY_VARIABLE: KEY.decode()})
     assert result.exit_code == 0 and "1 no BSN" in result.output
+
+
+def test_a_version_the_engine_cannot_read_is_counted_not_fatal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from alk_fhir.register import extract
+
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("Dirk Bos: boom")
+
+    monkeypatch.setattr(extract, "build_context", broken)
+    result = export_register([Version(identifying_document(), 1)], package(), KEY, tmp_path, k=1)
+    assert result.rows == [] and result.skipped == Counter({"could not be evaluated": 1})
+    assert "Dirk" not in output_text(tmp_path)  # the reason in the account is a fixed phrase

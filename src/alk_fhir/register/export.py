@@ -14,6 +14,7 @@ Files in the output directory:
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from alk_fhir.register.anonymity import DEFAULT_K, Suppression, k_anonymise
 from alk_fhir.register.extract import Skipped, Version, register_row
 from alk_fhir.register.fields import FIELDS, NAMES, dictionary_json, dictionary_markdown
 
+log = logging.getLogger("alk_fhir.register")
 FORMATS = ("ndjson", "parquet")
 DATA_FILE = "alk-register"
 
@@ -50,6 +52,9 @@ def build_rows(versions: Iterable[Version], pkg: Package, key: bytes) -> tuple[l
             rows.append(register_row(version, pkg, key))
         except Skipped as exc:
             skipped[str(exc)] += 1
+            if exc.__cause__ is not None:  # the operator's log says why; the export only counts it
+                log.warning("a document version (version %d) could not be evaluated: %s: %s", version.version,
+                            type(exc.__cause__).__name__, exc.__cause__)
     return rows, skipped
 
 
