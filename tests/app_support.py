@@ -340,6 +340,17 @@ def foreign_texts(page: Any, language: str, forbidden: set[str]) -> list[str]:
     return sorted(set(found))
 
 
+# What a GP must never read: our codes, FHIR ids and references, raw code-system codes.
+BARE = re.compile(r"\b(?:criterion|feature)-[a-z0-9-]+\b|urn:uuid:|\bambulatory\b|\bAMB\b"
+                  r"|\b(?:QuestionnaireResponse|Patient|Practitioner|Encounter|Condition|Procedure|MedicationStatement"
+                  r"|MedicationRequest|Task|ServiceRequest|CarePlan|CareTeam|Bundle|Composition)/[A-Za-z0-9.-]+")
+
+
+def bare_codes(page: Any) -> list[str]:
+    """Texts on the page (any language) that show a bare code or id."""
+    return sorted({text[:120] for text in page.evaluate(PAGE_TEXTS, "") if BARE.search(text)})
+
+
 def app_strings(page: Any) -> dict[str, dict[str, Any]]:
     """The app's own texts per language (web/js/i18n.js, as loaded by the page)."""
     strings: dict[str, dict[str, Any]] = page.evaluate("import('./js/i18n.js').then((m) => m.STRINGS)")

@@ -27,6 +27,7 @@ from app_support import (
     AppPage,
     Stack,
     axe_source,
+    bare_codes,
     foreign_texts,
     language_lists,
     launch_url,
@@ -116,6 +117,20 @@ def guideline_states(app: AppPage, stack: Stack, language: str) -> Iterator[str]
     yield "guideline page"
 
 
+def launch_states(stack: Stack) -> Iterator[tuple[Any, str]]:
+    """The launch page (bilingual: both languages marked with lang) and a launch that failed, each
+    in a new browser context (no SMART state of an earlier launch)."""
+    for path, wait, name in (("launch.html", "#standalone", "launch page, standalone form"),
+                             ("index.html", "#alert", "app opened without launch")):
+        fresh = AppPage(stack)
+        try:
+            fresh.page.goto(f"{stack.service}/app/{path}")
+            fresh.page.locator(wait).wait_for(state="visible")
+            yield fresh.page, name
+        finally:
+            fresh.close()
+
+
 def test_axe_finds_no_critical_or_serious_violation_in_any_view(stack: Stack, app: AppPage) -> None:
     source = axe_source()
     failures: list[str] = []
@@ -139,6 +154,15 @@ def test_axe_finds_no_critical_or_serious_violation_in_any_view(stack: Stack, ap
                 h1s = app.page.locator("h1:visible").count()
                 if h1s != 1:
                     failures.append(f"{name}: {h1s} visible h1")
+    for page, state in launch_states(stack):
+        violations = run_axe(page, source)
+        REPORT[f"nl/en: {state}"] = {"critical": sum(v["impact"] == "critical" for v in violations),
+                                     "serious": sum(v["impact"] == "serious" for v in violations),
+                                     "violations": violations}
+        failures += [f"{state}: {v['impact']} {v['id']} at {v['nodes'][:3]}" for v in violations
+                     if v["impact"] in ("critical", "serious") or v["id"] == "region"]
+        if page.locator("h1:visible").count() != 1:
+            failures.append(f"{state}: {page.locator('h1:visible').count()} visible h1")
     app.shot("axe-last-state")
     assert failures == [], "\n".join(failures)
 
@@ -152,6 +176,7 @@ def test_dutch_app_shows_no_english_and_english_app_no_dutch(stack: Stack, app: 
             english, dutch = language_lists(app.page)
             assert {"Yes", "Not Answered", "Select one", "MM/DD/YYYY", "Today", "requires a value"} <= english
         found += [f"nl, {state}: {text}" for text in foreign_texts(app.page, "nl", english)]
+        found += [f"nl, {state}: bare code or id: {text}" for text in bare_codes(app.page)]
     for state in guideline_states(app, stack, "nl"):
         found += [f"nl, {state}: {text}" for text in foreign_texts(app.page, "nl", english)]
     # the form's screen-reader messages of a form left behind are gone
@@ -166,6 +191,7 @@ def test_dutch_app_shows_no_english_and_english_app_no_dutch(stack: Stack, app: 
             if state == "results":
                 english_app.set_language("en")
             found += [f"en, {state}: {text}" for text in foreign_texts(english_app.page, "en", dutch)]
+            found += [f"en, {state}: bare code or id: {text}" for text in bare_codes(english_app.page)]
         for state in guideline_states(english_app, stack, "en"):
             found += [f"en, {state}: {text}" for text in foreign_texts(english_app.page, "en", dutch)]
     finally:

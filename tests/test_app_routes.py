@@ -3,6 +3,7 @@ configuration the launch page reads, and the overview renderer's refusals."""
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Iterator
 from datetime import date
@@ -114,7 +115,7 @@ def test_render_overview_refuses_what_is_not_a_document(client: TestClient, body
 
 
 def _broken(document: dict[str, Any], where: str) -> dict[str, Any]:
-    doc = json.loads(json.dumps(document))
+    doc: dict[str, Any] = json.loads(json.dumps(document))
     composition = doc["entry"][0]["resource"]
     if where == "sections":
         composition["section"] = "x"
@@ -149,3 +150,54 @@ def test_the_app_documents_the_app_context_format_the_cds_cards_use() -> None:
     assert '{"questionnaire": "<canonical>' in readme
     cards = (REPO_ROOT / "src" / "alk_fhir" / "cds" / "cards.py").read_text(encoding="utf-8")
     assert '"appContext": json.dumps({"questionnaire": canonical' in cards
+
+
+def _guideline_codes(package: Package) -> list[dict[str, Any]]:
+    cs = package.resolve("https://alk-fhir.org/fhir/CodeSystem/alk-guideline")
+    assert cs is not None
+    out: list[dict[str, Any]] = []
+
+    def walk(concepts: list[dict[str, Any]]) -> None:
+        for concept in concepts:
+            out.append(concept)
+            walk(concept.get("concept", []))
+
+    walk(cs["concept"])
+    return out
+
+
+def test_guideline_page_has_an_anchor_per_section_code_with_what_the_plan_advises(
+        client: TestClient, package: Package, fake_build: Path) -> None:
+    resp = client.get("/app/guideline.html")
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in resp.headers["content-security-policy"]
+    page = resp.text
+    assert page.count("<h1>") == 1 and '<html lang="nl">' in page and "<script" not in page
+    for concept in _guideline_codes(package):
+        assert f'id="section-{concept["code"]}"' in page, concept["code"]
+        assert html.escape(concept["display"]) in page
+    plan = package.resolve("https://alk-fhir.org/fhir/PlanDefinition/alk-guideline")
+    assert plan is not None
+    first = plan["action"][0]
+    code = first["code"][0]["coding"][0]["code"]
+    section = page.split(f'id="section-{code}"')[1].split("</section>")[0]
+    assert html.escape(first["title"]) in section
+    assert 'href="https://www.nalk.info/"' in page  # the published text
+
+
+def test_guideline_page_in_english_uses_the_designations(client: TestClient, package: Package,
+                                                          fake_build: Path) -> None:
+    page = client.get("/app/guideline.html", params={"lang": "en"}).text
+    assert '<html lang="en">' in page
+    for concept in _guideline_codes(package):
+        english = next(d["value"] for d in concept["designation"] if d["language"].startswith("en"))
+        assert html.escape(english) in page, concept["code"]
+    unknown = client.get("/app/guideline.html", params={"lang": "xx"}).text
+    assert unknown.startswith('<!doctype html>\n<html lang="nl">')
+
+
+def test_guideline_page_without_the_build_says_how_to_install(client: TestClient, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(app_routes, "MANIFEST", tmp_path / "vendor" / "manifest.json")
+    resp = client.get("/app/guideline.html")
+    assert resp.status_code == 503 and "scripts/build-app.sh" in resp.text

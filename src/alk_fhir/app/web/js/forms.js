@@ -12,7 +12,7 @@
 // items that response leaves unanswered; those are marked "uit het dossier". Saving writes a new
 // QuestionnaireResponse holding every answer the form shows, so what was not changed is kept.
 import { h, show } from "./dom.js";
-import { codingText, formatDate, formatTime, lang, localDay, t, tr } from "./i18n.js";
+import { codingText, formatDate, formatTime, lang, localDateTime, localDay, t, tr } from "./i18n.js";
 import { answersByLink, latestResponse, record, saveResponse } from "./record.js";
 import { clearReaderLog } from "./renderer-texts.js";
 import { expand, questionnaire, questionnaires } from "./service.js";
@@ -184,7 +184,7 @@ export function buildResponse(client, q, container, language) {
   response.questionnaire = q.version ? `${q.url}|${q.version}` : q.url;
   response.status = "completed";
   response.subject = patientRef;
-  response.authored = new Date().toISOString();
+  response.authored = localDateTime();
   response.language = language === "en" ? "en" : "nl-NL";
   const user = client.user?.fhirUser;
   if (user && /^(Practitioner|PractitionerRole|Patient|RelatedPerson)\//.test(user)) {

@@ -71,15 +71,15 @@ function authorText(bundle) {
 async function newerAnswers(client, since) {
   const { resources } = await record(client);
   const titles = new Map((await questionnaires()).map((q) => [q.url, tr(q, "title")]));
+  const instant = (value) => Date.parse(value || "") || 0;
   const newest = new Map();
   for (const r of resources) {
     if (r.resourceType !== "QuestionnaireResponse" || !r.authored) continue;
     const url = String(r.questionnaire || "").split("|")[0];
     if (!titles.has(url)) continue;
-    if (!newest.has(url) || String(r.authored) > newest.get(url)) newest.set(url, String(r.authored));
+    if (!newest.has(url) || instant(r.authored) > instant(newest.get(url))) newest.set(url, String(r.authored));
   }
-  const day = String(since).slice(0, 10);
-  return [...newest.entries()].filter(([, authored]) => authored.slice(0, 10) > day)
+  return [...newest.entries()].filter(([, authored]) => instant(authored) > instant(since))
     .map(([url, authored]) => `${titles.get(url)} (${formatDate(authored)})`);
 }
 

@@ -57,7 +57,8 @@ export function responsesTo(resources, canonical) {
   const found = resources.filter((r) => r.resourceType === "QuestionnaireResponse"
     && ["completed", "amended"].includes(r.status)
     && String(r.questionnaire || "").split("|")[0] === canonical);
-  return found.sort((a, b) => String(b.authored || "").localeCompare(String(a.authored || "")));
+  const when = (r) => Date.parse(r.authored || "") || 0; // offsets differ between writers: compare instants
+  return found.sort((a, b) => when(b) - when(a));
 }
 
 /** The newest completed/amended response to one Questionnaire (any version). */
