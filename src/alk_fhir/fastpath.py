@@ -173,6 +173,8 @@ def _equal(left: list[Any], right: list[Any]) -> list[Any]:
 
 
 class _Compiler:
+    typed = True  # static FHIR types decide what compiles (invariants); record expressions decide at run time
+
     def __init__(self, resource_type: str | None, variables: dict[str, str]) -> None:
         self.resource_type = resource_type
         self.variables = variables
@@ -451,7 +453,7 @@ class _Compiler:
         left, lt = self.expr(node["children"][0], scope)
         right, rt = self.expr(node["children"][1], scope)
         for t in (lt, rt):
-            if t is None or t in _TEMPORAL or t in _QUANTITIES:
+            if self.typed and (t is None or t in _TEMPORAL or t in _QUANTITIES):
                 raise Unsupported(f"membership on {t}")
         item_fn, coll_fn = (left, right) if op == "in" else (right, left)
 
@@ -682,6 +684,8 @@ def compile_record_expression(expression: str, variables: set[str], functions: d
 
 
 class _RecordCompiler(_Compiler):
+    typed = False
+
     def __init__(self, resource_type: str | None, variables: dict[str, str],
                  functions: dict[str, HostFunction]) -> None:
         super().__init__(resource_type, variables)
@@ -912,21 +916,6 @@ class _RecordCompiler(_Compiler):
                 return [x + y if sign == 1 else x - y]
             return []
         return (once if _constant(node) else fn), None
-
-    def _MembershipExpression(self, node: dict[str, Any], scope: str | None) -> tuple[Fn, str | None]:
-        op = node["terminalNodeText"][0]
-        left, _ = self.expr(node["children"][0], scope)
-        right, _ = self.expr(node["children"][1], scope)
-        item_fn, coll_fn = (left, right) if op == "in" else (right, left)
-
-        def fn(focus: list[Any], env: dict[str, Any]) -> list[Any]:
-            item = item_fn(focus, env)
-            if not item:
-                return []
-            if len(item) > 1:
-                raise ValueError(f"'{op}' with more than one item")
-            return [any(_eq(item[0], c) for c in coll_fn(focus, env))]
-        return fn, BOOL
 
     def _UnionExpression(self, node: dict[str, Any], scope: str | None) -> tuple[Fn, str | None]:
         left, _ = self.expr(node["children"][0], scope)
