@@ -30,7 +30,7 @@ from alk_fhir.cds import cds_state
 from alk_fhir.cli import main
 from alk_fhir.knowledge import CONCEPTS_SYSTEM, GUIDELINE_SYSTEM
 from alk_fhir.report import Labels, build_report
-from alk_fhir.shown import ShownRecorder, shown_rows
+from alk_fhir.shown import ShownRecorder, card_keys, shown_rows
 from alk_fhir.store import Store, open_store
 from alk_fhir.store.db import read_session
 from alk_fhir.store.learning import feedback_month
@@ -400,7 +400,7 @@ def card(code: str | None = "3.1", card_uuid: str | None = None) -> JSON:
 
 def test_shown_rows_read_section_and_action() -> None:
     a, b = card("3.1"), card(None)
-    rows = shown_rows("svc", "hook-1", [a, b, {"summary": "no uuid"}], 1_790_000_000.0,
+    rows = shown_rows("svc", "hook-1", card_keys([a, b, {"summary": "no uuid"}]), 1_790_000_000.0,
                       lambda hook, sections: {a["uuid"]: f"action-of-{hook}"} if sections == {"3.1", None} else {})
     assert rows == [{"service_id": "svc", "card": a["uuid"], "section": "3.1", "action_id": "action-of-hook-1",
                      "month": "2026-09"},

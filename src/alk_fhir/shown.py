@@ -1,7 +1,7 @@
 """Cards shown by CDS calls, handed to the store off the hot path (issue 13, the learning loop).
 
 A CDS call hands its cards to :func:`record_shown` (the one call in ``cds/routes.py``): that appends
-them to an in-process queue and returns (a lock and a deque append: no I/O, no serialisation). A
+each card's uuid and section to an in-process queue and returns (a lock and a deque append: no I/O). A
 daemon thread, started on first use, collects for up to ``interval`` seconds and then writes one
 batch: per card its service, uuid, guideline section (the card's ``source.topic`` code in the
 ``alk-guideline`` system), plan action and month (UTC). The action comes from the card's uuid, which
@@ -54,15 +54,20 @@ def section_of(card: Mapping[str, Any]) -> str | None:
     return None
 
 
-def shown_rows(service_id: str, hook_instance: str, cards: Sequence[Any], when: float,
+def card_keys(cards: Sequence[Any]) -> list[tuple[str, str | None]]:
+    """(uuid, guideline section) of every card with a uuid: all the recorder keeps of a card, so a
+    queue that backs up while the store is away holds a few bytes per card, not the cards."""
+    return [(card["uuid"], section_of(card)) for card in cards
+            if isinstance(card, dict) and isinstance(card.get("uuid"), str) and card["uuid"]]
+
+
+def shown_rows(service_id: str, hook_instance: str, keys: Sequence[tuple[str, str | None]], when: float,
                actions_of: ActionsOf | None) -> list[Row]:
-    """One row per card with a uuid: service, card uuid, section, action id (or None), month."""
-    found = [(card["uuid"], section_of(card)) for card in cards
-             if isinstance(card, dict) and isinstance(card.get("uuid"), str) and card["uuid"]]
-    actions = actions_of(hook_instance, {section for _, section in found}) if actions_of is not None else {}
+    """One row per card: service, card uuid, section, action id (or None), month."""
+    actions = actions_of(hook_instance, {section for _, section in keys}) if actions_of is not None else {}
     month = month_of(when)
     return [{"service_id": service_id, "card": card_uuid, "section": section, "action_id": actions.get(card_uuid),
-             "month": month} for card_uuid, section in found]
+             "month": month} for card_uuid, section in keys]
 
 
 class ShownRecorder:
@@ -77,7 +82,7 @@ class ShownRecorder:
         self.clock = clock
         self.dropped = 0  # cards not recorded because the queue was full
         self.lost = 0  # cards the store refused or failed to write
-        self._pending: deque[tuple[str, str, Sequence[Any], float]] = deque()
+        self._pending: deque[tuple[str, str, list[tuple[str, str | None]], float]] = deque()
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._writing = False
@@ -85,18 +90,19 @@ class ShownRecorder:
         self._closing = False
 
     def record(self, service_id: str, hook_instance: str, cards: Sequence[Any]) -> None:
-        """Hot path: queue the call's cards (the list is only read, later, by the writer thread)."""
-        if not cards:
+        """Hot path: queue the uuid and section of each of the call's cards (a few µs, no I/O)."""
+        keys = card_keys(cards)
+        if not keys:
             return
         with self._cond:
             if self._closing:
                 return
             if len(self._pending) >= self.capacity:
-                self.dropped += len(cards)
-                if self.dropped == len(cards) or self.dropped % 1000 < len(cards):
+                self.dropped += len(keys)
+                if self.dropped == len(keys) or self.dropped % 1000 < len(keys):
                     log.warning("shown-card queue full: %d cards not recorded so far", self.dropped)
                 return
-            self._pending.append((service_id, hook_instance, cards, self.clock()))
+            self._pending.append((service_id, hook_instance, keys, self.clock()))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="alk-fhir-shown-cards", daemon=True)
                 self._thread.start()
@@ -129,7 +135,7 @@ class ShownRecorder:
         if thread is not None:
             thread.join(timeout)
 
-    def _next_batch(self) -> list[tuple[str, str, Sequence[Any], float]] | None:
+    def _next_batch(self) -> list[tuple[str, str, list[tuple[str, str | None]], float]] | None:
         with self._cond:
             while not self._pending and not self._closing:
                 self._cond.wait()
@@ -154,16 +160,16 @@ class ShownRecorder:
                     self._writing = False
                     self._cond.notify_all()
 
-    def _write(self, batch: list[tuple[str, str, Sequence[Any], float]]) -> None:
+    def _write(self, batch: list[tuple[str, str, list[tuple[str, str | None]], float]]) -> None:
         """Rows of the batch, written ROWS_PER_WRITE at a time. Between slices the thread sleeps for
         zero seconds: that hands the GIL straight to a waiting request instead of making it wait out
         the interpreter's switch interval (5 ms), which is what this thread would cost the CDS p99."""
         rows: list[Row] = []
-        for i, (service_id, hook_instance, cards, when) in enumerate(batch, 1):
+        for i, (service_id, hook_instance, keys, when) in enumerate(batch, 1):
             try:
-                rows += shown_rows(service_id, hook_instance, cards, when, self.actions_of)
+                rows += shown_rows(service_id, hook_instance, keys, when, self.actions_of)
             except Exception as exc:  # a mapping that fails must not stop the thread
-                self.lost += len(cards)
+                self.lost += len(keys)
                 log.warning("shown cards of one call not recorded: %s", exc)
             if i % YIELD_EVERY == 0:
                 time.sleep(0)
