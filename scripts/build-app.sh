@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Install the clinician app's JavaScript dependencies from the npm registry (exact versions from
 # src/alk_fhir/app/package-lock.json) and copy their browser builds into src/alk_fhir/app/vendor/.
+# npm ci also installs the devDependency axe-core, which the browser tests evaluate in the page
+# (it is not copied to vendor/ and never served).
 # Without npm this exits 0 with a message: the Python service still starts and /app/ says how to
 # install. Re-running is cheap: npm ci is skipped while node_modules is newer than the lock file.
 set -euo pipefail
@@ -15,7 +17,7 @@ fi
 cd "$APP_DIR"
 # npm writes node_modules/.package-lock.json on every install: newer than the lock file = up to date.
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  echo "build-app: npm ci (fhirclient, lforms and their dependencies)"
+  echo "build-app: npm ci (fhirclient, lforms and their dependencies; axe-core for the browser tests)"
   npm ci --no-audit --no-fund --loglevel=error
 fi
 npm run --silent build

@@ -194,7 +194,7 @@ def test_required_answer_missing_error_in_dutch_next_to_the_field_with_focus(sta
     assert "error-alk-present/1/1" in page.evaluate("document.activeElement.getAttribute('aria-describedby')")
     summary = page.locator("#form-errors")
     assert summary.inner_text().startswith("Nog niet opgeslagen. Vul eerst in:")
-    assert "Heeft de patiënt lichamelijke klachten" in summary.inner_text()
+    assert items["alk-present"]["text"] in summary.inner_text()
     assert "requires a value" not in page.locator("body").inner_text()
     assert not any(line.startswith("create QuestionnaireResponse/") for line in stack.ehr.log[-5:])
     app.shot("criteria-form-error")
@@ -325,7 +325,9 @@ def test_every_advice_links_to_its_section_and_offers_its_action(stack: Stack, a
         assert link.get_attribute("target") == "_blank" and "nieuw venster" in link.inner_text()
     # the form an advice names opens from the advice, with focus on the form
     model = page.locator('article.advice[data-action="explanatory-model"] .open-form')
-    assert model.inner_text() == "Open vragenlijst: Gedeeld verklaringsmodel (biopsychosociaal of SCEGS)"
+    model_form = stack.package.resolve(MODEL_Q)
+    assert model_form is not None
+    assert model.inner_text() == f"Open vragenlijst: {model_form['title']}"
     # a proposed request is created in the EHR from the advice (the case coordinator: CareTeam + Task)
     coordinator = page.locator('article.advice[data-action="case-coordinator"]')
     coordinator.locator("button", has_text="Maak aan in het dossier").click()
@@ -501,7 +503,9 @@ def test_case_overview_is_inline_with_its_date_and_a_notice_when_answers_are_new
     app.tab("overview")
     notice = page.locator("#overview-newer").inner_text()
     assert notice.startswith("Dit overzicht is ouder dan de laatste antwoorden in het dossier")
-    assert f"Hardnekkige ALK: criteria, kenmerken en situatie ({date.today().strftime('%d-%m-%Y')})" in notice
+    criteria_form = stack.package.resolve(CRITERIA_Q)
+    assert criteria_form is not None
+    assert f"{criteria_form['title']} ({date.today().strftime('%d-%m-%Y')})" in notice
     assert app.problems == []
 
 

@@ -159,13 +159,13 @@ GUIDELINE_TEXT = {
            "source": "De volledige tekst staat in de gepubliceerde handreiking",
            "intro": "Elke aanbeveling van de app verwijst naar een sectie hieronder. Per sectie staat wat dit "
                     "pakket ermee doet; de tekst van de handreiking zelf staat bij de NALK.",
-           "app": "Terug naar de app", "none": "Dit pakket geeft hier geen eigen advies.", "language": "nl"},
+           "none": "Dit pakket geeft hier geen eigen advies.", "language": "nl"},
     "en": {"title": "Guideline on persistent ALK: the sections", "contents": "Contents",
            "advice": "What the app advises", "questions": "Questions in the questionnaires",
            "source": "The full text is in the published guideline",
            "intro": "Every recommendation of the app refers to a section below. Each section lists what this "
                     "package does with it; the guideline's own text is published by NALK.",
-           "app": "Back to the app", "none": "This package gives no advice of its own here.", "language": "en"},
+           "none": "This package gives no advice of its own here.", "language": "en"},
 }
 
 
