@@ -262,6 +262,26 @@ def test_reopening_and_resaving_keeps_every_earlier_answer(stack: Stack, app: Ap
     assert app.problems == []
 
 
+def test_a_refused_prefill_query_leaves_the_earlier_answers_and_says_so(stack: Stack, app: AppPage) -> None:
+    def refuse(route: Any) -> None:
+        route.fulfill(status=403, content_type="application/fhir+json", body=json.dumps(
+            {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "forbidden",
+                                                            "diagnostics": "Encounter is not shared with this app"}]}))
+
+    app.page.route("**/fhir/Encounter?*", refuse)
+    app.open(launch_url(stack, {"questionnaire": CRITERIA_Q}, patient=CARLA))
+    page = app.page
+    assert app.checked("alk-present/1/1", "true")
+    assert page.locator('[id^="criterion-2/"]').first.input_value() == "Voldaan"
+    problem = page.locator("#prefill-problems")
+    assert problem.is_visible() and problem.inner_text().startswith("Niet alles kon uit het dossier worden ingevuld")
+    # what the other queries give is still filled in and marked
+    assert page.locator('[id^="from-record-main-complaints/"]').count() == 1
+    # the refused request itself, and the renderer's note that it could not load it
+    app.problems = [p for p in app.problems if "403" not in p and "from Encounter?" not in p]
+    assert app.problems == []
+
+
 def test_results_conclusion_first_then_urgent_advice_then_guideline_order(stack: Stack, app: AppPage) -> None:
     urgent_by_patient = {p: [a["id"] for a in actions_of(apply_for(stack, p)) if a.get("priority") in
                              ("urgent", "asap", "stat")] for p in (ANNA, CARLA, DIRK)}

@@ -100,17 +100,28 @@ function isEmpty(value) {
     && !value.code && !value.text && !value.label && value.value === undefined);
 }
 
+function problemText(err) {
+  return Array.isArray(err) ? err.map((e) => e?.message || e).join("; ") : err?.message || String(err);
+}
+
 /**
  * The values SDC pre-population gives the items in `links`, by rendering the form once out of
  * sight with LHC-Forms' own pre-population (its public API), then reading its form data.
+ * {values, problem}: a query the EHR refuses leaves the values it could find.
  */
 async function prepopulatedValues(prepared, links) {
   const scratch = h("div", { class: "lforms-scratch", "aria-hidden": "true", inert: true });
   document.body.append(scratch);
   const values = new Map();
+  let problem = null;
   try {
-    await LForms.Util.addFormToPage(prepared, scratch, { prepopulate: true, fhirVersion: "R4" });
-    const data = LForms.Util.getFormData(scratch, false, false);
+    try {
+      await LForms.Util.addFormToPage(prepared, scratch, { prepopulate: true, fhirVersion: "R4" });
+    } catch (err) {
+      if (err && err.status === 401) throw err;
+      problem = problemText(err);
+    }
+    const data = scratch.firstChild ? LForms.Util.getFormData(scratch, false, false) : null;
     walkItems(data?.items, (item) => {
       if (links.has(item.linkId) && !values.has(item.linkId) && !isEmpty(item.value)) values.set(item.linkId, item.value);
     });
@@ -119,7 +130,7 @@ async function prepopulatedValues(prepared, links) {
     scratch.remove();
     clearReaderLog();
   }
-  return values;
+  return { values, problem };
 }
 
 /**
@@ -362,7 +373,7 @@ export async function renderForms(client, panel, options, hooks) {
 
   const q = await questionnaire(canonical);
   const language = lang();
-  const [prepared, { resources }] = await Promise.all([prepare(q, language), record(client)]);
+  const [prepared, { resources, problems: unread }] = await Promise.all([prepare(q, language), record(client)]);
   const unsaved = options.unsaved && options.unsaved.canonical === q.url ? options.unsaved : null;
   const latest = unsaved ? unsaved.response : latestResponse(resources, q.url);
   const origin = unsaved ? unsaved.origin : latest?.authored || null;
@@ -383,6 +394,11 @@ export async function renderForms(client, panel, options, hooks) {
 
   LForms.Util.setFHIRContext(client);
   const links = prepopulatedLinks(prepared.item);
+  // What the EHR would not give the app also cannot pre-populate the form: say so.
+  if (links.size && unread.length) {
+    problems.textContent = `${t("prefillProblem")}: ${unread.join("; ")}`;
+    problems.hidden = false;
+  }
   let prefilled = new Set();
   try {
     if (!latest) {
@@ -392,7 +408,12 @@ export async function renderForms(client, panel, options, hooks) {
     } else {
       const answered = answersByLink(latest);
       const open = new Set([...links].filter((link) => !answered.has(link)));
-      const fill = unsaved || !open.size ? new Map() : await prepopulatedValues(prepared, open);
+      const found = unsaved || !open.size ? { values: new Map(), problem: null } : await prepopulatedValues(prepared, open);
+      const fill = found.values;
+      if (found.problem) {
+        problems.textContent = `${t("prefillProblem")}: ${found.problem}`;
+        problems.hidden = false;
+      }
       const form = LForms.Util.mergeFHIRDataIntoLForms("QuestionnaireResponse", conformResponse(latest, prepared.item),
         LForms.Util.convertFHIRQuestionnaireToLForms(prepared, "R4"), "R4");
       walkItems(form.items, (item) => {
@@ -407,8 +428,7 @@ export async function renderForms(client, panel, options, hooks) {
   } catch (err) {
     if (err && err.status === 401) throw err;
     // Pre-population problems (a query the EHR refuses) leave the form usable; report them.
-    const detail = Array.isArray(err) ? err.map((e) => e?.message || e).join("; ") : err?.message || String(err);
-    problems.textContent = `${t("prefillProblem")}: ${detail}`;
+    problems.textContent = `${t("prefillProblem")}: ${problemText(err)}`;
     problems.hidden = false;
   }
   const state = { canonical: q.url, q, language, container, errors, prefilled, touched: new Set(), origin };
