@@ -200,6 +200,9 @@ function wireLanguage() {
 
 async function start() {
   globalThis.alkRendererLocale?.release();
+  if (globalThis.alkRendererLocale && !globalThis.alkRendererLocale.captured) {
+    console.warn("LHC-Forms' language file was not found: its own texts stay English (see app README)");
+  }
   startRendererRepairs();
   applyLanguage(lang());
   wireTabs();
