@@ -47,7 +47,8 @@ def test_read_and_canonical_search(client: TestClient) -> None:
 def test_expand_our_valueset(client: TestClient) -> None:
     vs = client.get("/fhir/ValueSet/alk-treatments/$expand").json()
     codes = [c["code"] for c in vs["expansion"]["contains"]]
-    assert "treatment-cbt" in codes and vs["expansion"]["total"] == len(codes) == 8
+    # our eight (H §1.1) and SNOMED CT CBT 228557008 and physiotherapy 91251008 (terminology.md)
+    assert "treatment-cbt" in codes and "228557008" in codes and vs["expansion"]["total"] == len(codes) == 10
     by_url = client.get("/fhir/ValueSet/$expand", params={"url": "https://alk-fhir.org/fhir/ValueSet/alk-treatments"})
     assert by_url.json()["expansion"]["contains"] == vs["expansion"]["contains"]
 

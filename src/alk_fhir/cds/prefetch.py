@@ -31,6 +31,7 @@ import requests
 from alk_fhir.cds.discovery import Service
 from alk_fhir.cds.errors import CdsError
 from alk_fhir.cds.request import HookRequest
+from alk_fhir.fhir import is_secure_transport
 
 log = logging.getLogger("alk_fhir.cds")
 
@@ -40,7 +41,6 @@ CONNECT_TIMEOUT = 3.05
 READ_TIMEOUT = 10.0
 FETCH_WORKERS = 8
 _TOKEN = re.compile(r"\{\{\s*([A-Za-z.]+)\s*\}\}")
-_LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 _UNREADABLE = "urn:alk-fhir:unreadable"  # a missing key with no FHIR server that may be read
 _executor = ThreadPoolExecutor(max_workers=FETCH_WORKERS, thread_name_prefix="cds-fetch")
 
@@ -68,8 +68,8 @@ class Resolved:
 
 
 def may_send_token(url: str) -> bool:
-    parts = urlsplit(url)
-    return parts.scheme == "https" or (parts.scheme == "http" and (parts.hostname or "") in _LOOPBACK)
+    """The bearer token goes only over https, or to the loopback interface (alk_fhir.fhir's rule)."""
+    return is_secure_transport(url)
 
 
 class HttpFhirSource:

@@ -6,13 +6,11 @@ prefetch would cost more than the whole rule evaluation (see benchmarks/apply.py
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Any
 
 JSON = dict[str, Any]
-FHIR_ID: re.Pattern[str] = __import__("alk_fhir.fhir", fromlist=["FHIR_ID"]).FHIR_ID  # alk_fhir.fhir's, re-exported
 
 
 def as_dict(value: Any) -> JSON:
