@@ -44,6 +44,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from jwt.algorithms import ECAlgorithm
 
+from alk_fhir.cds.discovery import templates_for
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from apply import fifty_resource_patient
 
@@ -55,7 +57,8 @@ CLIENTS = 8
 KEYS = {"Condition": "conditions", "MedicationStatement": "medicationStatements",
         "MedicationRequest": "medicationRequests", "Procedure": "procedures", "DiagnosticReport": "diagnosticReports",
         "Encounter": "encounters", "CareTeam": "careTeams", "CarePlan": "carePlans",
-        "QuestionnaireResponse": "questionnaireResponses", "Consent": "consents", "Observation": "assessments"}
+        "QuestionnaireResponse": "questionnaireResponses", "Consent": "consents", "Observation": "assessments",
+        "EpisodeOfCare": "episodes"}
 
 
 def hook_body() -> bytes:
@@ -64,10 +67,12 @@ def hook_body() -> bytes:
     patient = next(r for r in resources if r["resourceType"] == "Patient")
     user = next(r for r in resources if r["resourceType"] == "Practitioner")
     prefetch: dict[str, Any] = {"patient": patient, "user": user}
-    for key in KEYS.values():
-        prefetch[key] = {"resourceType": "Bundle", "type": "searchset", "entry": []}
+    # every search key the service generates from its plan (alk_fhir.cds.discovery), filled below
+    for key, template in templates_for("patient-view").items():
+        if "?" in template:
+            prefetch[key] = {"resourceType": "Bundle", "type": "searchset", "entry": []}
     for res in resources:
-        if res["resourceType"] in KEYS:
+        if res["resourceType"] in KEYS and KEYS[res["resourceType"]] in prefetch:
             prefetch[KEYS[res["resourceType"]]]["entry"].append({"resource": res})
     # The bundle's Organizations and second Practitioner are not fetched by any template: top the
     # prefetch up with encounters to exactly 50 resources.
