@@ -52,7 +52,6 @@ class PatientContext:
     draft_orders: list[JSON] = field(default_factory=list)
     issues: list[JSON] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
-    evidence: dict[str, list[JSON]] = field(default_factory=dict)
     # id() of a '#id' Reference object inside a resource -> the contained resource it names
     local: dict[int, JSON] = field(default_factory=dict)
 
@@ -75,8 +74,12 @@ class PatientContext:
     def subject_reference(self) -> JSON | None:
         return {"reference": resource_key(self.patient)} if self.patient else None
 
-    def add_evidence(self, fact: str, res: JSON) -> None:
-        self.evidence.setdefault(fact, []).append({"reference": resource_key(res)})
+    def evidence(self, fact: str) -> list[JSON]:
+        """References to the resources a fact holds: what the assessment cites for it."""
+        value = self.facts.get(fact)
+        found = value if isinstance(value, list) else [value] if isinstance(value, dict) else []
+        return [{"reference": resource_key(r)} for r in found
+                if isinstance(r, dict) and "resourceType" in r and "id" in r]
 
 
 def _index_contained(ctx: PatientContext, res: JSON) -> None:

@@ -167,7 +167,7 @@ def compile_facts(pkg: Package, library: str = FACTS_LIBRARY) -> FactProgram:
 
 
 def compute_facts(ctx: PatientContext, pkg: Package, program: FactProgram | None = None) -> None:
-    """Evaluate every fact over the context's record; resource-valued facts become the evidence."""
+    """Evaluate every fact over the context's record (``ctx.evidence(fact)`` cites a fact's resources)."""
     program = program or compile_facts(pkg)
     env: dict[str, Any] = {_CTX: ctx, _TERM: pkg.terminology, "today": ctx.today.isoformat(),
                            "draftOrders": ctx.draft_orders}
@@ -179,11 +179,6 @@ def compute_facts(ctx: PatientContext, pkg: Package, program: FactProgram | None
         value = fact.run(focus, env)
         env[fact.name] = value
         facts[fact.name] = value if fact.many else value[0] if len(value) == 1 else value
-        if fact.type not in _SINGLETON_TYPES:
-            refs = [{"reference": resource_key(v)} for v in value
-                    if isinstance(v, dict) and "resourceType" in v and "id" in v]
-            if refs:
-                ctx.evidence[fact.name] = refs
     ctx.facts = facts
 
 

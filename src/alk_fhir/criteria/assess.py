@@ -48,7 +48,7 @@ def _properties(concept: JSON | None, code: str) -> list[str]:
 def _refs(ctx: PatientContext, facts: list[str]) -> list[JSON]:
     out: list[JSON] = []
     for fact in facts:
-        for ref in ctx.evidence.get(fact, []):
+        for ref in ctx.evidence(fact):
             if ref not in out:
                 out.append(dict(ref))
     return out
