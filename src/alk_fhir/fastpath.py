@@ -683,6 +683,15 @@ def compile_record_expression(expression: str, variables: set[str], functions: d
     return fn
 
 
+def _member_chain(node: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """``x.a.b.c`` as (x, [a, b, c]): a path navigated in one closure instead of one per step."""
+    names: list[str] = []
+    while node.get("type") == "InvocationExpression" and node["children"][1]["type"] == "MemberInvocation":
+        names.append(_identifier(node["children"][1]["children"][0]))
+        node = node["children"][0]
+    return node, names[::-1]
+
+
 class _RecordCompiler(_Compiler):
     typed = False
 
@@ -690,6 +699,22 @@ class _RecordCompiler(_Compiler):
                  functions: dict[str, HostFunction]) -> None:
         super().__init__(resource_type, variables)
         self.functions = functions
+
+    def _InvocationExpression(self, node: dict[str, Any], scope: str | None) -> tuple[Fn, str | None]:
+        base_node, names = _member_chain(node)
+        if len(names) < 2:
+            return super()._InvocationExpression(node, scope)
+        base, _ = self.expr(base_node, scope)
+        path = tuple(names)
+
+        def navigate(focus: list[Any], env: dict[str, Any]) -> list[Any]:
+            items = base(focus, env)
+            for name in path:
+                if not items:
+                    return items
+                items = _dyn_navigate(items, name)
+            return items
+        return navigate, None
 
     def _ExternalConstantTerm(self, node: dict[str, Any], scope: str | None) -> tuple[Fn, str | None]:
         ident = node["children"][0]["children"][0]
