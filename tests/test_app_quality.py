@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from app_support import (
+    AMBIT_Q,
     ARTIFACTS,
     CARLA,
     CRITERIA_Q,
@@ -91,15 +92,29 @@ def states(app: AppPage, stack: Stack) -> Iterator[str]:
     yield "criteria form, saved"
     app.open_form("alk-explanatory-model")
     yield "explanatory-model form"
-    app.open_form("alk-ambit-grid")
-    page.locator('[id="add-stakeholder/1"]').wait_for()
-    yield "AMBIT form"
-    app.open_form("alk-admission-goals")
-    yield "admission-goals form"
     app.tab("model")
     yield "explanatory model, none yet"
     app.tab("ambit")
     yield "AMBIT grid, none yet"
+    app.tab("forms")
+    app.open_form("alk-explanatory-model")
+    app.fill("main-complaint/1", "Pijn")
+    app.fill("bps-bio-predisposing/1/1/1", "Hypermobiliteit")
+    app.submit()
+    yield "explanatory-model form, saved"
+    app.open_form("alk-ambit-grid")
+    page.locator('[id="add-stakeholder/1"]').wait_for()
+    yield "AMBIT form"
+    app.pick("stakeholder-kind/1/1", "Patiënt" if page.evaluate("document.documentElement.lang") == "nl" else "Patient")
+    app.fill("stakeholder-name/1/1", "Anna de Vries")
+    app.fill("problem/1/1", "Pijn")
+    app.submit()
+    app.open_form("alk-admission-goals")
+    yield "admission-goals form"
+    app.tab("model")
+    yield "explanatory model"
+    app.tab("ambit")
+    yield "AMBIT grid"
     app.tab("overview")
     yield "case overview"
 
@@ -279,6 +294,18 @@ def test_usable_at_800_and_390_px(stack: Stack, width: int) -> None:
         app.shot(f"overview-{width}", full_page=True)
         app.open(launch_url(stack, {"questionnaire": MODEL_Q}))
         check("model form")
+        # the AMBIT grid with two stakeholders: six columns become blocks on a phone
+        app.open(launch_url(stack, {"questionnaire": AMBIT_Q}))
+        for row, (kind, name) in enumerate((("Patiënt", "Anna de Vries"), ("Zorgverlener", "dr. Jansen")), start=1):
+            if row > 1:
+                page.locator('[id="add-stakeholder/1"]').click()
+            app.pick(f"stakeholder-kind/{row}/1", kind)
+            app.fill(f"stakeholder-name/{row}/1", name)
+            app.fill(f"problem/{row}/1", "Overal pijn, al jaren, en niemand die het overzicht houdt")
+        app.submit()
+        app.tab("ambit")
+        check("AMBIT grid")
+        app.shot(f"ambit-grid-{width}", full_page=True)
         assert too_wide == [], too_wide
         assert app.problems == []
     finally:
