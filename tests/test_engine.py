@@ -298,7 +298,7 @@ def test_every_condition_is_exercised_both_ways(engine: Engine, package: Package
         ctx = result.context
         for compiled in _all_compiled(engine):
             for expr, test in zip(compiled.conditions, compiled.tests, strict=True):
-                reference = fhirpath.is_true({}, expr, ctx.facts)  # fhirpathpy, the reference engine
+                reference = fhirpath.is_true({}, expr, ctx.facts.all())  # fhirpathpy, the reference engine
                 assert test({}, ctx.facts) is reference, expr  # the compiled closures agree
                 seen.setdefault(f"{compiled.action['id']}: {expr}", set()).add(reference)
     (plan,) = package.of_type("PlanDefinition")
@@ -426,7 +426,7 @@ def test_context_computes_exactly_the_declared_facts(package: Package, patients:
     declared = [p["name"] for p in library["parameter"]]
     assert list(compile_facts(package).names) == declared
     ctx = build_context(patients["patient-no-alk"], package, TODAY)
-    assert list(ctx.facts) == declared
+    assert list(ctx.facts.all()) == declared
 
 
 def test_apply_cli_prints_a_bundle_and_names_bad_input(tmp_path: Path) -> None:

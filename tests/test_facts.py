@@ -239,8 +239,8 @@ MAPPING_CASES = [
 def test_changing_a_mapping_in_the_package_changes_the_facts(package: Package, tmp_path: Path, file: str, old: str,
                                                               new: str, name: str, action: str | None) -> None:
     edited = _edited(tmp_path, {file: (old, new)})
-    before = build_context(record(name), package, TODAY).facts
-    after = build_context(record(name), edited.package, TODAY).facts
+    before = build_context(record(name), package, TODAY).facts.all()
+    after = build_context(record(name), edited.package, TODAY).facts.all()
     changed = {k for k in before if _comparable(before[k] if isinstance(before[k], list) else [before[k]])
                != _comparable(after[k] if isinstance(after[k], list) else [after[k]])}
     assert changed, file
@@ -255,6 +255,16 @@ def test_a_definition_outside_the_compiled_subset_stops_start_up(tmp_path: Path)
     with pytest.raises(BrokenPackage, match="careContactCount"):
         _edited(tmp_path, {"Library-alk-facts.json": ('"expression": "%careContacts.count()"',
                                                       '"expression": "%careContacts.count() + %notAFact"')})
+
+
+def test_facts_are_computed_when_read(package: Package) -> None:
+    """A hook evaluates only what its actions read: the order hooks never compute the explanatory model."""
+    facts = build_context(record("polypharmacy-opioid-benzo"), package, TODAY).facts
+    assert facts["polypharmacy"] is True
+    computed = facts.computed()
+    assert "activeMedicationRecordCount" in computed and "perpetuatingFactorCount" not in computed
+    assert facts.get("notAFact") is None
+    assert list(facts.all()) == list(compile_facts(package).names)
 
 
 def test_no_number_or_window_of_the_rules_in_python() -> None:

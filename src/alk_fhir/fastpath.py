@@ -723,7 +723,10 @@ class _RecordCompiler(_Compiler):
             raise Unsupported(f"%{name} is not declared")
 
         def variable(focus: list[Any], env: dict[str, Any]) -> list[Any]:
-            value = env.get(name)  # closures never change a collection they are given: no copy
+            try:  # env[...] so that a lazily computed fact is computed on its first read
+                value = env[name]  # closures never change a collection they are given: no copy
+            except KeyError:
+                return []
             return value if type(value) is list else [] if value is None else [value]
         return variable, None
 
@@ -754,7 +757,7 @@ class _RecordCompiler(_Compiler):
     def _InvocationTerm(self, node: dict[str, Any], scope: str | None) -> tuple[Fn, str | None]:
         inner = node["children"][0]
         if inner["type"] == "TotalInvocation":
-            return (lambda focus, env: list(env.get("$total", []))), None
+            return (lambda focus, env: list(env.get("$total") or [])), None
         if inner["type"] == "ThisInvocation":
             return (lambda focus, env: focus), None
         if inner["type"] == "MemberInvocation":
@@ -829,9 +832,18 @@ class _RecordCompiler(_Compiler):
             init = self.expr(params[1], None)[0] if n == 2 else None
 
             def aggregate(focus: list[Any], env: dict[str, Any]) -> list[Any]:
+                # $total is set in the environment itself (not a copy): a lazily computed fact read
+                # inside the step must land where the next read finds it
                 total = init(focus, env) if init else []
-                for item in left(focus, env):
-                    total = step([item], {**env, "$total": total})
+                outer = env.pop("$total", None)
+                try:
+                    for item in left(focus, env):
+                        env["$total"] = total
+                        total = step([item], env)
+                finally:
+                    env.pop("$total", None)
+                    if outer is not None:
+                        env["$total"] = outer
                 return total
             return aggregate, None
         if name in ("lower", "upper") and n == 0:

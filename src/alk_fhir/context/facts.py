@@ -166,20 +166,68 @@ def compile_facts(pkg: Package, library: str = FACTS_LIBRARY) -> FactProgram:
     return program
 
 
+class _Record(dict[str, Any]):
+    """The environment of the fact definitions: the record's lists, the built-ins, and each fact,
+    computed when a definition, a condition or a reader first asks for it (a hook then evaluates only
+    what its actions and the assessment read)."""
+
+    def __init__(self, program: FactProgram, focus: list[Any]) -> None:
+        super().__init__()
+        self.definitions = {f.name: f for f in program.facts}
+        self.focus = focus
+
+    def __missing__(self, name: str) -> list[Any]:
+        fact = self.definitions.get(name)
+        if fact is None:
+            raise KeyError(name)
+        value: list[Any] = fact.run(self.focus, self)
+        self[name] = value
+        return value
+
+
+class FactValues(dict[str, Any]):
+    """The facts of one record by name, as the rules read them (a single value, or the list for
+    ``max = *`` facts, ``[]`` when empty), each computed on first read; ``all()`` computes every one."""
+
+    def __init__(self, record: _Record, program: FactProgram) -> None:
+        super().__init__()
+        self._record = record
+        self._program = program
+
+    def __missing__(self, name: str) -> Any:
+        fact = self._record.definitions.get(name)
+        if fact is None:
+            raise KeyError(name)
+        value = self._record[name]
+        out = value if fact.many else value[0] if len(value) == 1 else value
+        self[name] = out
+        return out
+
+    def get(self, name: str, default: Any = None) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            return default
+
+    def computed(self) -> set[str]:
+        """The facts evaluated so far (read directly or through a definition)."""
+        return {name for name in self._record if name in self._record.definitions}
+
+    def all(self) -> dict[str, Any]:
+        """Every fact, in the Library's order (for explanations and comparisons)."""
+        return {name: self[name] for name in self._program.names}
+
+
 def compute_facts(ctx: PatientContext, pkg: Package, program: FactProgram | None = None) -> None:
-    """Evaluate every fact over the context's record (``ctx.evidence(fact)`` cites a fact's resources)."""
+    """Make the facts of the context's record available (``ctx.facts``; ``ctx.evidence(fact)`` cites a
+    fact's resources): each is evaluated when first read, once."""
     program = program or compile_facts(pkg)
-    env: dict[str, Any] = {_CTX: ctx, _TERM: pkg.terminology, "today": ctx.today.isoformat(),
-                           "draftOrders": ctx.draft_orders}
+    record = _Record(program, [ctx.patient] if ctx.patient else [])
+    record.update({_CTX: ctx, _TERM: pkg.terminology, "today": ctx.today.isoformat(),
+                   "draftOrders": ctx.draft_orders})
     for req, rtype in program.requirements.items():
-        env[req] = ctx.of_type(rtype)
-    focus = [ctx.patient] if ctx.patient else []
-    facts: dict[str, Any] = {}
-    for fact in program.facts:
-        value = fact.run(focus, env)
-        env[fact.name] = value
-        facts[fact.name] = value if fact.many else value[0] if len(value) == 1 else value
-    ctx.facts = facts
+        record[req] = ctx.of_type(rtype)
+    ctx.facts = FactValues(record, program)
 
 
 def operationalisations(pkg: Package) -> list[tuple[str, Any, dict[str, str]]]:
@@ -198,7 +246,10 @@ _SHOWN = ("linkId", "answer", "role", "member", "valueBoolean", "valueCoding", "
 
 
 def facts_as_json(facts: dict[str, Any]) -> dict[str, Any]:
-    """The facts for people and logs: resources by reference, quantities as FHIR Quantities."""
+    """The facts for people and logs: resources by reference, quantities as FHIR Quantities (every fact
+    of a record's ``FactValues``)."""
+    if isinstance(facts, FactValues):
+        facts = facts.all()
     def plain(value: Any) -> Any:
         if isinstance(value, list):
             return [plain(v) for v in value]
