@@ -241,9 +241,14 @@ def axe_source() -> str:
 
 
 def run_axe(page: Any, source: str) -> list[dict[str, Any]]:
-    """axe-core's violations on the page as it is now (WCAG 2.x A/AA and best practices)."""
+    """axe-core's violations on the page once it has settled (WCAG 2.x A/AA and best practices): a pop-up
+    still fading in or out is half transparent, which is no state a clinician reads."""
     if not page.evaluate("typeof window.axe !== 'undefined'"):
         page.evaluate(source)
+    for _ in range(50):  # (wait_for_function evaluates a string: the app's CSP forbids that)
+        if page.evaluate("document.getAnimations().every(a => a.playState !== 'running')"):
+            break
+        page.wait_for_timeout(100)
     result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
     return [{"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]],
              "summary": v["nodes"][0].get("failureSummary", "") if v["nodes"] else ""} for v in result["violations"]]
