@@ -282,3 +282,35 @@ def test_no_number_or_window_of_the_rules_in_python() -> None:
         "careContactsThreshold", "careContactsWindow", "workupLongAgo", "polypharmacyThreshold", "minimumDuration",
         "failedTreatmentsForCriterion1", "screeningFeatureThreshold", "stuckAfter"}
     assert Decimal("1")  # keep the import honest for quantities compared above
+
+
+def _triggers(result: Any, action_id: str) -> list[dict[str, Any]]:
+    action = next(a for a in _walk(result.requestgroup["action"]) if a["id"] == action_id)
+    out = []
+    for ext in action.get("extension", []):
+        assert ext["url"] == "https://alk-fhir.org/fhir/StructureDefinition/alk-trigger"
+        parts = ext["extension"]
+        value = next((p for p in parts if p["url"] == "value"), {})
+        out.append({"fact": next(p["valueString"] for p in parts if p["url"] == "fact"),
+                    "label": next(p for p in parts if p["url"] == "label"),
+                    "value": next((v for k, v in value.items() if k.startswith("value")), None),
+                    "evidence": [p["valueReference"]["reference"] for p in parts if p["url"] == "evidence"]})
+    return out
+
+
+def test_advice_names_what_triggered_it(engine: Engine) -> None:
+    """Each applicable advice carries the facts its condition read (alk-trigger): label in Dutch with the
+    English translation, the value, and the record's entries (issue 14: counts, drugs, dates)."""
+    dirk = run(engine, record("polypharmacy-opioid-benzo"), TODAY)
+    (review,) = _triggers(dirk, "medication-review")
+    assert review["fact"] == "polypharmacy" and review["value"] == 12
+    assert review["label"]["valueString"] == "Actieve geneesmiddelen"
+    assert "Active medications" in json.dumps(review["label"]["_valueString"])
+    assert len(review["evidence"]) == 12 and "MedicationStatement/med-dirk-1" in review["evidence"]
+    (workup,) = _triggers(dirk, "further-somatic-diagnostics")  # the answered "no"s are not triggers
+    assert workup["value"] == "2023-06-01" and workup["fact"] == "somaticWorkupLongAgo"
+    jan = run(engine, record("gp-icpc-gstandaard"), TODAY)
+    risk = next(t for t in _triggers(jan, "screen-persistent-alk") if t["fact"] == "riskMedicationCount")
+    assert risk["value"] == 3 and set(risk["evidence"]) == {
+        "MedicationStatement/use-jan-oxazepam", "MedicationStatement/use-jan-temazepam",
+        "MedicationStatement/use-jan-paracod"}

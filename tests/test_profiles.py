@@ -219,8 +219,8 @@ class Checker:
 def test_published_profiles_are_generated_from_the_sources(core_dir: Path) -> None:
     files = authoring.build(REPO_ROOT / "authoring", snapshot.snapshotter(core_dir))
     ours = {name: text for name, text in files.items() if name.startswith("StructureDefinition-")}
-    assert sorted(ours) == sorted(f"StructureDefinition-{i}.json"
-                                  for i in [*PROFILE_IDS, "alk-evidence", "alk-operationalisation"])
+    extensions = ["alk-evidence", "alk-operationalisation", "alk-fact-presentation", "alk-trigger"]
+    assert sorted(ours) == sorted(f"StructureDefinition-{i}.json" for i in [*PROFILE_IDS, *extensions])
     for name, text in ours.items():
         published = (PROFILES / name).read_text(encoding="utf-8")
         assert published == text, f"{name} is stale: run alk-fhir build-package"

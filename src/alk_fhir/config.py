@@ -68,7 +68,9 @@ class Settings:
     # The clinician app (SMART App Launch public client): the client id the EHR registered for it and
     # the scopes it asks for (ALK_FHIR_APP_CLIENT_ID, ALK_FHIR_APP_SCOPE).
     app_client_id: str = "alk-fhir-app"
-    app_scope: str = "openid fhirUser patient/*.rs patient/QuestionnaireResponse.c"
+    # read the record, write answers, and create what the plan proposes (Task, ServiceRequest, CarePlan, CareTeam)
+    app_scope: str = ("openid fhirUser patient/*.rs patient/QuestionnaireResponse.c patient/Task.c "
+                      "patient/ServiceRequest.c patient/CarePlan.c patient/CareTeam.c")
     partners_file: str = ""
     # Auth (alk_fhir.auth). Environment variables and defaults:
     #   ALK_FHIR_CDS_AUTH            "jwt" (default) | "off": CDS client JWTs required (CDS Hooks 2.0)

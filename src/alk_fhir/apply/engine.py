@@ -31,6 +31,7 @@ from alk_fhir.context import PatientContext, build_context, compile_facts
 from alk_fhir.context.fhirdata import JSON
 from alk_fhir.criteria import Assessment, assess, assessment_observation
 from alk_fhir.knowledge import CANONICAL_BASE, CONCEPTS_SYSTEM, BrokenPackage, Package
+from alk_fhir.knowledge.canonical import TRANSLATION_EXT
 
 DEFAULT_PLAN = f"{CANONICAL_BASE}/PlanDefinition/alk-guideline"
 RG_PROFILE = f"{CANONICAL_BASE}/StructureDefinition/alk-guidance-requestgroup"
@@ -57,6 +58,8 @@ class CompiledAction:
     triggers: frozenset[str]
     definition: JSON | None
     children: tuple[CompiledAction, ...]
+    # the facts its conditions read that the Library presents (name, presentation), in condition order
+    shown: tuple[tuple[str, dict[str, str]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -199,7 +202,15 @@ def _compile_action(pkg: Package, plan: JSON, action: JSON, declared: dict[str, 
             _is_list_element(definition["kind"], dv["path"])  # fails loudly on a wrong path
     triggers = frozenset(t["name"] for t in action.get("trigger", []) if t.get("type") == "named-event")
     children = tuple(_compile_action(pkg, plan, a, declared) for a in action.get("action", []))
-    return CompiledAction(action, tuple(conditions), tuple(tests), tuple(dynamic), triggers, definition, children)
+    presented = {f.name: f.presentation for ref in plan.get("library", [])
+                 for f in compile_facts(pkg, ref).facts if f.presentation}
+    names = list(dict.fromkeys(n for text in conditions for n in _VARIABLE.findall(text)))
+    negated = {n for text in conditions for n in re.findall(r"%([A-Za-z][A-Za-z0-9_]*)\.not\(\)", text)}
+    # a yes/no fact triggers when it holds as the condition reads it (true, or false where negated)
+    shown = tuple((n, {**presented[n], "expect": "false" if n in negated else "true"}) for n in names
+                  if n in presented)
+    return CompiledAction(action, tuple(conditions), tuple(tests), tuple(dynamic), triggers, definition, children,
+                          shown)
 
 
 @lru_cache(maxsize=256)
@@ -308,6 +319,10 @@ def _apply_action(compiled: CompiledAction, ctx: PatientContext, variables: dict
     if not applicable:
         return None
     out: JSON = {"id": action["id"]}
+    triggers = [_trigger(ctx, name, shown) for name, shown in compiled.shown
+                if not isinstance(ctx.facts.get(name), bool) or str(ctx.facts.get(name)).lower() == shown["expect"]]
+    if triggers:
+        out["extension"] = triggers
     out.update({k: action[k] for k in _TEXT_KEYS if k in action})
     for key in ("code", "documentation", "priority", "groupingBehavior", "selectionBehavior"):
         if key in action:
@@ -331,6 +346,41 @@ def _apply_action(compiled: CompiledAction, ctx: PatientContext, variables: dict
         requests.append(message)
         out["resource"] = {"reference": f"urn:uuid:{message['id']}"}
     return out
+
+
+TRIGGER_EXT = f"{CANONICAL_BASE}/StructureDefinition/alk-trigger"
+_DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
+_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T")
+MAX_TRIGGER_EVIDENCE = 20
+
+
+def _value(value: Any) -> JSON | None:
+    """A fact's value as an Extension value[x] (a collection or unknown has none)."""
+    if isinstance(value, bool):
+        return {"valueBoolean": value}
+    if isinstance(value, int):
+        return {"valueInteger": value}
+    if isinstance(value, str):
+        if _DATE.match(value):
+            return {"valueDate": value}
+        return {"valueDateTime": value} if _DATETIME.match(value) else {"valueString": value}
+    return None
+
+
+def _trigger(ctx: PatientContext, name: str, shown: dict[str, str]) -> JSON:
+    """What an advice rests on, for the clinician: the fact, its label (nl, en translation), its value and
+    the record's entries behind it (alk-trigger, Library alk-facts ``alk-fact-presentation``)."""
+    label: JSON = {"url": "label", "valueString": shown.get("nl", name)}
+    if shown.get("en"):
+        label["_valueString"] = {"extension": [{"url": TRANSLATION_EXT, "extension": [
+            {"url": "lang", "valueCode": "en"}, {"url": "content", "valueString": shown["en"]}]}]}
+    parts: list[JSON] = [{"url": "fact", "valueString": name}, label]
+    value = _value(ctx.facts.get(shown.get("show") or name))
+    if value is not None:
+        parts.append({"url": "value", **value})
+    parts += [{"url": "evidence", "valueReference": ref}
+              for ref in ctx.evidence(shown.get("evidence") or shown.get("show") or name)[:MAX_TRIGGER_EVIDENCE]]
+    return {"url": TRIGGER_EXT, "extension": parts}
 
 
 def communication(action: JSON, ctx: PatientContext, practitioner: JSON | None, res_id: str) -> JSON:

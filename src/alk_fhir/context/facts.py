@@ -31,6 +31,7 @@ CRITERIA_Q, MODEL_Q, AMBIT_Q, ADMISSION_Q = (Q + "alk-criteria", Q + "alk-explan
                                               Q + "alk-admission-goals")
 CQF_EXPRESSION = "http://hl7.org/fhir/StructureDefinition/cqf-expression"
 OPERATIONALISATION = f"{CANONICAL_BASE}/StructureDefinition/alk-operationalisation"
+PRESENTATION = f"{CANONICAL_BASE}/StructureDefinition/alk-fact-presentation"
 # What the caller supplies besides the record: the day the rules run for, and the hook's draft orders.
 BUILTINS = ("today", "draftOrders")
 _VARIABLE = re.compile(r"%([A-Za-z][A-Za-z0-9_]*)")
@@ -48,6 +49,10 @@ class Fact:
     uses: frozenset[str]
     documentation: str
     operationalisation: dict[str, str] | None  # {"nl": …, "en": …} for the numbers we chose
+    # how an advice names this fact as its trigger: {"nl", "en"} label, and optionally "show" (the fact
+    # whose value is shown, e.g. the count behind polypharmacy) and "evidence" (the fact whose resources
+    # are listed)
+    presentation: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -85,9 +90,9 @@ class FactProgram:
         return out
 
 
-def _texts(extension: JSON) -> dict[str, str]:
+def _texts(extension: JSON, keys: tuple[str, ...] = ("nl", "en")) -> dict[str, str]:
     return {str(e.get("url")): str(e.get("valueString", "")) for e in extension.get("extension", [])
-            if e.get("url") in ("nl", "en")}
+            if e.get("url") in keys}
 
 
 def _resolve(items: list[Any], args: list[list[Any]], env: dict[str, Any]) -> list[Any]:
@@ -157,9 +162,14 @@ def compile_facts(pkg: Package, library: str = FACTS_LIBRARY) -> FactProgram:
         except Exception as exc:  # the parser's own errors
             raise BrokenPackage(f"{where}: cannot parse {text!r}: {exc}") from exc
         op = next((e for e in param.get("extension", []) if e.get("url") == OPERATIONALISATION), None)
+        shown = next((e for e in param.get("extension", []) if e.get("url") == PRESENTATION), None)
+        presentation = _texts(shown, ("nl", "en", "show", "evidence")) if shown else None
+        for key in ("show", "evidence"):
+            if presentation and presentation.get(key) and presentation[key] not in known:
+                raise BrokenPackage(f"{where}: presentation {key} {presentation[key]!r} is no fact before it")
         ftype = str(param.get("type", ""))
         facts.append(Fact(name, ftype, param.get("max", "1") == "*", text, run,
-                          uses, str(param.get("documentation", "")), _texts(op) if op else None))
+                          uses, str(param.get("documentation", "")), _texts(op) if op else None, presentation))
         known.add(name)
     program = FactProgram(tuple(facts), requirements)
     pkg.compiled[f"facts|{library}"] = program
