@@ -584,3 +584,13 @@ def test_malformed_elements_anywhere_never_crash_the_engine(engine: Engine, pati
                 assert result.careplan["subject"]
                 tried += 1
     assert tried > 500
+
+
+def test_resource_ids_are_rfc_4122_name_based() -> None:
+    """The engine's ids are uuid5 of its namespace and the seed (computed without UUID objects)."""
+    import uuid as _uuid
+
+    from alk_fhir.apply.engine import _NAMESPACE, _uuid5
+
+    for name in ("a", "Patient/pat-anna|https://alk-fhir.org/fhir/PlanDefinition/alk-guideline|0.1.0|x", "é|ü"):
+        assert _uuid5(name) == str(_uuid.uuid5(_NAMESPACE, name))

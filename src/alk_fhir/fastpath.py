@@ -527,6 +527,7 @@ for _path, _types in _CHOICES.items():
     _name = _path.rsplit(".", 1)[-1]
     _CHOICE_SUFFIXES[_name] = tuple(sorted(set(_CHOICE_SUFFIXES.get(_name, ()))
                                            | {t[:1].upper() + t[1:] for t in _types}))
+_CHOICE_KEYS: dict[str, frozenset[str]] = {n: frozenset(n + t for t in ts) for n, ts in _CHOICE_SUFFIXES.items()}
 # ofType() of a primitive, decided on the JSON value (a record's JSON carries no type names)
 _PRIMITIVE_TEST: dict[str, Callable[[Any], bool]] = {
     "dateTime": lambda v: isinstance(v, str) and _DATE.match(v) is not None,
@@ -619,26 +620,35 @@ def _shift(value: str, quantity: Quantity, sign: int) -> str | None:
     return out + value[10:] if len(value) > 10 and day is not None else out
 
 
+def _choice_value(item: dict[str, Any], name: str) -> Any:
+    """``valueBoolean`` for ``value``: the item's own keys are searched (a handful), not the R4 model's
+    dozens of possible types."""
+    keys = _CHOICE_KEYS.get(name)
+    if keys is None:
+        return None
+    for key in item:
+        if key in keys:
+            return item[key]
+    return None
+
+
 def _dyn_navigate(items: list[Any], name: str) -> list[Any]:
     if len(items) == 1 and type(items[0]) is dict:  # the common case inside where()/select()
         value = items[0].get(name)
-        if value is not None:
-            return [v for v in value if v is not None] if type(value) is list else [value]
-        if name not in _CHOICE_SUFFIXES:
-            return []
+        if value is None:
+            value = _choice_value(items[0], name)
+            if value is None:
+                return []
+        return [v for v in value if v is not None] if type(value) is list else [value]
     out: list[Any] = []
-    suffixes = _CHOICE_SUFFIXES.get(name)
     for item in items:
         if type(item) is not dict:
             continue
         value = item.get(name)
-        if value is None and suffixes:
-            for suffix in suffixes:
-                value = item.get(name + suffix)
-                if value is not None:
-                    break
         if value is None:
-            continue
+            value = _choice_value(item, name)
+            if value is None:
+                continue
         if type(value) is list:
             out.extend(v for v in value if v is not None)
         else:

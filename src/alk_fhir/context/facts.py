@@ -22,7 +22,6 @@ from alk_fhir import fastpath
 from alk_fhir.context.build import PatientContext
 from alk_fhir.context.fhirdata import JSON, resource_key
 from alk_fhir.knowledge import CANONICAL_BASE, BrokenPackage, Package
-from alk_fhir.knowledge.valuesets import fold
 
 FACTS_LIBRARY = f"{CANONICAL_BASE}/Library/alk-facts"
 VS = f"{CANONICAL_BASE}/ValueSet/"
@@ -124,8 +123,8 @@ def _member_of(items: list[Any], args: list[list[Any]], env: dict[str, Any]) -> 
 def _names_member_of(items: list[Any], args: list[list[Any]], env: dict[str, Any]) -> list[Any]:
     if not items or not args or len(args[0]) != 1:
         return []
-    pattern = env[_TERM].names(str(args[0][0]))
-    return [pattern is not None and any(isinstance(s, str) and pattern.search(fold(s)) for s in items)]
+    url, term = str(args[0][0]), env[_TERM]
+    return [any(isinstance(s, str) and term.names_in(url, s) for s in items)]
 
 
 HOST_FUNCTIONS: dict[str, fastpath.HostFunction] = {

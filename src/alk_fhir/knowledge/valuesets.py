@@ -60,6 +60,7 @@ class Terminology:
     translations: dict[tuple[str, str], list[tuple[str, str]]] = field(default_factory=dict)
     _names: dict[str, re.Pattern[str] | None] = field(default_factory=dict)
     _mapped_members: dict[tuple[str, str, str], bool] = field(default_factory=dict)
+    _named: dict[tuple[str, str], bool] = field(default_factory=dict)
 
     @classmethod
     def from_resources(cls, resources: list[dict[str, Any]]) -> Terminology:
@@ -120,6 +121,18 @@ class Terminology:
             self._names[url] = re.compile(r"(?<![a-z0-9])(?:" + "|".join(
                 re.escape(n) for n in sorted(found, key=len, reverse=True)) + ")") if found else None
         return self._names[url]
+
+    def names_in(self, valueset_url: str, text: str) -> bool:
+        """Whether ``text`` (a product name) names a concept of the ValueSet; remembered, as names repeat."""
+        key = (valueset_url, text)
+        found = self._named.get(key)
+        if found is None:
+            pattern = self.names(valueset_url)
+            found = pattern is not None and pattern.search(fold(text)) is not None
+            if len(self._named) >= 100_000:
+                self._named.clear()
+            self._named[key] = found
+        return found
 
     def concept(self, system: str, code: str) -> dict[str, Any] | None:
         return self._concepts.get(system, {}).get(code)
