@@ -85,7 +85,8 @@ def parse_json(raw: bytes | bytearray | str) -> Any:
     usable JSON, 413 for more than :data:`MAX_CONTAINERS` objects and arrays."""
     opening: tuple[Any, Any] = ("{", "[") if isinstance(raw, str) else (b"{", b"[")
     # An upper bound (brackets inside strings count too), at memchr speed: microseconds per 100 kB.
-    if raw.count(opening[0]) + raw.count(opening[1]) > MAX_CONTAINERS:
+    containers = raw.count(opening[0]) + raw.count(opening[1])
+    if containers > MAX_CONTAINERS:
         raise BodyError(413, "too-costly", f"request body holds more than {MAX_CONTAINERS} JSON objects and "
                         "arrays: more than this server parses in one request; split it")
     try:
@@ -94,8 +95,8 @@ def parse_json(raw: bytes | bytearray | str) -> Any:
         raise BodyError(400, "structure", f"request body is not JSON: {exc}") from None
     except RecursionError:
         raise _too_deep() from None
-    if not shallow_enough(value):
-        raise _too_deep()
+    if containers > MAX_DEPTH and not shallow_enough(value):
+        raise _too_deep()  # (fewer brackets than levels cannot nest too deep)
     return value
 
 
@@ -105,15 +106,19 @@ def _too_deep() -> BodyError:
 
 
 def shallow_enough(node: Any, max_depth: int = MAX_DEPTH) -> bool:
-    """True when no JSON array or object in ``node`` is nested deeper than ``max_depth`` (iterative:
-    the check itself must not recurse)."""
-    stack = [(node, 1)]
-    while stack:
-        item, depth = stack.pop()
+    """True when no JSON array or object in ``node`` is nested deeper than ``max_depth`` (iterative,
+    level by level: the check itself must not recurse, and it runs on every request body)."""
+    level = [node] if type(node) is dict or type(node) is list else []
+    depth = 1
+    while level:
         if depth > max_depth:
             return False
-        if type(item) is dict:
-            stack.extend((v, depth + 1) for v in item.values() if type(v) is dict or type(v) is list)
-        elif type(item) is list:
-            stack.extend((v, depth + 1) for v in item if type(v) is dict or type(v) is list)
+        deeper = []
+        for item in level:
+            for value in (item.values() if type(item) is dict else item):
+                kind = type(value)
+                if kind is dict or kind is list:
+                    deeper.append(value)
+        level = deeper
+        depth += 1
     return True
