@@ -693,6 +693,33 @@ def compile_record_expression(expression: str, variables: set[str], functions: d
     return fn
 
 
+def _union(a: list[Any], b: list[Any]) -> list[Any]:
+    """``a | b`` without duplicates (FHIRPath §6.5): record elements by identity, strings, numbers and
+    booleans by value (hashed), anything else by FHIRPath equality."""
+    if not b and len(a) <= 1:
+        return a
+    out: list[Any] = []
+    seen: set[Any] = set()
+    for v in (*a, *b):
+        kind = type(v)
+        if kind is dict:
+            key: Any = id(v)
+        elif kind is str or kind is bool:
+            key = (kind, v)
+        elif kind is int:
+            key = (Decimal, Decimal(v))
+        elif kind is Decimal:
+            key = (Decimal, v.normalize())
+        else:
+            if not any(_eq(v, o) for o in out):
+                out.append(v)
+            continue
+        if key not in seen:
+            seen.add(key)
+            out.append(v)
+    return out
+
+
 def _member_chain(node: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """``x.a.b.c`` as (x, [a, b, c]): a path navigated in one closure instead of one per step."""
     names: list[str] = []
@@ -969,9 +996,5 @@ class _RecordCompiler(_Compiler):
         right, _ = self.expr(node["children"][1], scope)
 
         def fn(focus: list[Any], env: dict[str, Any]) -> list[Any]:
-            out: list[Any] = []
-            for v in left(focus, env) + right(focus, env):
-                if not any(v is o or (type(v) is not dict and _eq(v, o)) for o in out):
-                    out.append(v)
-            return out
+            return _union(left(focus, env), right(focus, env))
         return fn, None
