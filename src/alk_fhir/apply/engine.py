@@ -22,7 +22,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import date
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
@@ -101,11 +101,22 @@ class Engine:
 class ApplyResult:
     careplan: JSON
     requestgroup: JSON
-    observation: JSON
     requests: list[JSON]
     context: PatientContext
-    assessment: Assessment
     trace: list[JSON]
+    package: Package
+    observation_id: str
+
+    @cached_property
+    def assessment(self) -> Assessment:
+        """Built when read: a CDS call that shows no assessment does not evaluate the facts only the
+        assessment needs (the profile features of a patient already in the pathway)."""
+        return assess(self.context, self.package)
+
+    @cached_property
+    def observation(self) -> JSON:
+        """The assessment as an alk-assessment Observation; the CarePlan references it by this id."""
+        return assessment_observation(self.assessment, self.context, self.package, self.observation_id)
 
     @property
     def section_codes(self) -> list[str]:
@@ -257,11 +268,10 @@ def run(engine: Engine, data: Any, today: date, *, plan: str = DEFAULT_PLAN, hoo
     ctx = build_context(data, engine.package, today, draft_orders=draft_orders, patient_id=patient_id)
     if ctx.subject_reference is None:
         raise NoSubject("the data hold no Patient and no subject was given: $apply is for one patient")
-    assessment = assess(ctx, engine.package)
-    return apply_plan(engine, plan, ctx, assessment, hook=hook, practitioner=practitioner)
+    return apply_plan(engine, plan, ctx, hook=hook, practitioner=practitioner)
 
 
-def apply_plan(engine: Engine, plan_ref: str, ctx: PatientContext, assessment: Assessment, *,
+def apply_plan(engine: Engine, plan_ref: str, ctx: PatientContext, *,
                hook: str | None = None, practitioner: JSON | None = None) -> ApplyResult:
     compiled = engine.plan(plan_ref)
     subject = ctx.subject_reference
@@ -270,7 +280,7 @@ def apply_plan(engine: Engine, plan_ref: str, ctx: PatientContext, assessment: A
     def new_id(kind: str) -> str:
         return _uuid5(f"{seed}|{kind}")
 
-    obs = assessment_observation(assessment, ctx, engine.package, new_id("assessment"))
+    obs = {"id": new_id("assessment")}  # built when read (ApplyResult.observation)
     care_teams = [{"reference": f"CareTeam/{t['id']}"} for t in ctx.of_type("CareTeam") if t.get("status") == "active"]
     variables: dict[str, Any] = {
         "subject": subject or [],
@@ -319,7 +329,7 @@ def apply_plan(engine: Engine, plan_ref: str, ctx: PatientContext, assessment: A
         careplan["subject"] = subject
     if practitioner:
         careplan["author"] = practitioner
-    return ApplyResult(careplan, rg, obs, requests, ctx, assessment, trace)
+    return ApplyResult(careplan, rg, requests, ctx, trace, engine.package, obs["id"])
 
 
 def _apply_action(compiled: CompiledAction, ctx: PatientContext, variables: dict[str, Any],
