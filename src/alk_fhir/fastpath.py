@@ -890,13 +890,8 @@ class _RecordCompiler(_Compiler):
                     return []
                 return [items[0].lower() if name == "lower" else items[0].upper()]
             return case, None
-        if name in ("where", "exists", "all") and n == 1:
-            crit, _ = self.expr(params[0], None)
-            if name == "where":
-                return (lambda focus, env: [i for i in left(focus, env) if crit([i], env) == [True]]), None
-            if name == "exists":
-                return (lambda focus, env: [any(crit([i], env) == [True] for i in left(focus, env))]), BOOL
-            return (lambda focus, env: [all(crit([i], env) == [True] for i in left(focus, env))]), BOOL
+        if name in ("where", "exists", "all") and n == 1:  # the typed compiler's, with no static types here
+            return super()._function(name, params, left, ltype, scope)
         if name in ("first", "last") and n == 0:
             return (lambda focus, env: left(focus, env)[:1] if name == "first" else left(focus, env)[-1:]), None
         if name in ("startsWith", "endsWith", "contains", "matches") and n == 1:
