@@ -818,6 +818,13 @@ class _RecordCompiler(_Compiler):
         n = len(params)
         if name in self.functions:
             host = self.functions[name]
+            literals = [_string_literal(p) for p in params]
+            if all(v is not None for v in literals):  # memberOf('…'): the argument is known now
+                fixed = [[v] for v in literals]
+
+                def call_fixed(focus: list[Any], env: dict[str, Any]) -> list[Any]:
+                    return host(left(focus, env), fixed, env)
+                return call_fixed, None
             args = [self.expr(p, None)[0] for p in params]
 
             def call(focus: list[Any], env: dict[str, Any]) -> list[Any]:
