@@ -22,6 +22,7 @@ import yaml
 
 from alk_fhir.knowledge.canonical import (
     CANONICAL_BASE,
+    FACTS_LIBRARY,
     FHIR_VERSION,
     PACKAGE_ID,
     PACKAGE_VERSION,
@@ -201,7 +202,6 @@ def _concept_index(resources: list[dict[str, Any]]) -> dict[str, dict[str, dict[
 
 
 _PLACEHOLDER = re.compile(r"\{\{(%[A-Za-z0-9_]+|memberOf:[a-z0-9-]+)\}\}")
-FACTS_LIBRARY = canonical("Library", "alk-facts")
 
 
 def _fact_literal(library: dict[str, Any], name: str, where: str) -> str:

@@ -30,6 +30,7 @@ from alk_fhir.apply.engine import DEFAULT_PLAN, CompiledAction
 from alk_fhir.cds.text import Texts, pick
 from alk_fhir.context import compile_facts
 from alk_fhir.context.facts import BUILTINS
+from alk_fhir.knowledge.canonical import FACTS_LIBRARY
 
 PATIENT = "{{context.patientId}}"
 # R4 search parameters (MedicationStatement-medication, Procedure-performer, …) that reach the
@@ -71,7 +72,7 @@ def generate_templates(engine: Engine, plan: str = DEFAULT_PLAN) -> dict[str, di
     except KeyError:  # a package without the guideline plan (a stub): the services answer 503
         return {}
     program = compile_facts(engine.package)
-    library = engine.package.resolve(f"{engine.package.manifest.get('canonical', '')}/Library/alk-facts") or {}
+    library = engine.package.resolve(FACTS_LIBRARY) or {}
     requirement_of = {str(r.get("id")): r for r in library.get("dataRequirement", [])}
     out: dict[str, dict[str, str]] = {}
     for hook in sorted({t for a in compiled.actions for t in a.triggers}):

@@ -74,12 +74,15 @@ class PatientContext:
     def subject_reference(self) -> JSON | None:
         return {"reference": resource_key(self.patient)} if self.patient else None
 
-    def evidence(self, fact: str) -> list[JSON]:
-        """References to the resources a fact holds: what the assessment cites for it."""
+    def fact_resources(self, fact: str) -> list[JSON]:
+        """The resources a fact holds (a single resource as a list of one)."""
         value = self.facts.get(fact)
         found = value if isinstance(value, list) else [value] if isinstance(value, dict) else []
-        return [{"reference": resource_key(r)} for r in found
-                if isinstance(r, dict) and "resourceType" in r and "id" in r]
+        return [r for r in found if isinstance(r, dict) and "resourceType" in r]
+
+    def evidence(self, fact: str) -> list[JSON]:
+        """References to the resources a fact holds: what the assessment cites for it."""
+        return [{"reference": resource_key(r)} for r in self.fact_resources(fact) if "id" in r]
 
 
 def _index_contained(ctx: PatientContext, res: JSON) -> None:

@@ -22,12 +22,11 @@ from alk_fhir import fastpath
 from alk_fhir.context.build import PatientContext
 from alk_fhir.context.fhirdata import JSON, resource_key
 from alk_fhir.knowledge import CANONICAL_BASE, BrokenPackage, Package
+from alk_fhir.knowledge.canonical import FACTS_LIBRARY
 
-FACTS_LIBRARY = f"{CANONICAL_BASE}/Library/alk-facts"
 VS = f"{CANONICAL_BASE}/ValueSet/"
 Q = f"{CANONICAL_BASE}/Questionnaire/"
-CRITERIA_Q, MODEL_Q, AMBIT_Q, ADMISSION_Q = (Q + "alk-criteria", Q + "alk-explanatory-model", Q + "alk-ambit-grid",
-                                              Q + "alk-admission-goals")
+MODEL_Q, AMBIT_Q, ADMISSION_Q = Q + "alk-explanatory-model", Q + "alk-ambit-grid", Q + "alk-admission-goals"
 CQF_EXPRESSION = "http://hl7.org/fhir/StructureDefinition/cqf-expression"
 OPERATIONALISATION = f"{CANONICAL_BASE}/StructureDefinition/alk-operationalisation"
 PRESENTATION = f"{CANONICAL_BASE}/StructureDefinition/alk-fact-presentation"
@@ -66,12 +65,6 @@ class FactProgram:
     @property
     def types(self) -> dict[str, str]:
         return {f.name: f.type for f in self.facts}
-
-    def fact(self, name: str) -> Fact:
-        for f in self.facts:
-            if f.name == name:
-                return f
-        raise KeyError(name)
 
     def requirements_of(self, names: set[str] | frozenset[str]) -> set[str]:
         """The data requirements the given facts read, through the facts they read."""
@@ -237,17 +230,6 @@ def compute_facts(ctx: PatientContext, pkg: Package, program: FactProgram | None
     for req, rtype in program.requirements.items():
         record[req] = ctx.of_type(rtype)
     ctx.facts = FactValues(record, program)
-
-
-def operationalisations(pkg: Package) -> list[tuple[str, Any, dict[str, str]]]:
-    """(fact, its value, its operationalisation text) for every number the package chose."""
-    program = compile_facts(pkg)
-    out = []
-    for fact in program.facts:
-        if fact.operationalisation is not None:
-            value = fact.run([], {"today": "2000-01-01"}) if not fact.uses else []
-            out.append((fact.name, value[0] if len(value) == 1 else value, fact.operationalisation))
-    return out
 
 
 _SHOWN = ("linkId", "answer", "role", "member", "valueBoolean", "valueCoding", "valueString", "valueDate",

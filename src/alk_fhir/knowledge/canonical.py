@@ -10,6 +10,7 @@ FHIR_VERSION = "4.0.1"
 GUIDELINE_SYSTEM = f"{CANONICAL_BASE}/CodeSystem/alk-guideline"
 CONCEPTS_SYSTEM = f"{CANONICAL_BASE}/CodeSystem/alk-concepts"
 TRANSLATION_EXT = "http://hl7.org/fhir/StructureDefinition/translation"
+FACTS_LIBRARY = f"{CANONICAL_BASE}/Library/alk-facts"  # the facts the rules read (alk_fhir.context)
 
 
 def canonical(resource_type: str, resource_id: str) -> str:

@@ -39,10 +39,7 @@ def _unique(resources: list[JSON]) -> list[JSON]:
 
 
 def _fact(ctx: PatientContext, fact: str) -> list[JSON]:
-    """The resources a fact holds (a single resource as a list of one)."""
-    value = ctx.facts.get(fact)
-    found = value if isinstance(value, list) else [value] if isinstance(value, dict) else []
-    return _unique([r for r in found if isinstance(r, dict) and "resourceType" in r])
+    return _unique(ctx.fact_resources(fact))
 
 
 def _answered_for(key: str, response: JSON | None, ctx: PatientContext, pkg: Package) -> list[JSON]:
