@@ -7,6 +7,7 @@ keeps evaluation state in a module-level object, so evaluation is serialised wit
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -82,6 +83,14 @@ def compile_condition(expression: str, variable_types: Mapping[str, str], focus_
     """A rule's applicability: exactly ``[True]`` is true (as ``is_true``)."""
     run = compile_evaluator(expression, variable_types, focus_type)
     return lambda resource, variables: run(resource, variables) == [True]
+
+
+_VARIABLE = re.compile(r"%([A-Za-z][A-Za-z0-9_]*)")
+
+
+def variables_in(expression: str) -> list[str]:
+    """The ``%name`` environment variables an expression reads, in order of first use (once each)."""
+    return list(dict.fromkeys(_VARIABLE.findall(expression)))
 
 
 def cached_count() -> int:

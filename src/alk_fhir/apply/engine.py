@@ -53,7 +53,6 @@ def _uuid5(name: str) -> str:
     digest[8] = (digest[8] & 0x3F) | 0x80
     x = digest.hex()
     return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
-_VARIABLE = re.compile(r"%([A-Za-z][A-Za-z0-9_]*)")
 # The %variables a dynamicValue may use, with their FHIR types (R4 plandefinition-operation-apply:
 # subject, practitioner; CPG: now/today; ours: the active care teams and the computed assessment).
 DYNAMIC_VARIABLES = {"subject": "Reference", "practitioner": "Reference", "now": "dateTime", "today": "date",
@@ -197,7 +196,7 @@ def _compile_action(pkg: Package, plan: JSON, action: JSON, declared: dict[str, 
         if cond.get("kind") != "applicability" or expr.get("language") != "text/fhirpath":
             raise BrokenPackage(f"{where}: only FHIRPath applicability conditions are supported")
         text = expr["expression"]
-        unknown = set(_VARIABLE.findall(text)) - set(declared)
+        unknown = set(fhirpath.variables_in(text)) - set(declared)
         if unknown:
             raise BrokenPackage(f"{where}: condition uses undeclared facts {sorted(unknown)}")
         try:
@@ -215,7 +214,7 @@ def _compile_action(pkg: Package, plan: JSON, action: JSON, declared: dict[str, 
             raise BrokenPackage(f"{where}: {action['definitionCanonical']} is not an ActivityDefinition here")
         for dv in definition.get("dynamicValue", []):
             text = dv["expression"]["expression"]
-            unknown = set(_VARIABLE.findall(text)) - set(DYNAMIC_VARIABLES)
+            unknown = set(fhirpath.variables_in(text)) - set(DYNAMIC_VARIABLES)
             if unknown:
                 raise BrokenPackage(f"ActivityDefinition/{definition['id']}: unknown variables {sorted(unknown)}")
             try:
@@ -227,7 +226,7 @@ def _compile_action(pkg: Package, plan: JSON, action: JSON, declared: dict[str, 
     children = tuple(_compile_action(pkg, plan, a, declared) for a in action.get("action", []))
     presented = {f.name: f.presentation for ref in plan.get("library", [])
                  for f in compile_facts(pkg, ref).facts if f.presentation}
-    names = list(dict.fromkeys(n for text in conditions for n in _VARIABLE.findall(text)))
+    names = list(dict.fromkeys(n for text in conditions for n in fhirpath.variables_in(text)))
     negated = {n for text in conditions for n in re.findall(r"%([A-Za-z][A-Za-z0-9_]*)\.not\(\)", text)}
     # a yes/no fact triggers when it holds as the condition reads it (true, or false where negated)
     shown = tuple((n, {**presented[n], "expect": "false" if n in negated else "true"}) for n in names

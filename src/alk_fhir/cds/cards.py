@@ -31,7 +31,6 @@ Card and suggestion ``uuid``s derive from ``hookInstance`` and the action id: un
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -41,12 +40,12 @@ from alk_fhir.apply.engine import DEFAULT_PLAN
 from alk_fhir.cds.suggestions import bundle_for, for_ehr
 from alk_fhir.cds.text import Texts, concept_texts, pick, shorten, texts
 from alk_fhir.context import compile_facts
+from alk_fhir.fhirpath import variables_in
 from alk_fhir.knowledge import CONCEPTS_SYSTEM, GUIDELINE_SYSTEM, Package
 
 JSON = dict[str, Any]
 SUMMARY_LIMIT = 140
 _NAMESPACE = uuid.UUID("0b7d1c54-7f0e-4a44-9d0c-3b5f2b8f6e21")
-_VARIABLE = re.compile(r"%([A-Za-z][A-Za-z0-9_]*)")
 COLLECT_WITH_INPUT = "questionnaire"
 
 _WORDS: dict[str, Texts] = {
@@ -133,7 +132,7 @@ def compile_catalog(engine: Engine, plan: str = DEFAULT_PLAN) -> Catalog:
         """Operationalisations of the facts a condition names and of the parameters those read."""
         names: list[str] = []
         for cond in action.get("condition", []):
-            for name in _VARIABLE.findall(str((cond.get("expression") or {}).get("expression", ""))):
+            for name in variables_in(str((cond.get("expression") or {}).get("expression", ""))):
                 names += [name, *sorted(facts[name].uses)] if name in facts else [name]
         found: list[Texts] = []
         for name in names:

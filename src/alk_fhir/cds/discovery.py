@@ -30,6 +30,7 @@ from alk_fhir.apply.engine import DEFAULT_PLAN, CompiledAction
 from alk_fhir.cds.text import Texts, pick
 from alk_fhir.context import compile_facts
 from alk_fhir.context.facts import BUILTINS
+from alk_fhir.fhirpath import variables_in
 from alk_fhir.knowledge.canonical import FACTS_LIBRARY
 
 PATIENT = "{{context.patientId}}"
@@ -43,7 +44,6 @@ INCLUDES: dict[str, tuple[tuple[str, str], ...]] = {
 USER_TEMPLATES = {"user": "Practitioner/{{userPractitionerId}}",
                   "userRole": "PractitionerRole/{{userPractitionerRoleId}}"}
 OPTIONAL_KEYS = frozenset(USER_TEMPLATES)
-_VARIABLE = re.compile(r"%([A-Za-z][A-Za-z0-9_]*)")
 _generated: dict[str, dict[str, str]] = {}  # hook -> key -> template, for the package being served
 _operationalisations: dict[str, dict[str, str]] = {}  # Library parameter -> {"nl": "hier: …", "en": …}
 
@@ -54,7 +54,7 @@ def _facts_read(actions: tuple[CompiledAction, ...]) -> set[str]:
     out: set[str] = set()
     for action in actions:
         for condition in action.conditions:
-            out |= set(_VARIABLE.findall(condition))
+            out |= set(variables_in(condition))
         out |= _facts_read(action.children)
     return out
 

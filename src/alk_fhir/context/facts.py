@@ -13,7 +13,6 @@ earlier fact, stops start-up (``BrokenPackage``).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 from alk_fhir import fastpath
 from alk_fhir.context.build import PatientContext
 from alk_fhir.context.fhirdata import JSON, resource_key
+from alk_fhir.fhirpath import variables_in
 from alk_fhir.knowledge import CANONICAL_BASE, BrokenPackage, Package
 from alk_fhir.knowledge.canonical import FACTS_LIBRARY
 
@@ -32,7 +32,6 @@ OPERATIONALISATION = f"{CANONICAL_BASE}/StructureDefinition/alk-operationalisati
 PRESENTATION = f"{CANONICAL_BASE}/StructureDefinition/alk-fact-presentation"
 # What the caller supplies besides the record: the day the rules run for, and the hook's draft orders.
 BUILTINS = ("today", "draftOrders")
-_VARIABLE = re.compile(r"%([A-Za-z][A-Za-z0-9_]*)")
 _SINGLETON_TYPES = {"boolean", "integer", "decimal", "date", "dateTime", "code", "string", "Duration"}
 _CTX, _TERM = " ctx", " terminology"  # env keys no FHIRPath %name can reach
 
@@ -142,7 +141,7 @@ def compile_facts(pkg: Package, library: str = FACTS_LIBRARY) -> FactProgram:
         if len(expressions) != 1 or expressions[0].get("language") != "text/fhirpath":
             raise BrokenPackage(f"{where}: needs exactly one cqf-expression in text/fhirpath")
         text = str(expressions[0].get("expression", ""))
-        uses = frozenset(_VARIABLE.findall(text))
+        uses = frozenset(variables_in(text))
         unknown = uses - known
         if unknown:
             raise BrokenPackage(f"{where}: uses {sorted(unknown)}, neither a data requirement, a built-in "
