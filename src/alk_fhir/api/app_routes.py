@@ -35,6 +35,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from alk_fhir.api.outcome import FHIRError, read_json_body
 from alk_fhir.config import Settings
+from alk_fhir.knowledge.canonical import GUIDELINE_SYSTEM, TRANSLATION_EXT
 
 router = APIRouter(tags=["app"])
 
@@ -151,8 +152,6 @@ async def render_overview(request: Request) -> Response:
     return HTMLResponse(page, headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
 
 
-TRANSLATION = "http://hl7.org/fhir/StructureDefinition/translation"
-GUIDELINE_CS = "https://alk-fhir.org/fhir/CodeSystem/alk-guideline"
 GUIDELINE_TEXT = {
     "nl": {"title": "Handreiking hardnekkige ALK: de secties", "contents": "Inhoud",
            "advice": "Wat de app adviseert", "questions": "Vragen in de vragenlijsten",
@@ -177,7 +176,7 @@ def translated(obj: dict[str, Any] | None, key: str, language: str) -> str:
     if language == "nl":
         return value
     for ext in (obj.get(f"_{key}") or {}).get("extension", []):
-        parts = {e.get("url"): e for e in ext.get("extension", [])} if ext.get("url") == TRANSLATION else {}
+        parts = {e.get("url"): e for e in ext.get("extension", [])} if ext.get("url") == TRANSLATION_EXT else {}
         if str(parts.get("lang", {}).get("valueCode", "")).startswith(language):
             return str(parts.get("content", {}).get("valueString") or value)
     return value
@@ -192,17 +191,17 @@ def _concept_title(concept: dict[str, Any], language: str) -> str:
 
 
 def _coded(node: dict[str, Any]) -> set[str]:
-    codes = {c.get("code") for c in node.get("code", []) if isinstance(c, dict) and c.get("system") == GUIDELINE_CS}
+    codes = {c.get("code") for c in node.get("code", []) if isinstance(c, dict) and c.get("system") == GUIDELINE_SYSTEM}
     for concept in node.get("code", []):
         if isinstance(concept, dict):
-            codes |= {c.get("code") for c in concept.get("coding", []) if c.get("system") == GUIDELINE_CS}
+            codes |= {c.get("code") for c in concept.get("coding", []) if c.get("system") == GUIDELINE_SYSTEM}
     return {c for c in codes if isinstance(c, str)}
 
 
 def guideline_page(package: Any, language: str) -> str:
     """The sections of CodeSystem alk-guideline as one page, an anchor per code."""
     text = GUIDELINE_TEXT[language]
-    cs = package.resolve(GUIDELINE_CS) or {}
+    cs = package.resolve(GUIDELINE_SYSTEM) or {}
     advice: dict[str, list[dict[str, Any]]] = {}
     questions: dict[str, list[tuple[str, str]]] = {}
 
