@@ -4,25 +4,28 @@ Nothing clinical is decided here. The Library holds, for every fact, its FHIRPat
 the record (extension ``cqf-expression`` on the parameter), its type, and for the numbers the
 guideline leaves open the operationalisation text; its ``dataRequirement``s name the record's
 resource lists (``%conditions``, ``%procedures`` …). This module only compiles the definitions
-(``fastpath.compile_record_expression``, once), hands them the record as those lists, and supplies the
-FHIR functions the definitions call: ``resolve()`` over the record (contained resources included),
-``memberOf()`` and ``namesMemberOf()`` over the package's terminology. A definition outside the
+(``recordpath.compile_record_expression``: once, to Python source), hands them the record as those
+lists, and supplies the FHIR functions the definitions call: ``resolve()`` over the record
+(contained resources included), ``memberOf()`` and ``namesMemberOf()`` over the package's
+terminology. A definition outside the
 compiled FHIRPath subset, or naming a variable that is neither a data requirement, a built-in nor an
 earlier fact, stops start-up (``BrokenPackage``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from alk_fhir import fastpath
+from alk_fhir import recordpath
 from alk_fhir.context.build import PatientContext
 from alk_fhir.context.fhirdata import JSON, resource_key
 from alk_fhir.fhirpath import variables_in
 from alk_fhir.knowledge import CANONICAL_BASE, BrokenPackage, Package
 from alk_fhir.knowledge.canonical import FACTS_LIBRARY
+from alk_fhir.knowledge.valuesets import Terminology
 
 VS = f"{CANONICAL_BASE}/ValueSet/"
 Q = f"{CANONICAL_BASE}/Questionnaire/"
@@ -42,7 +45,7 @@ class Fact:
     type: str
     many: bool
     expression: str
-    run: fastpath.Fn
+    run: recordpath.Fn
     uses: frozenset[str]
     documentation: str
     operationalisation: dict[str, str] | None  # {"nl": …, "en": …} for the numbers we chose
@@ -87,12 +90,12 @@ def _texts(extension: JSON, keys: tuple[str, ...] = ("nl", "en")) -> dict[str, s
 
 
 def _resolve(items: list[Any], args: list[list[Any]], env: dict[str, Any]) -> list[Any]:
-    ctx: PatientContext = env[_CTX]
     out = []
     for item in items:
-        found = ctx.resolve(item) if isinstance(item, dict) else None
-        if found is not None:
-            out.append(found)
+        if type(item) is dict and "reference" in item:  # a CodeableConcept resolves to nothing
+            found = env[_CTX].resolve(item)
+            if found is not None:
+                out.append(found)
     return out
 
 
@@ -119,8 +122,50 @@ def _names_member_of(items: list[Any], args: list[list[Any]], env: dict[str, Any
     return [any(isinstance(s, str) and term.names_in(url, s) for s in items)]
 
 
-HOST_FUNCTIONS: dict[str, fastpath.HostFunction] = {
+HOST_FUNCTIONS: dict[str, recordpath.HostFunction] = {
     "resolve": _resolve, "memberOf": _member_of, "namesMemberOf": _names_member_of}
+
+
+def _predicates(term: Terminology) -> dict[str, recordpath.HostPredicate]:
+    """``memberOf('…')`` and ``namesMemberOf('…')`` specialised for their ValueSet, with the
+    answers per coding or name remembered for the package's lifetime (records repeat their codes)."""
+    def member_of(args: tuple[str, ...]) -> Callable[[list[Any]], bool | None]:
+        (url,) = args
+        known: dict[tuple[str, str], bool] = {}
+
+        def test(items: list[Any]) -> bool | None:
+            if not items:
+                return None
+            for item in items:
+                if type(item) is not dict:
+                    continue
+                codings: Any = item.get("coding") if "coding" in item else (item,) if "code" in item else ()
+                for c in codings if type(codings) in (list, tuple) else ():
+                    if type(c) is not dict:
+                        continue
+                    system, code = c.get("system"), c.get("code")
+                    if type(system) is not str or type(code) is not str:
+                        continue
+                    key = (system, code)
+                    found = known.get(key)
+                    if found is None:
+                        found = term.member(url, system, code)
+                        if len(known) < 100_000:
+                            known[key] = found
+                    if found:
+                        return True
+            return False
+        return test
+
+    def names_member_of(args: tuple[str, ...]) -> Callable[[list[Any]], bool | None]:
+        (url,) = args
+
+        def test(items: list[Any]) -> bool | None:
+            if not items:
+                return None
+            return any(type(s) is str and term.names_in(url, s) for s in items)
+        return test
+    return {"memberOf": member_of, "namesMemberOf": names_member_of}
 
 
 def compile_facts(pkg: Package, library: str = FACTS_LIBRARY) -> FactProgram:
@@ -133,6 +178,7 @@ def compile_facts(pkg: Package, library: str = FACTS_LIBRARY) -> FactProgram:
         raise BrokenPackage(f"no Library {library} in the package")
     requirements = {str(r.get("id")): str(r.get("type")) for r in lib.get("dataRequirement", []) if r.get("id")}
     known = set(requirements) | set(BUILTINS)
+    predicates = _predicates(pkg.terminology)
     facts = []
     for param in lib.get("parameter", []):
         name = str(param.get("name"))
@@ -147,8 +193,8 @@ def compile_facts(pkg: Package, library: str = FACTS_LIBRARY) -> FactProgram:
             raise BrokenPackage(f"{where}: uses {sorted(unknown)}, neither a data requirement, a built-in "
                                 "nor a fact defined before it")
         try:
-            run = fastpath.compile_record_expression(text, known, HOST_FUNCTIONS)
-        except fastpath.Unsupported as exc:
+            run = recordpath.compile_record_expression(text, known, HOST_FUNCTIONS, name, predicates)
+        except recordpath.Unsupported as exc:
             raise BrokenPackage(f"{where}: outside the FHIRPath the engine compiles ({exc})") from exc
         except Exception as exc:  # the parser's own errors
             raise BrokenPackage(f"{where}: cannot parse {text!r}: {exc}") from exc
@@ -246,7 +292,7 @@ def facts_as_json(facts: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, dict):
             return resource_key(value) if "resourceType" in value else {
                 k: plain(v) for k, v in value.items() if k in _SHOWN}
-        if isinstance(value, fastpath.Quantity):
+        if isinstance(value, recordpath.Quantity):
             return {"value": int(value.value) if value.value == int(value.value) else float(value.value),
                     "unit": value.unit}
         if isinstance(value, Decimal):
