@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import Request
@@ -10,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from alk_fhir.fhir import FHIR_JSON, BodyError, issue_code, operation_outcome, read_json
+from alk_fhir.fhir import FHIR_JSON, BodyError, dump_json, issue_code, operation_outcome, read_json
 
 __all__ = ["FHIR_JSON", "FHIRError", "FHIRResponse", "fhir_response", "operation_outcome", "read_json_body"]
 
@@ -32,7 +31,7 @@ class FHIRResponse(Response):
     media_type = FHIR_JSON
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return dump_json(content)
 
 
 def fhir_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> FHIRResponse:

@@ -8,12 +8,11 @@ where, never a token or patient data.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.responses import Response
 
-from alk_fhir.fhir import operation_outcome
+from alk_fhir.fhir import dump_json, operation_outcome
 
 JSON_TYPE = "application/json"
 
@@ -31,8 +30,7 @@ class CdsError(Exception):
 
 
 def json_response(content: Any, status: int = 200) -> Response:
-    body = json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    return Response(body, status_code=status, media_type=JSON_TYPE)
+    return Response(dump_json(content), status_code=status, media_type=JSON_TYPE)
 
 
 def error_response(exc: CdsError) -> Response:

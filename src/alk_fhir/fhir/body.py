@@ -1,4 +1,5 @@
-"""The one reader of JSON request bodies, used by every endpoint that takes one.
+"""The one reader of JSON request bodies, used by every endpoint that takes one, and the one writer
+of JSON response bodies (:func:`dump_json`).
 
 Bounded before anything is buffered: a declared ``Content-Length`` above the limit is refused
 before a byte is read, and the body is streamed with the limit applied as it arrives (a chunked
@@ -20,6 +21,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
 from starlette.requests import ClientDisconnect, Request
 
 from alk_fhir.fhir.outcome import operation_outcome
@@ -122,3 +124,13 @@ def shallow_enough(node: Any, max_depth: int = MAX_DEPTH) -> bool:
         level = deeper
         depth += 1
     return True
+
+
+def dump_json(content: Any) -> bytes:
+    """Compact UTF-8 JSON for a response body. orjson writes a CDS answer (about 20 kB of cards)
+    in a tenth of the time ``json.dumps`` takes, on the hot path of every hook call; what orjson
+    refuses (an integer beyond 64 bits, a non-string key) goes through ``json.dumps`` as before."""
+    try:
+        return orjson.dumps(content)
+    except TypeError:
+        return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
