@@ -1,4 +1,4 @@
-"""CDS Hooks ``patient-view`` over HTTP, next to a bare FastAPI endpoint that parses and echoes the same body.
+"""CDS Hooks ``patient-view`` over HTTP, next to a bare FastAPI endpoint that parses the same body.
 
 Run: ``.venv/bin/python benchmarks/cds.py [--requests N] [--seconds S] [--workers W] [--without-auth]``.
 ``--workers`` gives every server (service and echo alike) that many uvicorn worker processes: one
@@ -7,7 +7,9 @@ is the default, the number of cores is the usual production setting. Starts, on 
 - the service as in production: ``alk-fhir serve`` (uvicorn, one worker, no access log, log level
   warning) with ``ALK_FHIR_CDS_AUTH=jwt``: every request carries a fresh ES384 CDS client JWT, verified
   against a JWKS this script serves, its ``jti`` recorded in the SQLite store (replay protection);
-- a bare FastAPI app on uvicorn whose one endpoint does ``await request.json()`` and returns it.
+- a bare FastAPI app on uvicorn whose one endpoint does ``await request.json()`` and answers
+  ``{"cards": []}`` (the baseline issue 10 names; until 2026-11-30 it returned the parsed body, which
+  made the baseline slower and the ratio look better by about 10 %).
 
 Both get the same body: a ``patient-view`` request whose prefetch holds a 50-resource patient (the
 polypharmacy example topped up with encounters, as in benchmarks/apply.py). Printed, per server:
@@ -150,8 +152,10 @@ echo_app = FastAPI()
 
 @echo_app.post("/echo")
 async def echo(request: Request) -> JSONResponse:
-    """The baseline: FastAPI parses the JSON body and returns it, nothing else."""
-    return JSONResponse(await request.json())
+    """The baseline issue 10 names: a bare FastAPI endpoint that only parses the same body and
+    answers ``{"cards": []}``."""
+    await request.json()
+    return JSONResponse({"cards": []})
 
 
 def serve_echo(port: int, workers: int) -> None:

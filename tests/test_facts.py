@@ -314,3 +314,16 @@ def test_advice_names_what_triggered_it(engine: Engine) -> None:
     assert risk["value"] == 3 and set(risk["evidence"]) == {
         "MedicationStatement/use-jan-oxazepam", "MedicationStatement/use-jan-temazepam",
         "MedicationStatement/use-jan-paracod"}
+
+
+def test_cds_evaluation_leaves_triggers_out_and_advises_the_same(engine: Engine) -> None:
+    """``explain=False`` (what the CDS service runs: its cards do not show triggers) gives the same
+    actions and requests, without alk-trigger extensions."""
+    explained = run(engine, record("polypharmacy-opioid-benzo"), TODAY, hook="patient-view")
+    plain = run(engine, record("polypharmacy-opioid-benzo"), TODAY, hook="patient-view", explain=False)
+    assert any(a.get("extension") for a in _walk(explained.requestgroup["action"]))
+    assert not any(a.get("extension") for a in _walk(plain.requestgroup["action"]))
+    strip = [{k: v for k, v in a.items() if k not in ("extension", "action")}
+             for a in _walk(explained.requestgroup["action"])]
+    assert strip == [{k: v for k, v in a.items() if k != "action"} for a in _walk(plain.requestgroup["action"])]
+    assert plain.requests == explained.requests

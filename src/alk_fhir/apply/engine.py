@@ -262,16 +262,18 @@ def pinned_day(text: str) -> date:
 
 
 def run(engine: Engine, data: Any, today: date, *, plan: str = DEFAULT_PLAN, hook: str | None = None,
-        practitioner: JSON | None = None, draft_orders: Any = None, patient_id: str | None = None) -> ApplyResult:
-    """Context, assessment and $apply in one call: what every face needs (NoSubject without a patient)."""
+        practitioner: JSON | None = None, draft_orders: Any = None, patient_id: str | None = None,
+        explain: bool = True) -> ApplyResult:
+    """Context, assessment and $apply in one call: what every face needs (NoSubject without a patient).
+    ``explain=False`` leaves out each advice's ``alk-trigger`` (what the app shows; CDS cards do not)."""
     ctx = build_context(data, engine.package, today, draft_orders=draft_orders, patient_id=patient_id)
     if ctx.subject_reference is None:
         raise NoSubject("the data hold no Patient and no subject was given: $apply is for one patient")
-    return apply_plan(engine, plan, ctx, hook=hook, practitioner=practitioner)
+    return apply_plan(engine, plan, ctx, hook=hook, practitioner=practitioner, explain=explain)
 
 
 def apply_plan(engine: Engine, plan_ref: str, ctx: PatientContext, *,
-               hook: str | None = None, practitioner: JSON | None = None) -> ApplyResult:
+               hook: str | None = None, practitioner: JSON | None = None, explain: bool = True) -> ApplyResult:
     compiled = engine.plan(plan_ref)
     subject = ctx.subject_reference
     seed = f"{(subject or {}).get('reference', 'anonymous')}|{compiled.canonical}|{ctx.today.isoformat()}|{hook or ''}"
@@ -293,7 +295,7 @@ def apply_plan(engine: Engine, plan_ref: str, ctx: PatientContext, *,
     trace: list[JSON] = []
     actions = [
         out for a in compiled.actions if hook is None or hook in a.triggers
-        for out in [_apply_action(a, ctx, variables, requests, trace, new_id, practitioner, compiled)]
+        for out in [_apply_action(a, ctx, variables, requests, trace, new_id, practitioner, compiled, explain)]
         if out is not None
     ]
     rg: JSON = {
@@ -333,15 +335,15 @@ def apply_plan(engine: Engine, plan_ref: str, ctx: PatientContext, *,
 
 def _apply_action(compiled: CompiledAction, ctx: PatientContext, variables: dict[str, Any],
                   requests: list[JSON], trace: list[JSON], new_id: Any, practitioner: JSON | None,
-                  plan: CompiledPlan) -> JSON | None:
+                  plan: CompiledPlan, explain: bool = True) -> JSON | None:
     action = compiled.action
     applicable = all(test(ctx.patient or {}, ctx.facts) for test in compiled.tests)
     trace.append({"action": action.get("id"), "conditions": list(compiled.conditions), "applicable": applicable})
     if not applicable:
         return None
     out: JSON = {"id": action["id"]}
-    triggers = [_trigger(ctx, name, shown) for name, shown in compiled.shown
-                if not isinstance(ctx.facts.get(name), bool) or str(ctx.facts.get(name)).lower() == shown["expect"]]
+    triggers = [_trigger(ctx, name, shown) for name, shown in compiled.shown if explain and (
+        not isinstance(ctx.facts.get(name), bool) or str(ctx.facts.get(name)).lower() == shown["expect"])]
     if triggers:
         out["extension"] = triggers
     out.update({k: action[k] for k in _TEXT_KEYS if k in action})
@@ -356,7 +358,7 @@ def _apply_action(compiled: CompiledAction, ctx: PatientContext, variables: dict
             team = proposed_care_team(ctx, practitioner, new_id(action["id"] + "|careteam"))
             requests.append(team)
             resource["focus"] = {"reference": f"urn:uuid:{team['id']}"}
-    children = [c for c in (_apply_action(ch, ctx, variables, requests, trace, new_id, practitioner, plan)
+    children = [c for c in (_apply_action(ch, ctx, variables, requests, trace, new_id, practitioner, plan, explain)
                             for ch in compiled.children) if c is not None]
     if children:
         out["action"] = children

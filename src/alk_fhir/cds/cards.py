@@ -37,9 +37,10 @@ from typing import Any
 
 from alk_fhir.apply import ApplyResult, Engine
 from alk_fhir.apply.engine import DEFAULT_PLAN
-from alk_fhir.cds.suggestions import bundle_for, for_ehr
+from alk_fhir.cds.suggestions import suggested
 from alk_fhir.cds.text import Texts, concept_texts, pick, shorten, texts
 from alk_fhir.context import compile_facts
+from alk_fhir.criteria.assess import unknown_entries
 from alk_fhir.fhirpath import variables_in
 from alk_fhir.knowledge import CONCEPTS_SYSTEM, GUIDELINE_SYSTEM, Package
 
@@ -266,8 +267,7 @@ def _suggestion(action: JSON, info: ActionInfo, result_requests: dict[str, JSON]
     main = result_requests.get(ref.removeprefix("urn:uuid:"))
     if main is None:
         return None
-    originals = bundle_for(main, result_requests)
-    created = for_ehr(originals)
+    pairs = suggested(main, result_requests)
     lang = options.lang
     label = pick(texts(info.definition or {}, "title"), lang) or pick(info.title, lang)
     suggestion: JSON = {
@@ -275,9 +275,9 @@ def _suggestion(action: JSON, info: ActionInfo, result_requests: dict[str, JSON]
         "uuid": _uuid(options, action["id"], "suggestion"),
         "actions": [{"type": "create",
                      "description": _action_description(orig, main, info, catalog, lang),
-                     "resource": res} for orig, res in zip(originals, created, strict=True)],
+                     "resource": res} for orig, res in pairs],
     }
-    return suggestion, created[-1]
+    return suggestion, pairs[-1][1]
 
 
 def _steps_block(guidance: list[JSON], catalog: Catalog, lang: str) -> str:
@@ -356,10 +356,9 @@ _TREATMENTS: dict[str, tuple[str, str]] = {"nl": ("ALK-behandeling", "ALK-behand
 
 
 def _unknown_line(result: ApplyResult, lang: str) -> str:
-    """Names the record's entries that leave a criterion unknown (assessment ``unknown`` evidence)."""
-    seen: list[str] = []
-    for crit in result.assessment.criteria:
-        seen += [str(ref["reference"]) for ref in crit.unknown if ref["reference"] not in seen]
+    """Names the record's entries that leave a criterion unknown (the criteria's ``unknown-evidence``;
+    read without the whole assessment, whose other facts no card shows)."""
+    seen = [str(ref["reference"]) for ref in unknown_entries(result.context, result.package)]
     if not seen:
         return ""
     items = []
@@ -378,7 +377,7 @@ def build_cards(result: ApplyResult, catalog: Catalog, options: CardOptions) -> 
     """Cards in plan order: each top-level action's card (a group's summary card when it has guidance
     steps), then the cards of its proposing or urgent descendants."""
     requests = {r["id"]: r for r in result.requests}
-    unknown = _unknown_line(result, options.lang)
+    unknown: str | None = None  # read when a §1.1 card needs it
     cards: list[JSON] = []
     for top in result.requestgroup.get("action", []):
         guidance: list[JSON] = []
@@ -387,6 +386,8 @@ def build_cards(result: ApplyResult, catalog: Catalog, options: CardOptions) -> 
         info = catalog.info(top["id"])
         if not info.container or guidance:
             assessing = info.topic.get("nl", {}).get("code") == "1.1"  # the cards that ask for the criteria
-            cards.append(action_card(top, catalog, requests, options, guidance, unknown if assessing else ""))
+            if assessing and unknown is None:
+                unknown = _unknown_line(result, options.lang)
+            cards.append(action_card(top, catalog, requests, options, guidance, (unknown or "") if assessing else ""))
         cards += [action_card(a, catalog, requests, options) for a in specific]
     return cards

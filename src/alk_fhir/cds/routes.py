@@ -113,7 +113,7 @@ def answer(state: CdsState, service: Service, hook: HookRequest, resolved: Resol
     _check_patient(hook, resolved)
     practitioner = _practitioner(hook, resolved)
     try:
-        result = run(state.engine, resolved.resources, state.today(), hook=service.hook,
+        result = run(state.engine, resolved.resources, state.today(), hook=service.hook, explain=False,
                      practitioner=practitioner, draft_orders=selected_orders(hook), patient_id=hook.patient_id)
     except Exception as exc:  # a defect must not become a 500 for the EHR; the log keeps it
         log.exception("CDS %s: the engine failed on this record", service.id, exc_info=exc)

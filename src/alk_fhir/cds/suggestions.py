@@ -48,16 +48,27 @@ def _urn_targets(node: Any, found: list[str] | None = None) -> list[str]:
     return found
 
 
-def bundle_for(main: JSON, requests: dict[str, JSON]) -> list[JSON]:
-    """``main`` and the resources of ``requests`` it references (transitively), dependencies first."""
+def suggested(main: JSON, requests: dict[str, JSON]) -> list[tuple[JSON, JSON]]:
+    """(original, copy for the EHR) of ``main`` and of the resources of ``requests`` it references
+    (transitively), dependencies first; each resource is walked for its references once."""
+    targets: dict[str, list[str]] = {}
+    ordered = bundle_for(main, requests, targets)
+    return list(zip(ordered, for_ehr(ordered, targets), strict=True))
+
+
+def bundle_for(main: JSON, requests: dict[str, JSON], targets: dict[str, list[str]] | None = None) -> list[JSON]:
+    """``main`` and the resources of ``requests`` it references (transitively), dependencies first;
+    ``targets`` remembers each resource's ``urn:uuid`` references by id."""
     ordered: list[JSON] = []
     seen: set[str] = set()
+    known = {} if targets is None else targets
 
     def add(res: JSON) -> None:
         if res["id"] in seen:
             return
         seen.add(res["id"])
-        for target in _urn_targets(res):
+        found = known[res["id"]] = _urn_targets(res)
+        for target in found:
             if target in requests:
                 add(requests[target])
         ordered.append(res)
@@ -108,14 +119,16 @@ def narrative(res: JSON) -> JSON | None:
             "div": f'<div xmlns="http://www.w3.org/1999/xhtml"><p>{html.escape(headline, quote=False)}</p></div>'}
 
 
-def for_ehr(resources: list[JSON]) -> list[JSON]:
-    """Copies ready to create: references between them kept as ``Type/id``, others dropped."""
+def for_ehr(resources: list[JSON], targets: dict[str, list[str]] | None = None) -> list[JSON]:
+    """Copies ready to create: references between them kept as ``Type/id``, others dropped
+    (``targets``: the ``urn:uuid`` references already found per resource id)."""
     local = {r["id"]: r["resourceType"] for r in resources}
     out = []
     for res in resources:
         # Only the top level is changed below, so a shallow copy keeps the $apply result as it was; with
         # urn:uuid references the rewrite builds new dicts and lists all the way down.
-        copied = _rewrite(res, local) if _urn_targets(res) else dict(res)
+        found = targets[res["id"]] if targets is not None and res["id"] in targets else _urn_targets(res)
+        copied = _rewrite(res, local) if found else dict(res)
         if not isinstance(copied, dict):
             continue
         if copied.get("intent") == "option":

@@ -62,21 +62,40 @@ def _status(value: Any) -> str:
     return MET if value is True else NOT_MET if value is False else UNKNOWN
 
 
+def _criteria(ctx: PatientContext, pkg: Package) -> list[tuple[str, JSON | None, str]]:
+    """(code, concept, status) of each criterion of ValueSet alk-criteria, its status read from the
+    fact its concept names (property ``fact``)."""
+    term = pkg.terminology
+    out = []
+    for item in term.expand(f"{CANONICAL_BASE}/ValueSet/alk-criteria"):
+        concept = term.concept(CONCEPTS_SYSTEM, item["code"])
+        decides = _properties(concept, "fact")
+        out.append((str(item["code"]), concept, _status(ctx.facts.get(decides[0])) if decides else UNKNOWN))
+    return out
+
+
+def unknown_entries(ctx: PatientContext, pkg: Package) -> list[JSON]:
+    """References to the record's entries that leave a criterion unknown (its ``unknown-evidence``
+    facts), without the rest of the assessment: what the §1.1 card names, read on every hook call."""
+    out: list[JSON] = []
+    for _, concept, status in _criteria(ctx, pkg):
+        if status == UNKNOWN:
+            out += [ref for ref in _refs(ctx, _properties(concept, "unknown-evidence")) if ref not in out]
+    return out
+
+
 def assess(ctx: PatientContext, pkg: Package) -> Assessment:
     facts = ctx.facts
     response = facts.get("criteriaResponse") if isinstance(facts.get("criteriaResponse"), dict) else None
     answered = {str(i.get("linkId")) for i in facts.get("criteriaAnswers", []) if isinstance(i, dict)}
     term = pkg.terminology
     criteria = []
-    for item in term.expand(f"{CANONICAL_BASE}/ValueSet/alk-criteria"):
-        concept = term.concept(CONCEPTS_SYSTEM, item["code"])
-        decides = _properties(concept, "fact")
-        status = _status(facts.get(decides[0])) if decides else UNKNOWN
+    for code, concept, status in _criteria(ctx, pkg):
         evidence = _refs(ctx, _properties(concept, "evidence"))
-        if response is not None and item["code"] in answered:
-            evidence.insert(0, _qr_evidence(response, item["code"]))
+        if response is not None and code in answered:
+            evidence.insert(0, _qr_evidence(response, code))
         unknown = _refs(ctx, _properties(concept, "unknown-evidence")) if status == UNKNOWN else []
-        criteria.append(CriterionResult(item["code"], status, evidence, unknown))
+        criteria.append(CriterionResult(code, status, evidence, unknown))
     features: dict[str, list[JSON]] = {}
     for code in facts.get("profileFeatures", []):
         concept = term.concept(CONCEPTS_SYSTEM, str(code))

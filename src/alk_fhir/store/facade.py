@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from alk_fhir.store import audit, documents, feedback, learning, replay
-from alk_fhir.store.db import create_store_engine, migrate, read_session, run_write, run_write_statements
+from alk_fhir.store.db import create_store_engine, migrate, read_session, run_write
 from alk_fhir.store.documents import PutResult, StoredDocument
 from alk_fhir.store.feedback import FeedbackRecord
 from alk_fhir.store.learning import DocumentVersionRecord, FeedbackFact, ShownCount
@@ -108,8 +108,7 @@ class Store:
         purge = current >= self._next_jti_purge
         if purge:
             self._next_jti_purge = current + replay.PURGE_INTERVAL
-        return run_write_statements(
-            self.engine, lambda c: replay.remember_jti(c, key, expires_at, now=current, purge=purge))
+        return replay.remember_jti(self.engine, key, expires_at, now=current, purge=purge)
 
 
 class StoreAuditSink:

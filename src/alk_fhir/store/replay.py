@@ -13,25 +13,26 @@ import time
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete
+from sqlalchemy import Dialect, Engine, bindparam, delete
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from alk_fhir.store.db import InvalidRecord
+from alk_fhir.store.db import DriverStatement, InvalidRecord, run_driver_write
 from alk_fhir.store.models import SeenJti
 
 PURGE_INTERVAL = 60  # seconds between sweeps of expired ids: housekeeping, not correctness
 MAX_EXPIRES_AT = 2**63 - 1  # BigInteger
 
 
-def remember_jti(connection: Connection, key: str, expires_at: int, *, now: int | None = None,
+def remember_jti(engine: Engine, key: str, expires_at: int, *, now: int | None = None,
                  purge: bool = True) -> bool:
     """True the first time ``key`` is seen (or after its earlier entry expired); False on a replay.
 
     One statement decides: INSERT … ON CONFLICT DO UPDATE … WHERE the stored entry has expired,
     RETURNING the key — a row comes back for a new or expired key, none for a live one. Sweeping
     other expired entries (``purge``) is only housekeeping, so the caller does it now and then
-    rather than on every token (it cost a second statement on the CDS hot path).
+    rather than on every token (it cost a second statement on the CDS hot path). Both run on the
+    driver's cursor (``db.run_driver_write``): this is on every CDS call.
     """
     if not isinstance(key, str) or not key:
         raise InvalidRecord("jti key is required")
@@ -40,13 +41,21 @@ def remember_jti(connection: Connection, key: str, expires_at: int, *, now: int 
         # (SQLite) or NumericValueOutOfRange (PostgreSQL) in the middle of a request.
         raise InvalidRecord(f"jti expiry must be an integer in 0..{MAX_EXPIRES_AT}, got {expires_at!r}")
     current = int(time.time()) if now is None else now
-    if purge:
-        connection.execute(delete(SeenJti).where(SeenJti.expires_at <= current))
+    upsert, sweep = _statements(engine.dialect)
     digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
-    # Core statements on a Connection (store.db.run_write_statements): the ORM path tripled their cost
-    statement = _upsert(connection.dialect.name)
-    row = connection.execute(statement, {"key_hash": digest, "expires_at": expires_at, "now": current}).first()
-    return row is not None
+
+    def work(cursor: Any) -> bool:
+        if purge:
+            sweep.run(cursor, {"now": current})
+        return upsert.run(cursor, {"key_hash": digest, "expires_at": expires_at, "now": current}).fetchone() is not None
+    return run_driver_write(engine, work)
+
+
+@lru_cache(maxsize=8)
+def _statements(dialect: Dialect) -> tuple[DriverStatement, DriverStatement]:
+    """The upsert and the sweep, compiled once per dialect (and its driver's parameter style)."""
+    return (DriverStatement(dialect, _upsert(dialect.name)),
+            DriverStatement(dialect, delete(SeenJti).where(SeenJti.expires_at <= bindparam("now"))))
 
 
 @lru_cache(maxsize=4)
