@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import time
 import uuid
 from typing import Annotated, Any
@@ -176,6 +177,10 @@ def test_replayed_jti_is_refused(verify: Any) -> None:
 
 def test_garbage_is_refused(verify: Any) -> None:
     refused(verify, "not-a-jwt", "not a JWT")
+    segment = base64.urlsafe_b64encode(b"[" * 50_000 + b"]" * 50_000).decode().rstrip("=")
+    refused(verify, f"{segment}.e30.c2ln", "not a JWT")  # nested past the parser's recursion: still a 401
+    refused(verify, "W10.e30.c2ln", "JSON objects")  # header an array
+    refused(verify, "e30.bm90IGpzb24.c2ln", "not a JWT")  # claims not JSON
 
 
 # --- the FastAPI dependency -----------------------------------------------------------------------

@@ -54,6 +54,8 @@ for _choice_path, _types in _CHOICES.items():
     _CHOICE_SUFFIXES[_name] = tuple(sorted(set(_CHOICE_SUFFIXES.get(_name, ()))
                                            | {t[:1].upper() + t[1:] for t in _types}))
 _CHOICE_KEYS: dict[str, frozenset[str]] = {n: frozenset(n + t for t in ts) for n, ts in _CHOICE_SUFFIXES.items()}
+# choice elements with at most four types: looked up by key rather than by scanning the item
+_FEW_CHOICES: dict[str, tuple[str, ...]] = {n: tuple(sorted(k)) for n, k in _CHOICE_KEYS.items() if len(k) <= 4}
 # ofType() of a primitive, decided on the JSON value (a record's JSON carries no type names)
 _PRIMITIVE_TEST: dict[str, Callable[[Any], bool]] = {
     "dateTime": lambda v: isinstance(v, str) and _DATE.match(v) is not None,
@@ -166,6 +168,12 @@ def _choice_value(item: dict[str, Any], name: str) -> Any:
     keys = _CHOICE_KEYS.get(name)
     if keys is None:
         return None
+    few = _FEW_CHOICES.get(name)
+    if few is not None:  # medication[x]: two types, fewer than the item's keys
+        for key in few:
+            if key in item:
+                return item[key]
+        return None
     for key in item:
         if key in keys:
             return item[key]
@@ -173,9 +181,12 @@ def _choice_value(item: dict[str, Any], name: str) -> Any:
 
 
 def _dyn_navigate(items: list[Any], name: str) -> list[Any]:
+    choice = name in _CHOICE_KEYS
     if len(items) == 1 and type(items[0]) is dict:  # the common case inside where()/select()
         value = items[0].get(name)
         if value is None:
+            if not choice:
+                return []
             value = _choice_value(items[0], name)
             if value is None:
                 return []
@@ -186,6 +197,8 @@ def _dyn_navigate(items: list[Any], name: str) -> list[Any]:
             continue
         value = item.get(name)
         if value is None:
+            if not choice:
+                continue
             value = _choice_value(item, name)
             if value is None:
                 continue
@@ -317,6 +330,8 @@ def _nav1(item: Any, name: str) -> list[Any]:
         return []
     value = item.get(name)
     if value is None:
+        if name not in _CHOICE_KEYS:
+            return []
         value = _choice_value(item, name)
         if value is None:
             return []
@@ -367,9 +382,15 @@ def _is_distinct(items: list[Any]) -> bool:
 
 
 def _distinct(items: list[Any]) -> list[Any]:
+    """``distinct()`` by FHIRPath equality; strings (codes, the common case) hashed."""
     out: list[Any] = []
+    strings: set[str] = set()
     for v in items:
-        if not any(_eq(v, o) for o in out):
+        if type(v) is str:
+            if v not in strings:
+                strings.add(v)
+                out.append(v)
+        elif not any(_eq(v, o) for o in out):
             out.append(v)
     return out
 
@@ -440,6 +461,8 @@ def _in(item: list[Any], collection: list[Any], op: str) -> bool | None:
     if len(item) > 1:
         raise ValueError(f"'{op}' with more than one item")
     value = item[0]
+    if type(value) is str:  # 'feature-x' in %answeredYes: a string equals only an equal string
+        return value in collection
     return any(_eq(value, c) for c in collection)
 
 
@@ -613,13 +636,26 @@ class _Generator:
             name = _identifier(inner["children"][0])
             if name[:1].isupper():  # ``Condition.code``: a leading type name filters the focus by type
                 return f"_of_resource_type({self.list_of(focus)}, {name!r})", "L"
-            return self.navigate(focus, (name,)), "L"
+            return self.navigate(focus, (name,), ind), "L"
         if kind == "FunctionInvocation":
             return self.function_call(inner, focus, focus, ind)
         raise Unsupported(kind)
 
-    def navigate(self, focus: Focus, names: tuple[str, ...]) -> str:
+    def navigate(self, focus: Focus, names: tuple[str, ...], ind: int) -> str:
         kind, var = focus
+        if kind == "I" and len(names) == 1 and names[0] not in _CHOICE_KEYS:
+            # one element of one item (``status``, ``code`` inside where()): inline, no call
+            key = f"_nav1({var}, {names[0]!r})"
+            self.close(ind)
+            for _, known, local in self.available:
+                if known == key:
+                    return local
+            raw, out = self.tmp("x"), self.tmp("v")
+            self.emit(ind, f"{raw} = {var}.get({names[0]!r}) if type({var}) is dict else None")
+            self.emit(ind, f"{out} = [] if {raw} is None else [{raw}] if type({raw}) is not list "
+                           f"else [e for e in {raw} if e is not None]")
+            self.available.append((ind, key, out))
+            return out
         if kind == "I":
             return f"_nav1({var}, {names[0]!r})" if len(names) == 1 else f"_path1({var}, {names!r})"
         return f"_nav({var}, {names[0]!r})" if len(names) == 1 else f"_path({var}, {names!r})"
@@ -629,9 +665,9 @@ class _Generator:
         if names:
             start = _leading_member(base)
             if start is not None:  # ``period.start``: a path from the focus
-                return self.navigate(focus, (start, *names)), "L"
+                return self.navigate(focus, (start, *names), ind), "L"
             left = self.bind(self.as_list(self.expr(base, focus, ind)), ind)
-            return self.navigate(("L", left), tuple(names)), "L"
+            return self.navigate(("L", left), tuple(names), ind), "L"
         inv = node["children"][1]
         if inv["type"] != "FunctionInvocation":
             raise Unsupported(inv["type"])

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 
 from alk_fhir import recordpath
@@ -60,6 +61,10 @@ class FactProgram:
     facts: tuple[Fact, ...]
     requirements: dict[str, str]  # data requirement id -> resource type
 
+    @cached_property
+    def by_name(self) -> dict[str, Fact]:
+        return {f.name: f for f in self.facts}
+
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.facts)
@@ -70,7 +75,7 @@ class FactProgram:
 
     def requirements_of(self, names: set[str] | frozenset[str]) -> set[str]:
         """The data requirements the given facts read, through the facts they read."""
-        by_name = {f.name: f for f in self.facts}
+        by_name = self.by_name
         todo, seen, out = list(names), set(), set()
         while todo:
             name = todo.pop()
@@ -220,7 +225,7 @@ class _Record(dict[str, Any]):
 
     def __init__(self, program: FactProgram, focus: list[Any]) -> None:
         super().__init__()
-        self.definitions = {f.name: f for f in program.facts}
+        self.definitions = program.by_name
         self.focus = focus
 
     def __missing__(self, name: str) -> list[Any]:

@@ -92,7 +92,7 @@ def parse_json(raw: bytes | bytearray | str) -> Any:
         raise BodyError(413, "too-costly", f"request body holds more than {MAX_CONTAINERS} JSON objects and "
                         "arrays: more than this server parses in one request; split it")
     try:
-        value = json.loads(raw)
+        value = _loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BodyError(400, "structure", f"request body is not JSON: {exc}") from None
     except RecursionError:
@@ -100,6 +100,16 @@ def parse_json(raw: bytes | bytearray | str) -> Any:
     if containers > MAX_DEPTH and not shallow_enough(value):
         raise _too_deep()  # (fewer brackets than levels cannot nest too deep)
     return value
+
+
+def _loads(raw: bytes | bytearray | str) -> Any:
+    """orjson parses a request body in about half the time of ``json.loads``; whatever orjson refuses
+    (NaN, UTF-16, integers beyond 64 bits, nesting past its limit) goes to ``json.loads``, so what is
+    accepted, and every error message, is the standard library's."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
 
 
 def _too_deep() -> BodyError:
