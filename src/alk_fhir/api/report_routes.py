@@ -28,6 +28,7 @@ from alk_fhir.api.outcome import FHIRError
 from alk_fhir.auth import SCOPE_REPORT, Principal, RequirePartner, audit_access
 from alk_fhir.cds import Catalog, cds_state
 from alk_fhir.cds.cards import _NAMESPACE, CardOptions, _uuid
+from alk_fhir.fhir import uuid5_from_sha1
 from alk_fhir.knowledge import CONCEPTS_SYSTEM
 from alk_fhir.report import FORMATS, MEDIA_TYPES, FeedbackReport, Labels, build_report, render
 from alk_fhir.shown import ShownRecorder
@@ -70,11 +71,7 @@ def _uuids_fast(hook_instance: str, action_ids: Iterable[str]) -> dict[str, str]
     for action_id in action_ids:
         digest = prefix.copy()
         digest.update(action_id.encode())
-        raw = bytearray(digest.digest()[:16])
-        raw[6] = (raw[6] & 0x0F) | 0x50  # version 5
-        raw[8] = (raw[8] & 0x3F) | 0x80  # RFC variant
-        text = raw.hex()
-        found[f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"] = action_id
+        found[uuid5_from_sha1(digest.digest())] = action_id
     return found
 
 

@@ -17,7 +17,6 @@ CarePlan with everything contained, as the operation's single return value.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from alk_fhir import fhirpath
 from alk_fhir.context import PatientContext, build_context, compile_facts
 from alk_fhir.context.fhirdata import JSON
 from alk_fhir.criteria import Assessment, assess, assessment_observation
+from alk_fhir.fhir import uuid5_text
 from alk_fhir.knowledge import CANONICAL_BASE, CONCEPTS_SYSTEM, BrokenPackage, Package
 from alk_fhir.knowledge.canonical import TRANSLATION_EXT
 
@@ -42,17 +42,13 @@ CARETEAM_PROFILE = f"{CANONICAL_BASE}/StructureDefinition/alk-careteam"
 COLLECT_WITH = "http://hl7.org/fhir/uv/cpg/StructureDefinition/cpg-collectWith"
 SNOMED_CASE_MANAGER = {"system": "http://snomed.info/sct", "code": "768832004", "display": "Case manager (occupation)"}
 _NAMESPACE = uuid.UUID("6f1c3a52-4b8e-4f0a-9a57-2d0e9b7c1a11")
-_NAMESPACE_BYTES = _NAMESPACE.bytes
 
 
 def _uuid5(name: str) -> str:
-    """``str(uuid.uuid5(_NAMESPACE, name))`` (RFC 4122 §4.3), without building UUID objects: a request
-    names about a dozen resources this way (tests/test_engine.py checks both give the same)."""
-    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode("utf-8"), usedforsecurity=False).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    x = digest.hex()
-    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+    """The ids of the resources $apply makes: uuid5 in our namespace (fhir.uuid5_text)."""
+    return uuid5_text(_NAMESPACE, name)
+
+
 # The %variables a dynamicValue may use, with their FHIR types (R4 plandefinition-operation-apply:
 # subject, practitioner; CPG: now/today; ours: the active care teams and the computed assessment).
 DYNAMIC_VARIABLES = {"subject": "Reference", "practitioner": "Reference", "now": "dateTime", "today": "date",

@@ -41,6 +41,7 @@ from alk_fhir.cds.suggestions import suggested
 from alk_fhir.cds.text import Texts, concept_texts, pick, shorten, texts
 from alk_fhir.context import compile_facts
 from alk_fhir.criteria.assess import unknown_entries
+from alk_fhir.fhir import uuid5_text
 from alk_fhir.fhirpath import variables_in
 from alk_fhir.knowledge import CONCEPTS_SYSTEM, GUIDELINE_SYSTEM, Package
 
@@ -184,7 +185,7 @@ class CardOptions:
 
 
 def _uuid(options: CardOptions, *parts: str) -> str:
-    return str(uuid.uuid5(_NAMESPACE, "|".join((options.hook_instance, *parts))))
+    return uuid5_text(_NAMESPACE, "|".join((options.hook_instance, *parts)))
 
 
 def override_reasons(catalog: Catalog, lang: str) -> list[JSON]:

@@ -121,6 +121,28 @@ def _issue(severity: str, code: str, text: str, where: str) -> JSON:
     return {"severity": severity, "code": code, "diagnostics": text, "expression": [where]}
 
 
+_NO_ID: Any = object()
+
+
+def _refuse(ctx: PatientContext, res: Any, i: int) -> None:
+    """Why the i-th resource is left out, as an issue for the caller."""
+    where = f"resource[{i}]"
+    if not isinstance(res, dict) or not isinstance(res.get("resourceType"), str):
+        ctx.issues.append(_issue("warning", "structure", "not a FHIR resource; ignored", where))
+        return
+    rtype = res["resourceType"]
+    if rtype == "OperationOutcome":
+        ctx.issues.append(_issue("information", "informational",
+                                 "an OperationOutcome stood in for data; treated as no data", where))
+        return
+    if rtype not in USED_TYPES:
+        ctx.issues.append(_issue("information", "not-supported", f"{rtype} is not used by the rules; ignored", where))
+        return
+    missing = [k for k in USED_TYPES[rtype] if k not in res]
+    ctx.issues.append(_issue("warning", "required",
+                             f"{rtype} without {', '.join(missing) or 'a usable id'}; ignored", where))
+
+
 def build_context(data: Iterable[Any] | JSON, pkg: Package, today: date,
                   draft_orders: Any = None, patient_id: str | None = None) -> PatientContext:
     """Index the resources and compute the facts declared in Library/alk-facts."""
@@ -128,29 +150,24 @@ def build_context(data: Iterable[Any] | JSON, pkg: Package, today: date,
 
     ctx = PatientContext(today=today, patient=None)
     items = resources_of(data if isinstance(data, dict) else list(data))
-    for i, res in enumerate(items):
-        where = f"resource[{i}]"
-        if not isinstance(res, dict) or not isinstance(res.get("resourceType"), str):
-            ctx.issues.append(_issue("warning", "structure", "not a FHIR resource; ignored", where))
+    by_type, by_key = ctx.by_type, ctx.by_key
+    for i, res in enumerate(items):  # every CDS call runs this loop: the common path is kept short
+        rtype: Any = res.get("resourceType") if type(res) is dict else None
+        required = USED_TYPES.get(rtype) if type(rtype) is str else None
+        res_id = res.get("id", _NO_ID) if required is not None else _NO_ID
+        if required is None or (res_id is not _NO_ID and type(res_id) is not str) or (
+                required and any(k not in res for k in required)):
+            _refuse(ctx, res, i)
             continue
-        rtype = res["resourceType"]
-        if rtype == "OperationOutcome":
-            ctx.issues.append(_issue("information", "informational",
-                                     "an OperationOutcome stood in for data; treated as no data", where))
-            continue
-        if rtype not in USED_TYPES:
-            ctx.issues.append(_issue("information", "not-supported",
-                                     f"{rtype} is not used by the rules; ignored", where))
-            continue
-        missing = [k for k in USED_TYPES[rtype] if k not in res]
-        if missing or not isinstance(res.get("id", ""), str):
-            ctx.issues.append(_issue("warning", "required",
-                                     f"{rtype} without {', '.join(missing) or 'a usable id'}; ignored", where))
-            continue
-        if "id" not in res:
-            res = {**res, "id": f"anon-{i}"}
-        ctx.by_type.setdefault(rtype, []).append(res)
-        ctx.by_key[resource_key(res)] = res
+        if res_id is _NO_ID:
+            res_id = f"anon-{i}"
+            res = {**res, "id": res_id}
+        found = by_type.get(rtype)
+        if found is None:
+            by_type[rtype] = [res]
+        else:
+            found.append(res)
+        by_key[f"{rtype}/{res_id}"] = res
         if "contained" in res:
             _index_contained(ctx, res)
     patients = ctx.of_type("Patient")

@@ -27,6 +27,8 @@ from alk_fhir.fhir.ids import (
     Reference,
     parse_reference,
     reference_schema_pattern,
+    uuid5_from_sha1,
+    uuid5_text,
 )
 from alk_fhir.fhir.outcome import FHIR_JSON, OUTCOME_SYSTEM, issue_code, operation_outcome, outcome_details
 from alk_fhir.fhir.transport import LOOPBACK_HOSTS, is_secure_transport, require_secure_transport
@@ -58,4 +60,6 @@ __all__ = [
     "reference_schema_pattern",
     "require_secure_transport",
     "shallow_enough",
+    "uuid5_from_sha1",
+    "uuid5_text",
 ]
