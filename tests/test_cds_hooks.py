@@ -253,3 +253,70 @@ def test_card_uuids_are_unique_per_call_and_stable_for_the_same_call(app_client:
     other = {**body, "hookInstance": str(uuid.uuid4())}
     third = app_client.post("/cds-services/alk-patient-view", json=other).json()["cards"]
     assert not {c["uuid"] for c in third} & {c["uuid"] for c in first}
+
+
+def test_a_call_leaves_no_cyclic_garbage(app_client: TestClient) -> None:
+    """Each call's record, facts, requests and cards are freed by reference counting as soon as the
+    answer is sent: no reference cycle keeps them for the garbage collector (the served app counts on
+    this when it freezes its start-up objects and collects rarely, api.app.create_served_app). A
+    cycle here (the facts' environment pointing back at the context, a recursive closure) once
+    kept every request's record alive until the next collection."""
+    import gc
+
+    for name in ("patient-view-criterion1-failed-cbt-physio", "patient-view-bedridden-tube-feeding"):
+        call(app_client, name)  # warm: caches filled once are not garbage
+    gc.collect()
+    gc.disable()
+    try:
+        for name in ("patient-view-criterion1-failed-cbt-physio", "patient-view-bedridden-tube-feeding"):
+            call(app_client, name)
+        # and $apply with everything read (assessment, Observation, CarePlan answer)
+        patient = read_json(HOOKS_DIR.parent / "patients" / "patient-bedridden-tube-feeding.json")
+        result = run(app_client.app.state.engine, patient, TODAY)  # type: ignore[attr-defined]
+        assert result.as_careplan() and result.observation
+        del result
+        # what is left is the test client's own machinery (an HTTP exchange in a thread), never ours
+        leftovers = [o for o in _cyclic_garbage() if _ours(o)]
+        assert leftovers == []
+    finally:
+        gc.enable()
+
+
+def _cyclic_garbage() -> list[Any]:
+    import gc
+
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        gc.collect()
+        found = list(gc.garbage)
+        gc.garbage.clear()
+        return found
+    finally:
+        gc.set_debug(0)
+
+
+def _ours(obj: Any) -> bool:
+    """A function or a resource dict of alk-fhir among the garbage."""
+    if callable(obj) and getattr(obj, "__module__", "") and str(obj.__module__).startswith("alk_fhir"):
+        return True
+    return isinstance(obj, dict) and isinstance(obj.get("resourceType"), str)
+
+
+def test_served_app_freezes_its_start_up_objects(tmp_path: Path) -> None:
+    """``alk-fhir serve`` runs create_served_app: after start-up the collector leaves the start-up
+    objects alone (gc.freeze) and starts at a higher allocation count."""
+    import gc
+
+    from alk_fhir.api.app import GC_THRESHOLD, create_served_app
+    from alk_fhir.config import Settings
+
+    before = gc.get_threshold()
+    app = create_served_app(Settings(cds_auth="off", database_url=f"sqlite:///{tmp_path / 'x.sqlite3'}"))
+    try:
+        with TestClient(app) as client:
+            assert gc.get_freeze_count() > 100_000
+            assert gc.get_threshold()[0] == GC_THRESHOLD
+            assert client.get("/healthz").status_code == 200
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

@@ -19,7 +19,7 @@ from fhirpathpy.models import models
 from alk_fhir.apply import Engine, load_engine, run
 from alk_fhir.apply.engine import _walk
 from alk_fhir.context import build_context, compile_facts
-from alk_fhir.context.facts import _CTX, _TERM, HOST_FUNCTIONS
+from alk_fhir.context.facts import _REFS, _TERM, HOST_FUNCTIONS
 from alk_fhir.knowledge import Package, load_package
 from fixtures.vignettes import VIGNETTES
 
@@ -117,7 +117,7 @@ def _fhirpathpy_facts(package: Package, data: Any, draft: Any = None) -> dict[st
         return [ResourceNode.create_node(r, r.get("resourceType")) for r in resources]
 
     env: dict[str, Any] = {"today": TODAY.isoformat(), "draftOrders": typed(ctx.draft_orders)}
-    host = {_CTX: ctx, _TERM: package.terminology}
+    host = {_REFS: (ctx.by_key, ctx.local), _TERM: package.terminology}
     for req, rtype in program.requirements.items():
         env[req] = typed(ctx.of_type(rtype))
     def bind(fn: Any) -> Any:

@@ -62,18 +62,21 @@ def bundle_for(main: JSON, requests: dict[str, JSON], targets: dict[str, list[st
     ordered: list[JSON] = []
     seen: set[str] = set()
     known = {} if targets is None else targets
-
-    def add(res: JSON) -> None:
+    # depth first, each resource after what it references; a loop, not a recursive closure (a closure
+    # that calls itself is a reference cycle, which kept every call's requests alive until the next
+    # garbage collection)
+    stack: list[tuple[JSON, bool]] = [(main, False)]
+    while stack:
+        res, expanded = stack.pop()
+        if expanded:
+            ordered.append(res)
+            continue
         if res["id"] in seen:
-            return
+            continue
         seen.add(res["id"])
         found = known[res["id"]] = _urn_targets(res)
-        for target in found:
-            if target in requests:
-                add(requests[target])
-        ordered.append(res)
-
-    add(main)
+        stack.append((res, True))
+        stack.extend((requests[t], False) for t in reversed(found) if t in requests)
     return ordered
 
 

@@ -15,13 +15,14 @@ def serve(host: str, port: int, workers: int) -> None:
     """Serve the knowledge repository, validation, $apply, CDS Hooks and the overview exchange."""
     import uvicorn
 
-    from alk_fhir.api.app import create_app
+    from alk_fhir.api.app import create_served_app
     from alk_fhir.config import Settings
 
     settings = Settings.from_env()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if workers > 1:
-        uvicorn.run("alk_fhir.api.app:create_app", factory=True, host=host, port=port, workers=workers,
+        uvicorn.run("alk_fhir.api.app:create_served_app", factory=True, host=host, port=port, workers=workers,
                     log_level=settings.log_level, access_log=False)
     else:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level, access_log=False)
+        uvicorn.run(create_served_app(settings), host=host, port=port, log_level=settings.log_level,
+                    access_log=False)

@@ -59,16 +59,7 @@ class PatientContext:
         return self.by_type.get(resource_type, [])
 
     def resolve(self, ref: Any, contained_in: JSON | None = None) -> JSON | None:
-        if isinstance(ref, dict) and isinstance(ref.get("reference"), str) and ref["reference"].startswith("#"):
-            if contained_in is None:
-                return self.local.get(id(ref))
-            local = ref["reference"][1:]
-            for res in as_list(as_dict(contained_in).get("contained")):
-                if isinstance(res, dict) and res.get("id") == local:
-                    return res
-            return None
-        key = reference_key(ref)
-        return self.by_key.get(key) if key else None
+        return resolve_reference(self.by_key, self.local, ref, contained_in)
 
     @property
     def subject_reference(self) -> JSON | None:
@@ -83,6 +74,25 @@ class PatientContext:
     def evidence(self, fact: str) -> list[JSON]:
         """References to the resources a fact holds: what the assessment cites for it."""
         return [{"reference": resource_key(r)} for r in self.fact_resources(fact) if "id" in r]
+
+
+def resolve_reference(by_key: dict[str, JSON], local: dict[int, JSON], ref: Any,
+                      contained_in: JSON | None = None) -> JSON | None:
+    """The resource a Reference names: ``Type/id`` in the record, or ``#id`` contained in
+    ``contained_in`` (or in the resource the Reference sits in, as indexed in ``local``). A function
+    of the two indexes, not of the context, so that the facts' environment can hold it without a
+    reference cycle back to the context (which would keep each request's record alive until the
+    garbage collector's next full pass)."""
+    if isinstance(ref, dict) and isinstance(ref.get("reference"), str) and ref["reference"].startswith("#"):
+        if contained_in is None:
+            return local.get(id(ref))
+        wanted = ref["reference"][1:]
+        for res in as_list(as_dict(contained_in).get("contained")):
+            if isinstance(res, dict) and res.get("id") == wanted:
+                return res
+        return None
+    key = reference_key(ref)
+    return by_key.get(key) if key else None
 
 
 def _index_contained(ctx: PatientContext, res: JSON) -> None:

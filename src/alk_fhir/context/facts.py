@@ -21,7 +21,7 @@ from functools import cached_property
 from typing import Any
 
 from alk_fhir import recordpath
-from alk_fhir.context.build import PatientContext
+from alk_fhir.context.build import PatientContext, resolve_reference
 from alk_fhir.context.fhirdata import JSON, resource_key
 from alk_fhir.fhirpath import variables_in
 from alk_fhir.knowledge import CANONICAL_BASE, BrokenPackage, Package
@@ -37,7 +37,7 @@ PRESENTATION = f"{CANONICAL_BASE}/StructureDefinition/alk-fact-presentation"
 # What the caller supplies besides the record: the day the rules run for, and the hook's draft orders.
 BUILTINS = ("today", "draftOrders")
 _SINGLETON_TYPES = {"boolean", "integer", "decimal", "date", "dateTime", "code", "string", "Duration"}
-_CTX, _TERM = " ctx", " terminology"  # env keys no FHIRPath %name can reach
+_REFS, _TERM = " references", " terminology"  # env keys no FHIRPath %name can reach
 
 
 @dataclass(frozen=True)
@@ -96,9 +96,10 @@ def _texts(extension: JSON, keys: tuple[str, ...] = ("nl", "en")) -> dict[str, s
 
 def _resolve(items: list[Any], args: list[list[Any]], env: dict[str, Any]) -> list[Any]:
     out = []
+    by_key, local = env[_REFS]
     for item in items:
         if type(item) is dict and "reference" in item:  # a CodeableConcept resolves to nothing
-            found = env[_CTX].resolve(item)
+            found = resolve_reference(by_key, local, item)
             if found is not None:
                 out.append(found)
     return out
@@ -275,7 +276,8 @@ def compute_facts(ctx: PatientContext, pkg: Package, program: FactProgram | None
     fact's resources): each is evaluated when first read, once."""
     program = program or compile_facts(pkg)
     record = _Record(program, [ctx.patient] if ctx.patient else [])
-    record.update({_CTX: ctx, _TERM: pkg.terminology, "today": ctx.today.isoformat(),
+    # the indexes resolve() needs, not the context: ctx -> facts -> record -> ctx would be a cycle
+    record.update({_REFS: (ctx.by_key, ctx.local), _TERM: pkg.terminology, "today": ctx.today.isoformat(),
                    "draftOrders": ctx.draft_orders})
     for req, rtype in program.requirements.items():
         record[req] = ctx.of_type(rtype)
