@@ -814,39 +814,33 @@ class _Generator:
         return total, "L"
 
     # operators
-    def _AndExpression(self, node: dict[str, Any], focus: Focus, ind: int) -> Code:
+    def logic(self, node: dict[str, Any], focus: Focus, ind: int, decided: str, answer: str, rest: str) -> Code:
+        """A three-valued operator (FHIRPath §6.5): when the left side is ``decided`` the answer is
+        ``answer`` and the right side is not evaluated; otherwise ``rest`` (over ``{a}``, ``{b}``)."""
         out = self.tmp("b")
         a = self.bind(self.as_truth(self.expr(node["children"][0], focus, ind)), ind)
-        self.emit(ind, f"if {a} is False:")
-        self.emit(ind + 1, f"{out} = False")
+        self.emit(ind, f"if {a} is {decided}:")
+        self.emit(ind + 1, f"{out} = {answer}")
         self.emit(ind, "else:")
         b = self.bind(self.as_truth(self.expr(node["children"][1], focus, ind + 1)), ind + 1)
-        self.emit(ind + 1, f"{out} = False if {b} is False else True if {a} is True and {b} is True else None")
+        self.emit(ind + 1, f"{out} = " + rest.format(a=a, b=b))
         return out, "T"
+
+    def _AndExpression(self, node: dict[str, Any], focus: Focus, ind: int) -> Code:
+        return self.logic(node, focus, ind, "False", "False",
+                          "False if {b} is False else True if {a} is True and {b} is True else None")
 
     def _OrExpression(self, node: dict[str, Any], focus: Focus, ind: int) -> Code:
-        op = node["terminalNodeText"][0]
-        out = self.tmp("b")
-        a = self.bind(self.as_truth(self.expr(node["children"][0], focus, ind)), ind)
-        if op == "xor":
+        if node["terminalNodeText"][0] == "xor":
+            a = self.bind(self.as_truth(self.expr(node["children"][0], focus, ind)), ind)
             b = self.bind(self.as_truth(self.expr(node["children"][1], focus, ind)), ind)
             return f"(None if {a} is None or {b} is None else {a} != {b})", "T"
-        self.emit(ind, f"if {a} is True:")
-        self.emit(ind + 1, f"{out} = True")
-        self.emit(ind, "else:")
-        b = self.bind(self.as_truth(self.expr(node["children"][1], focus, ind + 1)), ind + 1)
-        self.emit(ind + 1, f"{out} = True if {b} is True else False if {a} is False and {b} is False else None")
-        return out, "T"
+        return self.logic(node, focus, ind, "True", "True",
+                          "True if {b} is True else False if {a} is False and {b} is False else None")
 
     def _ImpliesExpression(self, node: dict[str, Any], focus: Focus, ind: int) -> Code:
-        out = self.tmp("b")
-        a = self.bind(self.as_truth(self.expr(node["children"][0], focus, ind)), ind)
-        self.emit(ind, f"if {a} is False:")
-        self.emit(ind + 1, f"{out} = True")
-        self.emit(ind, "else:")
-        b = self.bind(self.as_truth(self.expr(node["children"][1], focus, ind + 1)), ind + 1)
-        self.emit(ind + 1, f"{out} = True if {b} is True else False if {a} is True and {b} is False else None")
-        return out, "T"
+        return self.logic(node, focus, ind, "False", "True",
+                          "True if {b} is True else False if {a} is True and {b} is False else None")
 
     def _EqualityExpression(self, node: dict[str, Any], focus: Focus, ind: int) -> Code:
         op = node["terminalNodeText"][0]

@@ -1,0 +1,125 @@
+"""The record-expression compiler (``alk_fhir.recordpath``) against fhirpathpy, construct by construct.
+
+tests/test_facts.py compares every fact of the package on every example record; the constructs the
+compiler accepts but the Library does not use today (xor, implies, intersect, last(), 2-argument
+iif(), decimal and date literals, date arithmetic, …) are compared here, so that a package author
+who starts using them gets FHIRPath's answer, not a compiler's guess.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import fhirpathpy
+import pytest
+from fhirpathpy.engine.nodes import ResourceNode
+from fhirpathpy.models import models
+
+from alk_fhir.recordpath import Unsupported, compile_record_expression
+from test_facts import _comparable
+
+OBS: list[dict[str, Any]] = [
+    {"resourceType": "Observation", "id": "a", "status": "final", "code": {"coding": [
+        {"system": "http://loinc.org", "code": "x"}]}, "valueQuantity": {"value": 4.5, "unit": "kg"},
+     "effectiveDateTime": "2025-03-01"},
+    {"resourceType": "Observation", "id": "b", "status": "preliminary", "code": {"coding": [
+        {"system": "http://snomed.info/sct", "code": "y"}, {"system": "http://loinc.org", "code": "x"}]},
+     "effectivePeriod": {"start": "2024-12-01", "end": "2025-01-10"}},
+    {"resourceType": "Observation", "id": "c", "status": "final", "code": {"text": "only text"},
+     "valueQuantity": {"value": 2, "unit": "kg"}, "effectiveDateTime": "2026-11-20T10:00:00+01:00"},
+]
+QR: list[dict[str, Any]] = [{"resourceType": "QuestionnaireResponse", "id": "q", "status": "completed", "item": [
+    {"linkId": "g", "item": [{"linkId": "g.1", "answer": [{"valueBoolean": True}]},
+                             {"linkId": "g.2", "answer": [{"valueString": "text"}]}]},
+    {"linkId": "n", "answer": [{"valueInteger": 3}]}]}]
+TODAY = "2026-11-23"
+
+EXPRESSIONS = [
+    "%obs.where(status = 'final' implies value.exists()).id",
+    "%obs.where((status = 'final') xor (code.coding.code = 'x')).id",
+    "%obs.code.coding.code.distinct().count()",
+    "(%obs.id | %obs.status).first()",
+    "(%obs.where(id = 'zz').id | %obs.status).first()",
+    "%obs.id.last()",
+    "%obs.id.isDistinct()",
+    "%obs.code.coding.code.isDistinct()",
+    "%obs.select(status.upper())",
+    "%obs.select(code.text.lower())",
+    "%obs.id.intersect('a' | 'c' | 'z')",
+    "%obs.id.combine('a').count()",
+    "%obs.id.exclude('b')",
+    "%obs.where(status.contains('lim')).id",
+    "%obs.where(id.endsWith('c') or id.startsWith('a')).id",
+    "%obs.where(status.matches('^fin')).id",
+    "%obs.where(effective.ofType(dateTime) >= @2025-01-01).id",
+    "%obs.where(effective.end < @2025-02-01).id",
+    "%obs.where(value.value > 3.5).id",
+    "%obs.where(value.value >= 2 and value.value <= 2).id",
+    "iif(%obs.exists(), 'yes')",
+    "iif(%obs.where(id = 'zz').exists(), 'yes')",
+    "%obs.aggregate($total + 1, 0)",
+    "%obs.value.value.aggregate(iif($total.empty() or $this > $total, $this, $total))",
+    "%obs.where(status != 'final').id",
+    "%qr.repeat(item).linkId",
+    "%qr.repeat(item).where(answer.value = true).linkId",
+    "%qr.repeat(item).answer.value.ofType(string)",
+    "%qr.repeat(item).answer.value.ofType(integer)",
+    "%qr.repeat(item).answer.value.ofType(boolean)",
+    "%obs.where(code.coding.where(system = 'http://loinc.org').exists()).id",
+    "%obs.select(iif(status = 'final', id, {})).count()",
+    "%obs.exists(id = 'b')",
+    "%obs.all(status.exists())",
+    "%obs.all(value.exists())",
+    "{}.exists()",
+    "{}.empty()",
+    "('a' in %obs.id)",
+    "(%obs.id contains 'z')",
+    "(%obs.id.first() = 'a') and (%obs.id.last() != 'a')",
+    "%obs.where(effective.ofType(dateTime) < %today - 6 months).id",
+    "%obs.where(effective.ofType(dateTime) > %today - 1 year).id",
+    "%obs.where(effective.ofType(dateTime) >= %today - 4 days).id",
+    "%obs.where(effective.start.exists($this <= %today - 1 year)).id",
+    "%obs.where(value.exists().not()).id",
+    "%obs.count() + 1 > 3",
+    "%obs.Observation.id",
+    "%obs.ofType(Observation).id.count()",
+    "%obs.where(status = 'final').where(value.value < 3).id",
+    "%obs.select(code.coding.code | code.text).distinct()",
+]
+
+
+def _reference(expression: str) -> Any:
+    env = {"obs": [ResourceNode.create_node(o, o["resourceType"]) for o in OBS],
+           "qr": [ResourceNode.create_node(q, q["resourceType"]) for q in QR], "today": TODAY}
+    return fhirpathpy.evaluate({}, expression, env, models["r4"], options={"returnRawData": True})
+
+
+@pytest.mark.parametrize("expression", EXPRESSIONS)
+def test_generated_code_gives_fhirpaths_answer(expression: str) -> None:
+    fn = compile_record_expression(expression, {"obs", "qr", "today"}, {})
+    got = fn([{}], {"obs": OBS, "qr": QR, "today": TODAY})
+    assert _comparable(got) == _comparable(_reference(expression)), getattr(fn, "source", "")
+
+
+def test_dates_of_different_precision_equal_as_far_as_both_go_compare_to_empty() -> None:
+    """FHIRPath §6.2: "If one value is specified to a different level of precision than the other, the
+    result is empty ({ }) to indicate that the result of the comparison is unknown." 2026-11-20T10:00
+    against the date 2026-11-20 is therefore neither >= nor <; fhirpathpy 2.2 answers true here (it
+    reads the date as a dateTime at midnight), so this case is checked on its own."""
+    later = compile_record_expression("%obs.where(effective.ofType(dateTime) >= %today - 3 days).id", {"obs", "today"},
+                                      {})
+    earlier = compile_record_expression("%obs.where(effective.ofType(dateTime) < %today - 3 days).id",
+                                        {"obs", "today"}, {})
+    env = {"obs": OBS, "today": TODAY}
+    assert later([{}], env) == [] and earlier([{}], env) == ["a"]
+
+
+@pytest.mark.parametrize("expression", [
+    "%obs.id.substring(1)",  # a function outside the subset
+    "%undeclared.exists()",  # a variable that is neither data, built-in nor an earlier fact
+    "%obs.where(value.value > 3 'mg')",  # a quantity that is not a calendar duration
+    "%obs.id * 2",
+])
+def test_outside_the_subset_is_refused_at_compile_time(expression: str) -> None:
+    with pytest.raises(Unsupported):
+        compile_record_expression(expression, {"obs"}, {})
