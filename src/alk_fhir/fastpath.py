@@ -9,7 +9,8 @@ tree, into Python closures (about 1 µs), and answers ``None`` for anything else
 date/quantity comparison, unknown functions, navigation whose type it cannot tell), which then
 goes to fhirpathpy unchanged. The guideline's PlanDefinition conditions (``%persistentAlk and
 %hasCaseCoordinator.not()``) use the same subset over typed ``%variables`` (the facts the Library
-declares), so ``$apply`` evaluates them here too.
+declares), so ``$apply`` evaluates them here too. The facts themselves, FHIRPath over records whose
+types vary, are compiled by ``alk_fhir.recordpath`` (which shares this module's parser and values).
 
 Semantics follow FHIRPath N1 (http://hl7.org/fhirpath/N1): collections in and out, empty
 propagation for operators, three-valued ``and/or/xor/implies``, singleton evaluation of
@@ -203,8 +204,6 @@ def string_test(name: str, items: list[Any], arg: list[Any]) -> bool | None:
 
 
 class _Compiler:
-    typed = True  # static FHIR types decide what compiles (invariants); record expressions decide at run time
-
     def __init__(self, resource_type: str | None, variables: dict[str, str]) -> None:
         self.resource_type = resource_type
         self.variables = variables
@@ -458,7 +457,7 @@ class _Compiler:
         left, lt = self.expr(node["children"][0], scope)
         right, rt = self.expr(node["children"][1], scope)
         for t in (lt, rt):
-            if self.typed and (t is None or t in _TEMPORAL or t in _QUANTITIES):
+            if t is None or t in _TEMPORAL or t in _QUANTITIES:
                 raise Unsupported(f"membership on {t}")
         item_fn, coll_fn = (left, right) if op == "in" else (right, left)
 

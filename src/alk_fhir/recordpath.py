@@ -302,14 +302,12 @@ def _type_specifier(node: dict[str, Any]) -> str:
 
 
 def _member_chain(node: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """``x.a.b.c`` as (x, [a, b, c]): a path navigated in one closure instead of one per step."""
+    """``x.a.b.c`` as (x, [a, b, c]): a path navigated by one call instead of one per step."""
     names: list[str] = []
     while node.get("type") == "InvocationExpression" and node["children"][1]["type"] == "MemberInvocation":
         names.append(_identifier(node["children"][1]["children"][0]))
         node = node["children"][0]
     return node, names[::-1]
-
-
 
 
 # ---- helpers the generated code calls ----------------------------------------------------------
