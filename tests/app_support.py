@@ -170,11 +170,18 @@ class AppPage:
         self.ready()
 
     def pick(self, field_id: str, text: str) -> None:
-        """Choose an answer in an LHC-Forms answer list (type, then click the match)."""
+        """Choose an answer in an LHC-Forms answer list (type, then click the match), and wait until the
+        renderer has taken it: the list closes and the field shows the choice. (A step taken before that,
+        such as switching the language, would otherwise read the form without the answer.)"""
         field = self.page.locator(f'[id="{field_id}"]')
         field.click()
         field.fill(text)
         self.page.locator("#lhc-tools-searchResults li", has_text=text).first.click()
+        self.page.locator("#lhc-tools-searchResults").wait_for(state="hidden", timeout=10_000)
+        for _ in range(100):  # (wait_for_function evaluates a string: the app's CSP forbids that)
+            if field.input_value() == text:
+                break
+            self.page.wait_for_timeout(50)
 
     def fill(self, field_id: str, text: str) -> None:
         self.page.locator(f'[id="{field_id}"]').fill(text)

@@ -246,7 +246,9 @@ function markPrefilled(state) {
       const elementId = item.id.slice(5);
       const link = elementId.split("/")[0];
       const badgeId = `from-record-${elementId}`;
-      const existing = document.getElementById(badgeId);
+      // this form's badge only: a form being replaced (language switch) has badges of the same ids, and
+      // two forms taking one badge from each other would never stop
+      const existing = state.container.querySelector(`[id="${CSS.escape(badgeId)}"]`);
       const wanted = state.prefilled.has(link) && !state.touched.has(link);
       if (!wanted) {
         existing?.remove();
@@ -266,6 +268,10 @@ function markPrefilled(state) {
   };
   let queued = false;
   const observer = new MutationObserver(() => {
+    if (!state.container.isConnected) {  // the form was closed or replaced: nothing left to mark
+      observer.disconnect();
+      return;
+    }
     if (queued) return;
     queued = true;
     queueMicrotask(() => { queued = false; decorate(); });
