@@ -105,27 +105,49 @@ def _resolve(items: list[Any], args: list[list[Any]], env: dict[str, Any]) -> li
     return out
 
 
-def _codings(item: Any) -> list[JSON]:
-    if not isinstance(item, dict):
-        return []
-    if "coding" in item:
-        return [c for c in item["coding"] if isinstance(c, dict)] if isinstance(item["coding"], list) else []
-    return [item] if "code" in item else []
+def _is_member(term: Terminology, url: str, items: list[Any],
+               known: dict[tuple[str, str], bool] | None = None) -> bool | None:
+    """``memberOf(url)`` of Codings and CodeableConcepts (empty input: empty); ``known`` remembers the
+    answer per coding."""
+    if not items:
+        return None
+    for item in items:
+        if type(item) is not dict:
+            continue
+        codings: Any = item.get("coding") if "coding" in item else (item,) if "code" in item else ()
+        for c in codings if type(codings) in (list, tuple) else ():
+            if type(c) is not dict:
+                continue
+            system, code = c.get("system"), c.get("code")
+            if type(system) is not str or type(code) is not str:
+                continue
+            found = known.get((system, code)) if known is not None else None
+            if found is None:
+                found = term.member(url, system, code)
+                if known is not None and len(known) < 100_000:
+                    known[(system, code)] = found
+            if found:
+                return True
+    return False
+
+
+def _names_in(term: Terminology, url: str, items: list[Any]) -> bool | None:
+    """``namesMemberOf(url)``: whether a string names a concept of the ValueSet (empty input: empty)."""
+    if not items:
+        return None
+    return any(type(s) is str and term.names_in(url, s) for s in items)
 
 
 def _member_of(items: list[Any], args: list[list[Any]], env: dict[str, Any]) -> list[Any]:
     if not items or not args or len(args[0]) != 1:
         return []
-    url, term = str(args[0][0]), env[_TERM]
-    return [any(term.member(url, c.get("system"), c.get("code")) for i in items for c in _codings(i)
-                if isinstance(c.get("system"), str) and isinstance(c.get("code"), str))]
+    return [_is_member(env[_TERM], str(args[0][0]), items)]
 
 
 def _names_member_of(items: list[Any], args: list[list[Any]], env: dict[str, Any]) -> list[Any]:
     if not items or not args or len(args[0]) != 1:
         return []
-    url, term = str(args[0][0]), env[_TERM]
-    return [any(isinstance(s, str) and term.names_in(url, s) for s in items)]
+    return [_names_in(env[_TERM], str(args[0][0]), items)]
 
 
 HOST_FUNCTIONS: dict[str, recordpath.HostFunction] = {
@@ -133,44 +155,16 @@ HOST_FUNCTIONS: dict[str, recordpath.HostFunction] = {
 
 
 def _predicates(term: Terminology) -> dict[str, recordpath.HostPredicate]:
-    """``memberOf('…')`` and ``namesMemberOf('…')`` specialised for their ValueSet, with the
-    answers per coding or name remembered for the package's lifetime (records repeat their codes)."""
+    """``memberOf('…')`` and ``namesMemberOf('…')`` specialised for their ValueSet, with the answers
+    per coding remembered for the package's lifetime (records repeat their codes)."""
     def member_of(args: tuple[str, ...]) -> Callable[[list[Any]], bool | None]:
         (url,) = args
         known: dict[tuple[str, str], bool] = {}
-
-        def test(items: list[Any]) -> bool | None:
-            if not items:
-                return None
-            for item in items:
-                if type(item) is not dict:
-                    continue
-                codings: Any = item.get("coding") if "coding" in item else (item,) if "code" in item else ()
-                for c in codings if type(codings) in (list, tuple) else ():
-                    if type(c) is not dict:
-                        continue
-                    system, code = c.get("system"), c.get("code")
-                    if type(system) is not str or type(code) is not str:
-                        continue
-                    key = (system, code)
-                    found = known.get(key)
-                    if found is None:
-                        found = term.member(url, system, code)
-                        if len(known) < 100_000:
-                            known[key] = found
-                    if found:
-                        return True
-            return False
-        return test
+        return lambda items: _is_member(term, url, items, known)
 
     def names_member_of(args: tuple[str, ...]) -> Callable[[list[Any]], bool | None]:
         (url,) = args
-
-        def test(items: list[Any]) -> bool | None:
-            if not items:
-                return None
-            return any(type(s) is str and term.names_in(url, s) for s in items)
-        return test
+        return lambda items: _names_in(term, url, items)
     return {"memberOf": member_of, "namesMemberOf": names_member_of}
 
 
