@@ -181,16 +181,9 @@ def _choice_value(item: dict[str, Any], name: str) -> Any:
 
 
 def _dyn_navigate(items: list[Any], name: str) -> list[Any]:
+    if len(items) == 1:  # the common case inside where()/select()
+        return _nav1(items[0], name)
     choice = name in _CHOICE_KEYS
-    if len(items) == 1 and type(items[0]) is dict:  # the common case inside where()/select()
-        value = items[0].get(name)
-        if value is None:
-            if not choice:
-                return []
-            value = _choice_value(items[0], name)
-            if value is None:
-                return []
-        return [v for v in value if v is not None] if type(value) is list else [value]
     out: list[Any] = []
     for item in items:
         if type(item) is not dict:
@@ -354,12 +347,7 @@ def _path1(item: Any, names: tuple[str, ...]) -> list[Any]:
             break
     else:
         return [value]
-    items = _nav1(item, names[0])
-    for name in names[1:]:
-        if not items:
-            return items
-        items = _dyn_navigate(items, name)
-    return items
+    return _path(_nav1(item, names[0]), names[1:])
 
 
 def _tl(t: bool | None) -> list[Any]:

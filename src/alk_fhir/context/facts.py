@@ -105,10 +105,9 @@ def _resolve(items: list[Any], args: list[list[Any]], env: dict[str, Any]) -> li
     return out
 
 
-def _is_member(term: Terminology, url: str, items: list[Any],
-               known: dict[tuple[str, str], bool] | None = None) -> bool | None:
-    """``memberOf(url)`` of Codings and CodeableConcepts (empty input: empty); ``known`` remembers the
-    answer per coding."""
+def _is_member(term: Terminology, url: str, items: list[Any]) -> bool | None:
+    """``memberOf(url)`` of Codings and CodeableConcepts (empty input: empty); the terminology
+    remembers each answer."""
     if not items:
         return None
     for item in items:
@@ -121,12 +120,7 @@ def _is_member(term: Terminology, url: str, items: list[Any],
             system, code = c.get("system"), c.get("code")
             if type(system) is not str or type(code) is not str:
                 continue
-            found = known.get((system, code)) if known is not None else None
-            if found is None:
-                found = term.member(url, system, code)
-                if known is not None and len(known) < 100_000:
-                    known[(system, code)] = found
-            if found:
+            if term.member(url, system, code):
                 return True
     return False
 
@@ -155,12 +149,11 @@ HOST_FUNCTIONS: dict[str, recordpath.HostFunction] = {
 
 
 def _predicates(term: Terminology) -> dict[str, recordpath.HostPredicate]:
-    """``memberOf('…')`` and ``namesMemberOf('…')`` specialised for their ValueSet, with the answers
-    per coding remembered for the package's lifetime (records repeat their codes)."""
+    """``memberOf('…')`` and ``namesMemberOf('…')`` bound to their ValueSet at compile time, answering
+    true/false/empty directly (no argument lists built per call)."""
     def member_of(args: tuple[str, ...]) -> Callable[[list[Any]], bool | None]:
         (url,) = args
-        known: dict[tuple[str, str], bool] = {}
-        return lambda items: _is_member(term, url, items, known)
+        return lambda items: _is_member(term, url, items)
 
     def names_member_of(args: tuple[str, ...]) -> Callable[[list[Any]], bool | None]:
         (url,) = args
