@@ -54,6 +54,8 @@ def _env_json(name: str) -> dict[str, str]:
 @dataclass(frozen=True)
 class Settings:
     base_url: str = "http://127.0.0.1:8080"
+    # ALK_FHIR_DEMO=1 (``alk-fhir serve --demo``, on in ``make serve``): the demo EHR under /demo
+    demo: bool = False
     database_url: str = "sqlite:///" + str(REPO_ROOT / "var" / "alk-fhir.sqlite3")
     package_dir: Path = REPO_ROOT / "profiles"
     # ALK_FHIR_CONCEPTMAPS: FHIR ConceptMap JSON files the installation supplies (separated by the OS path
@@ -99,6 +101,7 @@ class Settings:
         return cls(
             base_url=_env("ALK_FHIR_BASE_URL", cls.base_url).rstrip("/"),
             database_url=_env("ALK_FHIR_DATABASE_URL", cls.database_url),
+            demo=_env("ALK_FHIR_DEMO", "").strip().lower() in ("1", "true", "yes", "on"),
             package_dir=Path(_env("ALK_FHIR_PACKAGE_DIR", str(REPO_ROOT / "profiles"))),
             conceptmaps=tuple(Path(p) for p in _env("ALK_FHIR_CONCEPTMAPS", "").split(os.pathsep) if p.strip()),
             package_cache=Path(_env("ALK_FHIR_PACKAGE_CACHE", str(Path.home() / ".fhir" / "packages"))),

@@ -40,6 +40,7 @@ from alk_fhir.apply import load_engine
 from alk_fhir.auth import CdsClientAuth, install_auth_state, smart_routes
 from alk_fhir.cds.routes import router as cds_router
 from alk_fhir.config import Settings
+from alk_fhir.demo import demo_settings, install_demo
 from alk_fhir.knowledge import Package, load_package
 from alk_fhir.store import StoreAuditSink, StoreJtiCache, open_store
 
@@ -49,12 +50,15 @@ log = logging.getLogger("alk_fhir")
 @asynccontextmanager
 async def _store_backed_auth(app: FastAPI) -> AsyncIterator[None]:
     """At start-up (before the routers' own start-up): replay protection and audit in the database."""
-    install_auth_state(app, replay=StoreJtiCache(app.state.store), audit=StoreAuditSink(app.state.store))
+    extra: dict[str, Any] = {"fetcher": app.state.demo.fetcher()} if app.state.settings.demo else {}
+    install_auth_state(app, replay=StoreJtiCache(app.state.store), audit=StoreAuditSink(app.state.store), **extra)
     yield
 
 
 def create_app(settings: Settings | None = None, package: Package | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
+    if settings.demo:
+        settings = demo_settings(settings)  # the demo EHR is a trusted CDS client of this instance
     pkg = package or load_package(settings.package_dir, settings.conceptmaps)
     app = FastAPI(
         title="alk-fhir",
@@ -102,6 +106,8 @@ def create_app(settings: Settings | None = None, package: Package | None = None)
     app.include_router(report_routes.install(app))  # learning loop: shown cards recorded, feedback report
     app.include_router(cds_router, dependencies=[Depends(CdsClientAuth())])  # every CDS call: client JWT
     app.include_router(app_routes.router)
+    if settings.demo:
+        install_demo(app)  # /demo: example patients, SMART launch, an EHR-style CDS view (nothing when off)
     app.include_router(knowledge_routes.router)
     return app
 
