@@ -16,11 +16,14 @@ from alk_fhir.store.db import InvalidRecord, StoreError, current_revision, head_
 from alk_fhir.store.documents import PutResult, StoredDocument, content_hash, logical_id
 from alk_fhir.store.facade import Store, StoreAuditSink, StoreJtiCache, open_store
 from alk_fhir.store.feedback import FeedbackRecord
+from alk_fhir.store.retention import PurgeResult, Retention
 
 __all__ = [
     "FeedbackRecord",
     "InvalidRecord",
+    "PurgeResult",
     "PutResult",
+    "Retention",
     "Store",
     "StoreAuditSink",
     "StoreError",
