@@ -100,10 +100,12 @@ def export(out_dir: Path, fmt: str, k: int, allow_small_k: bool, force: bool, do
             store.close()
     account = result.account()
     skipped = ", ".join(f"{n} {reason}" for reason, n in account["skippedVersions"].items()) or "none"
+    generalised = ", ".join(f"{column} {n}" for column, n in account["generalisedCells"].items()) or "none"
     suppressed = ", ".join(f"{column} {n}" for column, n in account["suppressedCells"].items()) or "none"
+    dropped = ", ".join(f"{n} {reason}" for reason, n in account["droppedCodes"].items()) or "none"
     click.echo(f"{result.data_file}: {account['rowsOut']} rows, {account['patientsOut']} patients (k={k}); "
-               f"cells suppressed: {suppressed}; rows dropped: {account['droppedRows']}; "
-               f"versions skipped: {skipped}", err=True)
+               f"cells generalised: {generalised}; cells suppressed: {suppressed}; rows dropped: "
+               f"{account['droppedRows']}; versions skipped: {skipped}; codes dropped: {dropped}", err=True)
 
 
 @register.command()
