@@ -42,6 +42,7 @@ from alk_fhir.store.learning import FeedbackFact, ShownCount
 from alk_fhir.validation import Validator, build_validator
 from fixtures.overview.kit import BSN, GP_ORG, PATIENT_BSN, T1, T2
 from test_register import KEY, identifying_document, output_text
+from test_store import database_url  # noqa: F401 (the fixture: SQLite, and PostgreSQL when configured)
 
 NAME = "Jan Pietersen"
 PLANTED_BSN = "123456782"
@@ -317,9 +318,8 @@ def test_free_text_only_with_a_retention_and_purged_after_it(tmp_path: Path) -> 
     assert leaked(database_text(path)) == []
 
 
-def test_purge_removes_old_feedback_shown_cards_and_superseded_versions(tmp_path: Path) -> None:
-    path = tmp_path / "store.sqlite3"
-    store = open_store(f"sqlite:///{path}", Retention(feedback_days=30, shown_months=2, version_days=10))
+def test_purge_removes_old_feedback_shown_cards_and_superseded_versions(database_url: str) -> None:  # noqa: F811
+    store = open_store(database_url, Retention(feedback_days=30, shown_months=2, version_days=10))
     try:
         def put(timestamp: str) -> Any:
             doc = identifying_document(timestamp)
