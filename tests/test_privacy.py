@@ -134,6 +134,22 @@ def test_a_partner_cannot_store_a_document_with_a_name_in_a_code(tmp_path: Path)
         assert list(env.store.document_versions()) == []
 
 
+def test_the_store_refuses_a_document_with_a_name_in_a_code(database_url: str) -> None:  # noqa: F811
+    from alk_fhir.store import InvalidRecord
+
+    doc = planted_document()
+    ident = doc["identifier"]
+    store = open_store(database_url)
+    try:
+        with pytest.raises(InvalidRecord, match="syntax") as refused:
+            store.put_document(doc, identifier=(ident["system"], ident["value"]), author_org=GP_ORG,
+                               recipients=[], patient_identifiers=[f"{BSN}|{PATIENT_BSN}"])
+        assert leaked(str(refused.value)) == []  # the refusal does not repeat the text either
+        assert list(store.document_versions()) == []
+    finally:
+        store.close()
+
+
 # --- 3: k per patient, across linked rows -----------------------------------------------------------
 
 def test_linked_rows_cannot_single_out_a_patient() -> None:

@@ -7,18 +7,9 @@ prefix: in both code systems a concept's code begins with the code of every ance
 (N02AA01 is-a N02AA is-a N02A; F45.0 is-a F45), so the prefix *is* the hierarchy. ICPC-1-NL is the
 same: NHG sub-codes extend their rubric after a dot (P75.01 is-a P75), under its URI and its OID.
 
-Codes are codes: a prefix only answers for a code of its system's syntax (:data:`CODE_SYNTAX`), so
-``K58 Jan Pietersen 123456782`` is no member of a ValueSet that includes ``is-a K58``. The syntax is
-the code system's published structure: ICD-10 (WHO, "ICD-10 Volume 2", §2.4: a letter, two digits,
-optionally a dot and a fourth character; national editions such as ICD-10-NL and ICD-10-CM extend
-the part after the dot to at most four letters or digits), ICPC-1/ICPC-1-NL (WONCA ICPC, NHG Tabel 24:
-one of the 17 chapter letters and a two-digit component, optionally an NHG sub-code of one or two
-digits after a dot) and ATC (WHOCC "Structure and principles": 1, 3, 4, 5 or 7 characters, letter,
-two digits, letter, letter, two digits).
-
-Two more questions the facts ask (Library alk-facts): ``member`` follows ConceptMaps (an
-installation's G-Standaard → ATC table) from a coding to the codes it maps to, and ``names`` gives
-the substance names of a ValueSet's own concepts, for products coded only in the G-Standaard.
+Codes are codes: a prefix only answers for a code of its system's syntax (``codesyntax``: ICD-10,
+ICPC-1-NL, ATC), so ``K58 Jan Pietersen 123456782`` is no member of a ValueSet that includes
+``is-a K58``.
 """
 
 from __future__ import annotations
@@ -29,6 +20,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from alk_fhir.codesyntax import CODE_SYNTAX, valid_code
+
 PREFIX_HIERARCHY_SYSTEMS = frozenset({
     "http://www.whocc.no/atc",
     "http://hl7.org/fhir/sid/icd-10",
@@ -36,24 +29,9 @@ PREFIX_HIERARCHY_SYSTEMS = frozenset({
     "http://hl7.org/fhir/sid/icpc-1-nl",
     "urn:oid:2.16.840.1.113883.2.4.4.31.1",
 })
-_ICD10 = re.compile(r"[A-Z][0-9]{2}(?:\.[0-9A-Z]{1,4})?")
-_ICPC = re.compile(r"[ABDFHKLNPRSTUWXYZ][0-9]{2}(?:\.[0-9]{1,2})?")
-CODE_SYNTAX: dict[str, re.Pattern[str]] = {
-    "http://www.whocc.no/atc": re.compile(r"[A-Z](?:[0-9]{2}(?:[A-Z](?:[A-Z](?:[0-9]{2})?)?)?)?"),
-    "http://hl7.org/fhir/sid/icd-10": _ICD10,
-    "http://hl7.org/fhir/sid/icd-10-nl": _ICD10,
-    "http://hl7.org/fhir/sid/icpc-1-nl": _ICPC,
-    "urn:oid:2.16.840.1.113883.2.4.4.31.1": _ICPC,
-}
+__all__ = ["CODE_SYNTAX", "NotExpandable", "Terminology", "fold", "valid_code"]
 # ConceptMap equivalences under which a target code stands for the source (R4 concept-map-equivalence)
 _MAPPED = frozenset({"relatedto", "equivalent", "equal", "wider", "subsumes", "specializes"})
-
-
-def valid_code(system: str | None, code: str | None) -> bool:
-    """Whether ``code`` has the syntax of ``system`` (:data:`CODE_SYNTAX`); True for systems without a
-    syntax rule here (their codes are checked by enumeration or not at all)."""
-    pattern = CODE_SYNTAX.get(system or "")
-    return pattern is None or (isinstance(code, str) and pattern.fullmatch(code) is not None)
 
 
 class NotExpandable(ValueError):

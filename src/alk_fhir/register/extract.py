@@ -7,7 +7,7 @@ the document's resources on the document's date. A recorded assessment (fact ``r
 an ``alk-assessment`` Observation with a conclusion), when the document carries one, gives the
 criteria and features instead (``criteria_source`` says which). Codes leave only when they are members of the
 package's ValueSets (conditions, treatments, outcomes, care-team roles, profile features) and, in
-the systems with a known syntax (ICD-10, ICPC, ATC: ``valuesets.CODE_SYNTAX``), have that syntax;
+the systems with a known syntax (ICD-10, ICPC, ATC: ``codesyntax.CODE_SYNTAX``), have that syntax;
 guideline sections only when they are codes of the ``alk-guideline`` CodeSystem. So no free text
 can pass as a code: a malformed code or an unknown section is dropped and counted (``dropped``).
 Dates leave only as a month or an age band.
@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from alk_fhir.codesyntax import malformed_codes, valid_code
 from alk_fhir.context import build_context
 from alk_fhir.context.fhirdata import codings
 from alk_fhir.criteria import assess
 from alk_fhir.knowledge import CANONICAL_BASE, CONCEPTS_SYSTEM, GUIDELINE_SYSTEM, Package
-from alk_fhir.knowledge.valuesets import valid_code
 from alk_fhir.register.fields import VS
 from alk_fhir.register.pseudonym import BSN_SYSTEM, document_pseudonym, normalise_bsn, pseudonym
 
@@ -130,16 +130,7 @@ def _member_codes(pkg: Package, valueset: str, concept: Any) -> list[str]:
 def count_malformed(node: Any, dropped: Counter[str]) -> None:
     """Count every Coding in ``node`` whose code breaks its system's syntax: none of them can leave, and
     the suppression account says how many there were."""
-    stack = [node]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            system, code = item.get("system"), item.get("code")
-            if isinstance(system, str) and isinstance(code, str) and not valid_code(system, code):
-                dropped[MALFORMED] += 1
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
+    dropped[MALFORMED] += sum(1 for _ in malformed_codes(node))
 
 
 def _concept_code(pkg: Package, valueset: str, concept: Any) -> str | None:

@@ -3,7 +3,8 @@
 SQLite file by default, PostgreSQL when ``ALK_FHIR_DATABASE_URL`` is a ``postgresql://`` URL
 (psycopg 3; a ``?options=-csearch_path%3Dmyschema`` query selects a schema). ``open_store(url)``
 migrates the database to the newest schema with the Alembic scripts shipped in ``migrations/``.
-Imports nothing else from alk_fhir, so any face can use it.
+Imports nothing else from alk_fhir (but the leaf ``codesyntax``: a document whose codes break their
+system's syntax is refused), so any face can use it.
 
     store = open_store(Settings.from_env().database_url)
     result = store.put_document(bundle, identifier=(system, value),  # the document's Bundle.identifier

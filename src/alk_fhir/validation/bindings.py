@@ -10,7 +10,7 @@ from the core package and are expanded here once, at compile time, when they are
 enumerations of complete core CodeSystems; a ValueSet that cannot be expanded that way (e.g. all
 of BCP-13 MIME types) is not checked and is listed in ``unchecked``. A Coding whose system is one
 of ours or a complete core CodeSystem must name a code that exists in it, and a Coding of ICD-10,
-ICD-10-NL, ICPC-1-NL or ATC must have that system's code syntax (``valuesets.CODE_SYNTAX``): free
+ICD-10-NL, ICPC-1-NL or ATC must have that system's code syntax (``codesyntax.CODE_SYNTAX``): free
 text in a code is an error whatever the binding strength, since whatever reads codes (the register,
 the facts) must be able to trust that a code is one.
 """
@@ -20,7 +20,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from alk_fhir.knowledge.valuesets import CODE_SYNTAX, Terminology, valid_code
+from alk_fhir.codesyntax import CODE_SYNTAX, valid_code
+from alk_fhir.knowledge.valuesets import Terminology
 from alk_fhir.validation.defs import Definitions
 from alk_fhir.validation.invariants import ValueCheck
 from alk_fhir.validation.run import Run
