@@ -132,6 +132,7 @@ def test_a_partner_cannot_store_a_document_with_a_name_in_a_code(tmp_path: Path)
         response = post(env, doc, bearer(env, "gp"))
         assert response.status_code == 422 and "syntax" in response.text
         assert list(env.store.document_versions()) == []
+    assert leaked(database_text(tmp_path / "store.sqlite3")) == []  # nor in the audit of the refusal
 
 
 def test_the_store_refuses_a_document_with_a_name_in_a_code(database_url: str) -> None:  # noqa: F811
@@ -436,3 +437,20 @@ def test_nothing_planted_in_a_cds_call_reaches_the_shown_cards(tmp_path: Path) -
     text = database_text(path)
     assert leaked(text) == [] and body["hookInstance"] not in text
     assert cards[0]["uuid"] in text  # the card and its feedback are linked, by the uuid only
+
+
+def test_the_service_purges_at_start_up(tmp_path: Path) -> None:
+    from alk_fhir.api.app import create_app
+    from alk_fhir.config import Settings
+
+    url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    store = open_store(url)
+    store.save_shown_cards([{"service_id": "s", "card": str(uuid.uuid4()), "section": None, "action_id": None,
+                             "month": month} for month in ("2001-01", f"{datetime.now(UTC):%Y-%m}")])
+    store.close()
+    app = create_app(Settings(database_url=url, cds_auth="off", retention_shown_months=12))
+    try:
+        assert sum(c.count for c in app.state.store.shown_counts()) == 1  # 2001-01 is gone, this month stays
+        assert app.state.store.retention.shown_months == 12
+    finally:
+        app.state.store.close()
