@@ -317,22 +317,23 @@ def test_feedback_keeps_reason_code_and_outcome_only(tmp_path: Path) -> None:
     assert records[3].card == "not-a-uuid"
 
 
-def test_free_text_only_with_a_retention_and_purged_after_it(tmp_path: Path) -> None:
-    path = tmp_path / "store.sqlite3"
-    store = open_store(f"sqlite:///{path}", Retention(comment_days=30))
+def test_free_text_only_with_a_retention_and_purged_after_it(database_url: str) -> None:  # noqa: F811
+    store = open_store(database_url, Retention(comment_days=30))
     try:
-        store.save_feedback_items("alk-patient-view", planted_feedback()[:1])
-        assert f"Patiënt {PLANTED}" in json.dumps(store.list_feedback("alk-patient-view")[0].item,
-                                                  ensure_ascii=False)
+        store.save_feedback_items("alk-patient-view", planted_feedback()[:2])
+        kept = json.dumps([r.item for r in store.list_feedback("alk-patient-view")], ensure_ascii=False)
+        assert f"Patiënt {PLANTED}" in kept and f"https://ehr.example/{PLANTED_BSN}" in kept
         assert store.purge().comments == 0  # within 30 days: kept
         result = store.purge(now=datetime.now(UTC) + timedelta(days=31))
-        assert result.comments == 1
-        (record,) = store.list_feedback("alk-patient-view")
-        assert record.item["overrideReason"] == {"reason": {"system": CONCEPTS_SYSTEM, "code": "override-not-now"},
-                                                 "commented": True}
+        assert result.comments == 2
+        first, second = store.list_feedback("alk-patient-view")
+        assert first.item["overrideReason"] == {"reason": {"system": CONCEPTS_SYSTEM, "code": "override-not-now"},
+                                                "commented": True}
+        assert second.item["overrideReason"] == {"reason": {"code": "other"}}
+        assert leaked(json.dumps([first.item, second.item])) == []
+        assert store.purge(now=datetime.now(UTC) + timedelta(days=32)).comments == 0  # nothing left to strip
     finally:
         store.close()
-    assert leaked(database_text(path)) == []
 
 
 def test_purge_removes_old_feedback_shown_cards_and_superseded_versions(database_url: str) -> None:  # noqa: F811

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
+from typing import cast as typed
 
-from sqlalchemy import CursorResult, Delete, and_, delete, select, update
+from sqlalchemy import CursorResult, Delete, String, and_, cast, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from alk_fhir.store.clock import as_utc, utc_now
@@ -62,7 +63,7 @@ def _month_before(now: datetime, months: int) -> str:
 
 
 def _deleted(session: Session, statement: Delete) -> int:
-    return cast(CursorResult[Any], session.execute(statement)).rowcount or 0
+    return typed(CursorResult[Any], session.execute(statement)).rowcount or 0
 
 
 def purge(session: Session, retention: Retention, *, now: datetime | None = None) -> PurgeResult:
@@ -74,7 +75,10 @@ def purge(session: Session, retention: Retention, *, now: datetime | None = None
         CdsFeedback.received_at < current - timedelta(days=retention.feedback_days)))
     comments = 0
     text_cutoff = current - timedelta(days=retention.comment_days)
-    rows = session.execute(select(CdsFeedback.id, CdsFeedback.item).where(CdsFeedback.received_at <= text_cutoff))
+    as_text = cast(CdsFeedback.item, String)  # json -> text on SQLite and PostgreSQL: only rows with text are read
+    rows = session.execute(select(CdsFeedback.id, CdsFeedback.item).where(
+        CdsFeedback.received_at <= text_cutoff,
+        or_(as_text.contains('"userComment"'), as_text.contains('"reasonAsSent"'))))
     for row_id, item in rows.all():
         if has_text(item):
             session.execute(update(CdsFeedback).where(CdsFeedback.id == row_id).values(item=minimal(item)))
