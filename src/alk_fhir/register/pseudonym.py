@@ -44,7 +44,7 @@ def register_key(environ: dict[str, str] | None = None) -> bytes:
     raw = (os.environ if environ is None else environ).get(KEY_VARIABLE, "").strip()
     if not raw:
         raise RegisterKeyError(f"{KEY_VARIABLE} is not set: the register export pseudonymises with a secret key "
-                               f"the installation sets (e.g. export {KEY_VARIABLE}=$(openssl rand -hex 32)) "
+                               f"the installation sets (export {KEY_VARIABLE}=$(alk-fhir register key)) "
                                "and keeps; nothing was exported")
     if len(raw) < MIN_KEY_LENGTH:
         raise RegisterKeyError(f"{KEY_VARIABLE} is too short ({len(raw)} characters): use at least "
