@@ -336,6 +336,27 @@ def test_free_text_only_with_a_retention_and_purged_after_it(database_url: str) 
         store.close()
 
 
+def test_feedback_stored_verbatim_before_is_reduced_by_the_purge(database_url: str) -> None:  # noqa: F811
+    from alk_fhir.store.db import run_write
+    from alk_fhir.store.models import CdsFeedback
+
+    store = open_store(database_url)
+    try:
+        item = planted_feedback()[0]
+        run_write(store.engine, lambda s: s.add(CdsFeedback(  # as the store kept it before issue 22
+            service_id="alk-patient-view", card=item["card"], outcome="overridden",
+            outcome_timestamp=item["outcomeTimestamp"], item=item,
+            received_at=datetime(2026, 11, 3, 13, 27, 40, tzinfo=UTC))))
+        assert store.purge(now=datetime(2026, 11, 10, tzinfo=UTC)).reduced == 1
+        (record,) = store.list_feedback("alk-patient-view")
+        assert leaked(json.dumps(record.item)) == [] and record.outcome_timestamp == "2026-11-03"
+        assert (record.received_at.hour, record.received_at.minute) == (0, 0)
+        assert record.item["overrideReason"]["commented"] is True
+        assert store.purge(now=datetime(2026, 11, 10, tzinfo=UTC)).reduced == 0
+    finally:
+        store.close()
+
+
 def test_purge_removes_old_feedback_shown_cards_and_superseded_versions(database_url: str) -> None:  # noqa: F811
     store = open_store(database_url, Retention(feedback_days=30, shown_months=2, version_days=10))
     try:

@@ -90,7 +90,7 @@ def day(stamp: str) -> str:
     return parsed.date().isoformat()
 
 
-def _start_of_day(when: datetime) -> datetime:
+def start_of_day(when: datetime) -> datetime:
     return as_utc(when).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
@@ -144,7 +144,7 @@ def save_feedback(session: Session, service_id: str, item: dict[str, Any], *,
     kept = minimal(item, keep_text=keep_text)
     row = CdsFeedback(
         service_id=service_id, card=kept["card"], outcome=kept["outcome"],
-        outcome_timestamp=kept["outcomeTimestamp"], item=kept, received_at=_start_of_day(now or utc_now()),
+        outcome_timestamp=kept["outcomeTimestamp"], item=kept, received_at=start_of_day(now or utc_now()),
     )
     session.add(row)
     session.flush()

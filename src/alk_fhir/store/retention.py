@@ -25,10 +25,11 @@ from datetime import datetime, timedelta
 from typing import Any
 from typing import cast as typed
 
-from sqlalchemy import CursorResult, Delete, String, and_, cast, delete, or_, select, update
+from sqlalchemy import CursorResult, Delete, String, and_, cast, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from alk_fhir.store.clock import as_utc, utc_now
+from alk_fhir.store.feedback import has_text, minimal, start_of_day
 from alk_fhir.store.models import CdsCardShown, CdsFeedback, Document, DocumentOrg, DocumentPatient, DocumentVersion
 
 
@@ -48,6 +49,7 @@ class Retention:
 @dataclass(frozen=True)
 class PurgeResult:
     feedback: int = 0  # entries deleted
+    reduced: int = 0  # entries stored verbatim before issue 22, now reduced to what is kept
     comments: int = 0  # entries whose free text was removed
     shown: int = 0  # shown-card rows deleted
     versions: int = 0  # superseded document versions deleted
@@ -67,14 +69,22 @@ def _deleted(session: Session, statement: Delete) -> int:
 
 
 def purge(session: Session, retention: Retention, *, now: datetime | None = None) -> PurgeResult:
-    """Delete what the retention no longer allows; strip free text older than ``comment_days``."""
-    from alk_fhir.store.feedback import has_text, minimal
-
+    """Delete what the retention no longer allows; reduce feedback stored before issue 22 (verbatim,
+    exact times) as new feedback is; strip free text older than ``comment_days``."""
     current = as_utc(now or utc_now())
     feedback = _deleted(session, delete(CdsFeedback).where(
         CdsFeedback.received_at < current - timedelta(days=retention.feedback_days)))
-    comments = 0
     text_cutoff = current - timedelta(days=retention.comment_days)
+    reduced = 0
+    legacy = select(CdsFeedback.id, CdsFeedback.item, CdsFeedback.received_at).where(
+        func.length(CdsFeedback.outcome_timestamp) > len("YYYY-MM-DD"))
+    for row_id, item, received in session.execute(legacy).all():
+        kept = minimal(item, keep_text=retention.comment_days > 0 and as_utc(received) > text_cutoff)
+        session.execute(update(CdsFeedback).where(CdsFeedback.id == row_id).values(
+            item=kept, card=kept["card"], outcome_timestamp=kept["outcomeTimestamp"],
+            received_at=start_of_day(received)))
+        reduced += 1
+    comments = 0
     as_text = cast(CdsFeedback.item, String)  # json -> text on SQLite and PostgreSQL: only rows with text are read
     rows = session.execute(select(CdsFeedback.id, CdsFeedback.item).where(
         CdsFeedback.received_at <= text_cutoff,
@@ -94,4 +104,4 @@ def purge(session: Session, retention: Retention, *, now: datetime | None = None
         session.execute(delete(DocumentOrg).where(DocumentOrg.version_pk.in_(chunk)))
         session.execute(delete(DocumentPatient).where(DocumentPatient.version_pk.in_(chunk)))
         session.execute(delete(DocumentVersion).where(DocumentVersion.pk.in_(chunk)))
-    return PurgeResult(feedback=feedback, comments=comments, shown=shown, versions=len(old))
+    return PurgeResult(feedback=feedback, reduced=reduced, comments=comments, shown=shown, versions=len(old))
