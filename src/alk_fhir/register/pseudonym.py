@@ -40,7 +40,7 @@ class RegisterKeyError(ValueError):
 
 
 def register_key(environ: dict[str, str] | None = None) -> bytes:
-    """The key from ``ALK_FHIR_REGISTER_KEY``; RegisterKeyError when it is unset or too short."""
+    """The key from ``ALK_FHIR_REGISTER_KEY``; RegisterKeyError when it is unset, too short or guessable."""
     raw = (os.environ if environ is None else environ).get(KEY_VARIABLE, "").strip()
     if not raw:
         raise RegisterKeyError(f"{KEY_VARIABLE} is not set: the register export pseudonymises with a secret key "
