@@ -22,7 +22,7 @@ def apply(bundle: Path, plan: str | None, today: str | None, practitioner: str |
     """Run PlanDefinition/$apply on a patient Bundle and print the resulting collection Bundle."""
     from alk_fhir.apply import NoSubject, load_engine, pinned_day, run
     from alk_fhir.apply.engine import DEFAULT_PLAN
-    from alk_fhir.context.facts import facts_as_json
+    from alk_fhir.context.facts import compile_facts, facts_as_json, unread_types
     from alk_fhir.knowledge import BrokenPackage, load_package
 
     try:
@@ -50,6 +50,8 @@ def apply(bundle: Path, plan: str | None, today: str | None, practitioner: str |
     except NoSubject as exc:
         raise click.ClickException(f"{bundle}: {exc} (add the Patient resource to the Bundle)") from exc
     if explain:
+        unread = unread_types(data, compile_facts(engine.package))
         click.echo(json.dumps({"facts": facts_as_json(result.context.facts), "trace": result.trace,
-                               "issues": result.context.issues}, indent=2, ensure_ascii=False), err=True)
+                               "issues": result.context.issues, "unread": unread}, indent=2, ensure_ascii=False),
+                   err=True)
     sys.stdout.write(json.dumps(result.as_bundle(), indent=2, ensure_ascii=False) + "\n")

@@ -35,6 +35,8 @@ RISK_FLAGS = (("opioids", "alk-opioids"), ("benzodiazepines", "alk-benzodiazepin
               ("gabapentinoids", "alk-gabapentinoids"))
 # zib MedicationUse2 (mp-MedicationUse2, Nictiz MP9): the prescriber; informationSource is who told us
 PRESCRIBER_EXT = "http://nictiz.nl/fhir/StructureDefinition/ext-MedicationUse2.Prescriber"
+# MP9 3.0 period of use on agreements and medication use (mp-MedicationAgreement, mp-MedicationUse2)
+PERIOD_EXT = "http://nictiz.nl/fhir/StructureDefinition/ext-TimeInterval.Period"
 
 # Which answers of which questionnaire a section shows (None: all of them).
 SECTION_ANSWERS: dict[str, dict[str, frozenset[str] | None]] = {
@@ -152,15 +154,25 @@ def medication_name(ctx: PatientContext, res: JSON) -> str:
     return concept_text(concept) + code_label(concept, ATC, "ATC")
 
 
-def medication_start(res: JSON) -> str:
+def medication_started(res: JSON) -> str:
+    """When use began, as recorded ("Sinds"): the MP9 3.0 period of use (ext-TimeInterval.Period, on
+    agreements and medication use), else the statement's effective[x], else when it was prescribed."""
+    for ext in res.get("extension") or []:
+        if isinstance(ext, dict) and ext.get("url") == PERIOD_EXT and (ext.get("valuePeriod") or {}).get("start"):
+            return str(ext["valuePeriod"]["start"])
     period = res.get("effectivePeriod")
     if isinstance(period, dict) and period.get("start"):
-        return nl_date(period["start"])
+        return str(period["start"])
     for key in ("effectiveDateTime", "authoredOn"):
         if res.get(key):
-            return nl_date(res[key])
+            return str(res[key])
     validity = (res.get("dispenseRequest") or {}).get("validityPeriod") or {}
-    return nl_date(validity.get("start"))
+    return str(validity.get("start") or "")
+
+
+def medication_start(res: JSON) -> str:
+    started = medication_started(res)
+    return nl_date(started) if started else ""
 
 
 def medication_prescriber(ctx: PatientContext, res: JSON) -> str:
@@ -419,12 +431,12 @@ def section_items(key: str, entries: Iterable[JSON], ctx: PatientContext, pkg: P
             out.items.append(_consultation(ctx, res, pkg))
         else:
             out.items.append(_other(res, pkg))
-    if key == "medication":
-        count = sum(1 for i in out.items if i.kind == "medication")
+    if key == "medication":  # the counts are the facts of Library alk-facts, never counted again here
+        count = ctx.facts.get("activeMedicationCount")
         if ctx.facts.get("polypharmacy") is True:  # Library alk-facts decides, with its threshold
             out.notes.append(f"Polyfarmacie: {count} middelen in gebruik. Saneer stapsgewijs, één middel "
                              "tegelijk (Handreiking §2.2).")
-        risky = sum(1 for i in out.items if i.flags)
+        risky = ctx.facts.get("riskMedicationCount") or 0
         if risky:
             out.notes.append(f"Risicomedicatie: {risky} {'middel' if risky == 1 else 'middelen'} "
                              "(opioïden, benzodiazepinen of gabapentinoïden; Handreiking §2.2).")
