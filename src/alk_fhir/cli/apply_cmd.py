@@ -17,7 +17,8 @@ from alk_fhir.config import Settings
 @click.option("--plan", default=None, help="PlanDefinition canonical (default: the guideline's plan)")
 @click.option("--date", "today", default=None, help="pin 'today' (YYYY-MM-DD) for reproducible output")
 @click.option("--practitioner", default=None, help="reference of the user, e.g. Practitioner/123")
-@click.option("--explain", is_flag=True, help="print the facts and each condition's result to stderr")
+@click.option("--explain", is_flag=True,
+              help="print the facts, each condition's result and the resource types no fact reads to stderr")
 def apply(bundle: Path, plan: str | None, today: str | None, practitioner: str | None, explain: bool) -> None:
     """Run PlanDefinition/$apply on a patient Bundle and print the resulting collection Bundle."""
     from alk_fhir.apply import NoSubject, load_engine, pinned_day, run
