@@ -60,6 +60,7 @@ def test_the_demo_lists_every_example_patient_and_links_the_app_and_the_cards(de
     for pid in ids:
         assert f'href="/demo/launch/{pid}"' in page and f'href="/demo/cds/{pid}?lang=nl"' in page
     assert "Open in de app" in page and 'lang="nl"' in page
+    assert "Voorbeelddossier" not in page, "every example patient has its own sentence (demo/web/patients.json)"
     english = demo.get("/demo/?lang=en").text
     assert "Open in the app" in english and "Show the CDS cards" in english
 
