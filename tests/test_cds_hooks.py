@@ -59,7 +59,7 @@ EXPECTED: dict[str, list[tuple[str, str, int]]] = {
 }
 # The resource types each card's suggestion creates, per patient-view example (dependencies first).
 CREATED = {
-    "patient-view-criterion1-failed-cbt-physio": [["Task"], ["CareTeam", "Task"], ["CarePlan"]],
+    "patient-view-criterion1-failed-cbt-physio": [["Task"], ["Task"], ["CarePlan"]],
     "patient-view-bedridden-tube-feeding": [["Task"], ["ServiceRequest"], ["CarePlan"], ["Task"], ["ServiceRequest"]],
 }
 
@@ -132,24 +132,20 @@ def test_every_suggested_resource_passes_our_profiles(app_client: TestClient, va
                 assert problems == [], (card["summary"], resource["resourceType"], problems)
 
 
-def test_coordinator_suggestion_creates_care_team_with_the_user_and_a_task_focused_on_it(
+def test_coordinator_suggestion_is_one_task_to_appoint_one_not_a_care_team_naming_the_user(
         app_client: TestClient) -> None:
+    """Issue 21: one suggestion per intent. Appointing a coordinator is the clinician's decision with the
+    patient (H §3.1): the card proposes a draft Task to do so, never a CareTeam naming the launching user."""
     cards = call(app_client, "patient-view-criterion1-failed-cbt-physio")["cards"]
     card = next(c for c in cards if c["source"]["topic"]["code"] == "3.1")
-    team, task = (a["resource"] for a in card["suggestions"][0]["actions"])
-    assert team["participant"][0]["member"]["reference"] == "Practitioner/prac-gp-jansen"
-    assert team["status"] == "proposed"
-    assert any(c["system"] == CONCEPTS_SYSTEM and c["code"] == "case-coordinator"
-               for r in team["participant"][0]["role"] for c in r["coding"])
-    assert task["focus"] == {"reference": f"CareTeam/{team['id']}"}
+    [suggestion] = card["suggestions"]
+    [action] = suggestion["actions"]
+    task = action["resource"]
+    assert task["resourceType"] == "Task" and task["status"] == "draft" and task["intent"] == "proposal"
+    assert any(c["system"] == CONCEPTS_SYSTEM and c["code"] == "case-coordinator" for c in task["code"]["coding"])
     assert task["for"] == {"reference": "Patient/pat-anna"}
-
-
-def test_user_prefetch_names_the_user(app_client: TestClient) -> None:
-    cards = call(app_client, "patient-view-criterion1-failed-cbt-physio")["cards"]
-    card = next(c for c in cards if c["source"]["topic"]["code"] == "3.1")
-    team = card["suggestions"][0]["actions"][0]["resource"]
-    assert team["participant"][0]["member"]["display"] == "Marieke Jansen"
+    assert "focus" not in task
+    assert "CareTeam" not in json.dumps(card["suggestions"])
 
 
 def test_english_on_request(app_client: TestClient) -> None:
