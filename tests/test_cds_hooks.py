@@ -194,12 +194,17 @@ def test_order_select_looks_at_the_selected_orders_only(app_client: TestClient) 
     body["context"]["selections"] = ["MedicationRequest/draft-1"]  # paracetamol
     cards = app_client.post("/cds-services/alk-order-select", json=body).json()["cards"]
     assert [(c["source"]["topic"]["code"], c["indicator"]) for c in cards] == [("2.2", "info")]  # polypharmacy
-    assert "Risicomedicatie" not in cards[0]["detail"]
+    # issue 21: the summary names the drug ordered and the count behind the polypharmacy
+    assert cards[0]["summary"] == "Paracetamol 1000 mg 3dd erbij bij 12 middelen: polyfarmacie"
+    assert "risicomedicatie" not in cards[0]["detail"].lower()
     body["context"]["selections"] = ["MedicationRequest/draft-2"]  # oxycodone
     cards = app_client.post("/cds-services/alk-order-select", json=body).json()["cards"]
     # the risk step is advice in the group's card (routine: the seed carries no urgency, issue 11)
     assert [(c["source"]["topic"]["code"], c["indicator"]) for c in cards] == [("2.2", "info"), ("2.2", "info")]
-    assert "Risicomedicatie bij ALK" in cards[0]["detail"]
+    assert cards[0]["summary"] == "Oxycodon 5 mg 4dd zo nodig: risicomedicatie bij hardnekkige ALK (afhankelijkheid)"
+    assert cards[1]["summary"] == "Oxycodon 5 mg 4dd zo nodig erbij bij 12 middelen: polyfarmacie"
+    assert all(len(c["summary"]) < 140 for c in cards)
+    assert "**Aanleiding:** Actieve geneesmiddelen: 12 (" in cards[1]["detail"]  # the count and the drugs
 
 
 def test_order_select_with_an_opioid_referenced_by_medication(app_client: TestClient) -> None:
@@ -214,7 +219,7 @@ def test_order_select_with_an_opioid_referenced_by_medication(app_client: TestCl
     body["context"]["selections"] = ["MedicationRequest/draft-9"]
     cards = app_client.post("/cds-services/alk-order-select", json=body).json()["cards"]
     assert [(c["source"]["topic"]["code"], c["indicator"]) for c in cards] == [("2.2", "info")]
-    assert "Risicomedicatie bij ALK" in cards[0]["detail"]
+    assert cards[0]["summary"] == "N02AX02: risicomedicatie bij hardnekkige ALK (afhankelijkheid)"
 
 
 def test_patient_users_get_no_professional_guidance(app_client: TestClient) -> None:
