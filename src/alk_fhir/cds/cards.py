@@ -84,6 +84,8 @@ class ActionInfo:
     numbers: tuple[Note, ...] = ()
     # the facts its conditions read that the Library presents (the engine's CompiledAction.shown)
     shown: tuple[tuple[str, dict[str, str]], ...] = ()
+    # the facts its conditions name: the finding behind its card (a snoozed card returns when it changes)
+    reads: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -183,7 +185,9 @@ def compile_catalog(engine: Engine, plan: str = DEFAULT_PLAN) -> Catalog:
             priority=str(action.get("priority", "routine")),
             container=container,
             topic=topic, citation=citation, url=url, definition=definition, numbers=numbers(action),
-            shown=shown.get(action["id"], ()))
+            shown=shown.get(action["id"], ()),
+            reads=tuple(dict.fromkeys(n for c in action.get("condition", []) for n in variables_in(
+                str((c.get("expression") or {}).get("expression", ""))))))
         for child in action.get("action", []):
             walk(child, url)
 
@@ -440,9 +444,14 @@ def _unknown_line(result: ApplyResult, lang: str) -> str:
 def build_cards(result: ApplyResult, catalog: Catalog, options: CardOptions) -> list[JSON]:
     """Cards in plan order: each top-level action's card (a group's summary card when it has guidance
     steps), then the cards of its proposing or urgent descendants."""
+    return [card for _, card in action_cards(result, catalog, options)]
+
+
+def action_cards(result: ApplyResult, catalog: Catalog, options: CardOptions) -> list[tuple[str, JSON]]:
+    """``build_cards`` with the plan action id of every card (what a snooze is kept for)."""
     requests = {r["id"]: r for r in result.requests}
     unknown: str | None = None  # read when a §1.1 card needs it
-    cards: list[JSON] = []
+    cards: list[tuple[str, JSON]] = []
     for top in result.requestgroup.get("action", []):
         guidance: list[JSON] = []
         specific: list[JSON] = []
@@ -452,7 +461,7 @@ def build_cards(result: ApplyResult, catalog: Catalog, options: CardOptions) -> 
             assessing = info.topic.get("nl", {}).get("code") == "1.1"  # the cards that ask for the criteria
             if assessing and unknown is None:
                 unknown = _unknown_line(result, options.lang)
-            cards.append(action_card(top, catalog, requests, options, guidance, (unknown or "") if assessing else "",
-                                     result.context))
-        cards += [action_card(a, catalog, requests, options, ctx=result.context) for a in specific]
+            cards.append((top["id"], action_card(top, catalog, requests, options, guidance,
+                                                 (unknown or "") if assessing else "", result.context)))
+        cards += [(a["id"], action_card(a, catalog, requests, options, ctx=result.context)) for a in specific]
     return cards

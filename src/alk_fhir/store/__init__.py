@@ -16,11 +16,13 @@ from alk_fhir.store.db import InvalidRecord, StoreError, current_revision, head_
 from alk_fhir.store.documents import PutResult, StoredDocument, content_hash, logical_id
 from alk_fhir.store.facade import Store, StoreAuditSink, StoreJtiCache, open_store
 from alk_fhir.store.feedback import FeedbackRecord
+from alk_fhir.store.snooze import Snooze
 
 __all__ = [
     "FeedbackRecord",
     "InvalidRecord",
     "PutResult",
+    "Snooze",
     "Store",
     "StoreAuditSink",
     "StoreError",
