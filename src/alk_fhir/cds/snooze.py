@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 import os
 import threading
@@ -140,24 +139,24 @@ def load_key(path: str) -> bytes:
 
 
 def _plain(value: Any) -> Any:
-    """A fact's value as it bears on the card: resources by key and version, numbers and dates as text."""
-    if isinstance(value, list):
-        return sorted(json.dumps(_plain(v), sort_keys=True) for v in value)
-    if isinstance(value, dict):
+    """A fact's value as it bears on the card: resources by key, status and version; lists as sets."""
+    if type(value) is list:
+        return tuple(sorted(repr(_plain(v)) for v in value))
+    if type(value) is dict:
         if "resourceType" in value:
-            meta = value.get("meta") or {}
-            return [value.get("resourceType"), value.get("id"), value.get("status"), meta.get("versionId"),
-                    meta.get("lastUpdated")]
-        return json.dumps(value, sort_keys=True, default=str)
-    return value if isinstance(value, (bool, int, str)) or value is None else str(value)
+            meta = value.get("meta")
+            version = (meta.get("versionId"), meta.get("lastUpdated")) if type(meta) is dict else None
+            return value.get("resourceType"), value.get("id"), value.get("status"), version
+        return repr(sorted(value.items()))
+    return value if value is None or type(value) in (bool, int, str) else str(value)
 
 
 def finding(reads: Sequence[str], shown: Sequence[tuple[str, Mapping[str, str]]], ctx: PatientContext) -> str:
     """A digest of what a card rests on for this patient: the facts its action's conditions read, and
     the values and entries its trigger shows. The card comes back when it changes (another drug, a new
-    form answer, a request cancelled)."""
+    form answer, a request cancelled). Only the cards of a call are digested, each in a few µs."""
     behind = [n for _, p in shown for n in (p.get("show"), p.get("evidence")) if n]
-    text = json.dumps([[name, _plain(ctx.facts.get(name))] for name in (*reads, *behind)], default=str)
+    text = repr([(name, _plain(ctx.facts.get(name))) for name in (*reads, *behind)])
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
