@@ -11,14 +11,19 @@ Mapping (CDS Hooks 2.0, "Card Attributes"):
   ``persistent-alk``) whose Markdown ``detail`` lists its guidance-only steps (no resource, not
   urgent: H §2.1, §2.2, §2.3, §2.4, §3.2, §3.4, §3.5 …); nested groups only structure the plan and
   give no card of their own;
-- ``summary`` = the action's title (< 140 characters), ``detail`` = its description and the
-  Handreiking section it cites, ``indicator`` = ``warning`` for ``urgent`` actions, else ``info``
+- ``summary`` = the action's title (< 140 characters; a ``{fact}`` in it names this patient's entries,
+  e.g. the drug ordered; a group's card with a single step is about that step and takes its title),
+  ``detail`` = its description, what triggered it ("Aanleiding": ``triggers.trigger_line``), the
+  notes on our numbers that apply to this patient and the Handreiking section it cites,
+  ``indicator`` = ``warning`` for ``urgent`` actions, else ``info``
   (the guideline has no emergencies, so never ``critical``);
 - ``source``: the guideline as ``label``, the citation URL of the action (or of the nearest
   ancestor, or the plan's) as ``url``, and the action's guideline section Coding as ``topic``;
-- ``suggestions``: one per proposing action, whose ``create`` actions carry the request from the
-  ActivityDefinition (and the proposed CareTeam it focuses on); ``selectionBehavior``
-  ``at-most-one`` (one suggestion per card);
+- ``suggestions``: one per proposing action (one intent), whose ``create`` actions carry the request
+  from the ActivityDefinition as a draft for the clinician to complete (the label says so), with a
+  business identifier per patient, action and day and the matching If-None-Exist value (Da Vinci CRD's
+  ``davinci-crd.if-none-exist`` action extension), so accepting twice creates once;
+  ``selectionBehavior`` ``at-most-one`` (one suggestion per card);
 - ``overrideReasons``: Codings of our concepts CodeSystem, each with a ``display``;
 - ``links``: the guideline text (``absolute``) and, when ``ALK_FHIR_APP_LAUNCH_URL`` is set, the
   SMART app (``smart``) with ``appContext`` naming the Questionnaire a Task asks for.
@@ -64,6 +69,7 @@ _WORDS: dict[str, Texts] = {
     "questionnaire": {"nl": "Vragenlijst openen", "en": "Open questionnaire"},
     "careteam": {"nl": "Zorgteam aanmaken", "en": "Create care team"},
     "create": {"nl": "Aanmaken", "en": "Create"},
+    "draft": {"nl": "Als concept klaarzetten", "en": "Prepare as a draft"},
 }
 
 
@@ -321,6 +327,8 @@ def _suggestion(action: JSON, info: ActionInfo, result_requests: dict[str, JSON]
     pairs = suggested(main, result_requests)
     lang = options.lang
     label = pick(texts(info.definition or {}, "title"), lang) or pick(info.title, lang)
+    if main.get("status") == "draft":  # for the clinician to complete and decide on, not decided by a click
+        label = f"{pick(_WORDS['draft'], lang)}: {label}"
     suggestion: JSON = {
         "label": shorten(label, SUMMARY_LIMIT),
         "uuid": _uuid(options, action["id"], "suggestion"),
