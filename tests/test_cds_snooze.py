@@ -207,3 +207,31 @@ def test_a_short_key_file_is_refused(tmp_path: Path) -> None:
     short.write_bytes(b"too short")
     with pytest.raises(ValueError, match="at least 32 bytes"):
         cds_app(tmp_path, snooze_key_file=str(short))
+
+
+def test_a_store_that_fails_never_fails_a_call(tmp_path: Path, key_file: str, package: Package) -> None:
+    """The lookup failing shows every card (logged); an override the store cannot keep is a 503 that stores
+    no feedback either, so the EHR's retry counts once."""
+    app = make_app(tmp_path, f"sqlite:///{tmp_path / 'down.sqlite3'}", key_file)
+    client = TestClient(app)
+    title = plan_actions(package)["case-coordinator"]["title"]
+    anna = copy.deepcopy(RECORDS["criterion1-failed-cbt-physio"])
+    card = card_of(hook_call(client, anna), title)
+    assert card is not None
+
+    class Down:
+        def snoozes_for(self, subject: str, today: str) -> Any:
+            raise RuntimeError("database is away")
+
+        def save_snooze(self, *args: Any) -> None:
+            raise RuntimeError("database is away")
+
+    state = cds_state(app)
+    state.snoozer.store = Down()
+    assert card_of(hook_call(client, anna), title) is not None
+    card = card_of(hook_call(client, anna), title) or {}
+    response = client.post("/cds-services/alk-patient-view/feedback", json={"feedback": [{
+        "card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-11-23T10:00:00Z",
+        "overrideReason": {"reason": {"system": CONCEPTS_SYSTEM, "code": "override-not-now"}}}]})
+    assert response.status_code == 503 and response.json()
+    assert state.feedback.items == []  # type: ignore[attr-defined]
