@@ -103,12 +103,15 @@ def entry_name(res: JSON, ctx: PatientContext, pkg: Package) -> str:
 
 
 def entry_date(res: JSON) -> str:
+    """The entry's own date (authored, performed, effective, onset, …; a period's start), as YYYY-MM-DD."""
     for key in _DATES:
-        if isinstance(res.get(key), str):
-            return str(res[key])[:10]
+        value = res.get(key)
+        if type(value) is str:
+            return value[:10]
     for key in _PERIODS:
-        start = (res.get(key) or {}).get("start") if isinstance(res.get(key), dict) else None
-        if isinstance(start, str):
+        period = res.get(key)
+        start = period.get("start") if type(period) is dict else None
+        if type(start) is str:
             return start[:10]
     return ""
 
