@@ -138,26 +138,38 @@ def load_key(path: str) -> bytes:
     return key
 
 
-def _plain(value: Any) -> Any:
-    """A fact's value as it bears on the card: resources by key, status and version; lists as sets."""
-    if type(value) is list:
-        return tuple(sorted(repr(_plain(v)) for v in value))
+def _one(value: Any) -> str:
     if type(value) is dict:
         if "resourceType" in value:
             meta = value.get("meta")
-            version = (meta.get("versionId"), meta.get("lastUpdated")) if type(meta) is dict else None
-            return value.get("resourceType"), value.get("id"), value.get("status"), version
+            version = f"{meta.get('versionId')}|{meta.get('lastUpdated')}" if type(meta) is dict else ""
+            return f"{value.get('resourceType')}/{value.get('id')}|{value.get('status')}|{version}"
         return repr(sorted(value.items()))
-    return value if value is None or type(value) in (bool, int, str) else str(value)
+    return repr(value)
 
 
-def finding(reads: Sequence[str], shown: Sequence[tuple[str, Mapping[str, str]]], ctx: PatientContext) -> str:
+def _plain(value: Any) -> Any:
+    """A fact's value as it bears on the card: resources by key, status and version; lists as sets."""
+    if type(value) is list:
+        return tuple(sorted(_one(v) for v in value))
+    return _one(value)
+
+
+def finding(reads: Sequence[str], shown: Sequence[tuple[str, Mapping[str, str]]], ctx: PatientContext,
+            seen: dict[str, Any] | None = None) -> str:
     """A digest of what a card rests on for this patient: the facts its action's conditions read, and
     the values and entries its trigger shows. The card comes back when it changes (another drug, a new
-    form answer, a request cancelled). Only the cards of a call are digested, each in a few µs."""
-    behind = [n for _, p in shown for n in (p.get("show"), p.get("evidence")) if n]
-    text = repr([(name, _plain(ctx.facts.get(name))) for name in (*reads, *behind)])
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+    form answer, a request cancelled). Only the cards of a call are digested; ``seen`` keeps each fact's
+    plain form for the other cards of the same call."""
+    plain = {} if seen is None else seen
+    parts = []
+    # the entries behind what holds; a fact read as absent (``.not()``) changes its own value when they change
+    behind = (n for _, p in shown if p.get("expect") != "false" for n in (p.get("show"), p.get("evidence")) if n)
+    for name in (*reads, *behind):
+        if name not in plain:
+            plain[name] = _plain(ctx.facts.get(name))
+        parts.append((name, plain[name]))
+    return hashlib.sha256(repr(parts).encode("utf-8")).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -231,13 +243,14 @@ class Snoozer:
         subject = self.subject(patient_id)
         active = self.active(subject, today)
         out = []
+        seen: dict[str, Any] = {}
         for action_id, card in cards:
             if "overrideReasons" not in card:
                 out.append(card)
                 continue
             info = catalog.info(action_id)
             reads = info.reads
-            trigger = finding(reads, info.shown, ctx)
+            trigger = finding(reads, info.shown, ctx, seen)
             row = active.get(action_id)
             if row is not None and row.trigger == trigger:
                 continue
