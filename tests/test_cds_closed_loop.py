@@ -227,3 +227,18 @@ def test_nothing_left_path(tmp_path: Path) -> None:
             break
         accept(record, offered[0]["suggestions"][0])
     assert [c["summary"] for c in hook_call(client, record) if c.get("suggestions")] == []
+
+
+def test_an_order_while_the_review_runs_still_names_the_drug(client: TestClient, package: Package) -> None:
+    """Polypharmacy with a review in progress: no second review is suggested; the card names the drug
+    ordered and its risk, and says the review runs, since when."""
+    record = copy.deepcopy(RECORDS["polypharmacy-opioid-benzo"])
+    poly = card_of(hook_call(client, record, "order-select"), plan_actions(package)["draft-polypharmacy"])
+    assert poly is not None
+    [review] = accept(record, poly["suggestions"][0])
+    after = hook_call(client, record, "order-select")
+    assert [c["summary"] for c in after] == [
+        "Oxycodon 5 mg 4dd zo nodig: risicomedicatie bij hardnekkige ALK (afhankelijkheid)"]
+    assert "suggestions" not in after[0]
+    running = plan_actions(package)["draft-polypharmacy-review-running"]["title"]
+    assert f"**{running}**" in after[0]["detail"] and f"sinds {review['authoredOn'][:10]}" in after[0]["detail"]

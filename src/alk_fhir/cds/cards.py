@@ -366,12 +366,11 @@ def _steps_block(guidance: list[JSON], catalog: Catalog, lang: str, ctx: Patient
 
 def action_card(action: JSON, catalog: Catalog, requests: dict[str, JSON], options: CardOptions,
                 guidance: list[JSON] | None = None, unknown: str = "", ctx: PatientContext | None = None) -> JSON:
-    """The card of one action; a group's guidance-only steps (``guidance``) are listed in its detail.
-    A group's card with a single step is about that step: the step's title is the summary."""
+    """The card of one action; a group's guidance-only steps (``guidance``) are listed in its detail."""
     info = catalog.info(action["id"])
     lang = options.lang
     summary_only = info.container
-    headline = catalog.info(guidance[0]["id"]) if summary_only and guidance and len(guidance) == 1 else info
+    headline = _headline(info, guidance or [], catalog) if summary_only else info
     card: JSON = {
         "uuid": _uuid(options, action["id"]),
         "summary": shorten(_title(headline, catalog, lang, ctx), SUMMARY_LIMIT),
@@ -396,6 +395,14 @@ def action_card(action: JSON, catalog: Catalog, requests: dict[str, JSON], optio
     if links:
         card["links"] = links
     return card
+
+
+def _headline(group: ActionInfo, guidance: list[JSON], catalog: Catalog) -> ActionInfo:
+    """What a group's card is about: its first step whose title names this patient's entries (a
+    ``{fact}``: the drug ordered), else its only step, else the group itself."""
+    steps = [catalog.info(step["id"]) for step in guidance]
+    named = next((step for step in steps if "{" in step.title.get("nl", "")), None)
+    return named or (steps[0] if len(steps) == 1 else group)
 
 
 def _proposes(action: JSON, requests: dict[str, JSON]) -> bool:
