@@ -207,6 +207,8 @@ def test_a_short_key_file_is_refused(tmp_path: Path) -> None:
     short.write_bytes(b"too short")
     with pytest.raises(ValueError, match="at least 32 bytes"):
         cds_app(tmp_path, snooze_key_file=str(short))
+    with pytest.raises(ValueError, match=r"missing\.key: cannot read the snooze key"):
+        cds_app(tmp_path, snooze_key_file=str(tmp_path / "missing.key"))
 
 
 def test_a_store_that_fails_never_fails_a_call(tmp_path: Path, key_file: str, package: Package) -> None:

@@ -132,7 +132,10 @@ def load_key(path: str) -> bytes:
         log.warning("ALK_FHIR_SNOOZE_KEY_FILE is not set: snoozed cards are forgotten at a restart "
                     "and not shared between workers")
         return os.urandom(MIN_KEY_BYTES)
-    key = Path(path).read_bytes().strip()
+    try:
+        key = Path(path).read_bytes().strip()
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the snooze key (ALK_FHIR_SNOOZE_KEY_FILE): {exc.strerror}") from None
     if len(key) < MIN_KEY_BYTES:
         raise ValueError(f"{path}: the snooze key must hold at least {MIN_KEY_BYTES} bytes")
     return key
