@@ -8,12 +8,14 @@ period (``snooze-capped-fact``: those whose conditions read that fact, the lasti
 period is written here.
 
 A call remembers, per card it returns, what a later override needs (``Offer``: the patient's keyed
-pseudonym, the plan action, a digest of the finding behind the card), in memory for a day: the
-feedback of a card arrives at the process that showed it, or the override is not remembered (logged).
+pseudonym, the plan action, a digest of the finding behind the card), in memory for a day: an
+override is remembered when its feedback reaches the process that showed the card (logged otherwise;
+behind a load balancer, route ``/feedback`` like the call, e.g. by client).
 The next calls for that patient leave the card out until its last day, unless the finding behind it
 changed (the digest differs): then it is shown again, and the log says so. The store holds only the
 pseudonym (HMAC-SHA256 of the patient id under the service's snooze key), the action id, the reason
-code, the digest and the last day; a lookup or a write that fails is logged and never fails a call.
+code, the digest and the last day. A lookup that fails is logged and shows every card (it never fails
+a hook call); a write that fails makes the feedback call a 503 that stores nothing, so the EHR retries.
 """
 
 from __future__ import annotations
