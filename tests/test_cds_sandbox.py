@@ -109,9 +109,8 @@ def test_as_the_cds_hooks_sandbox_would(sandbox_app: tuple[FastAPI, SandboxFhir]
     # The missing ``user`` key was read from the sandbox's open FHIR server, without a token.
     assert fhir.asked == [f"{SANDBOX_FHIR}/Practitioner/COREPRACTITIONER1"] and fhir.tokens == [None]
     coordinator = next(c for c in cards if c["source"]["topic"]["code"] == "3.1")
-    team = coordinator["suggestions"][0]["actions"][0]["resource"]
-    assert team["participant"][0]["member"] == {"reference": "Practitioner/COREPRACTITIONER1",
-                                                "display": "Adam Careful"}
+    task = coordinator["suggestions"][0]["actions"][0]["resource"]  # the user owns the task to appoint one
+    assert task["owner"] == {"reference": "Practitioner/COREPRACTITIONER1", "display": "Adam Careful"}
 
     replay = client.post("/cds-services/alk-patient-view", json=request,
                          headers={**origin, "Authorization": f"Bearer {token}"})

@@ -162,14 +162,22 @@ def report_of(env: Env, fmt: str = "json", **params: str) -> Any:
 # --- counts --------------------------------------------------------------------------------------
 
 def action_ids(env: Env) -> dict[str, str]:
-    """Dutch action title -> action id: the card's summary is its action's title (independent of the uuid rule)."""
-    return {info.title["nl"]: action for action, info in cds_state(env.app).catalog.actions.items()}
+    """Dutch action description -> action id: a card's detail opens with its action's description
+    (independent of the uuid rule; the summary may name the patient's entries or a group's one step)."""
+    found = {info.description["nl"]: action for action, info in cds_state(env.app).catalog.actions.items()
+             if info.description}
+    assert len(found) == len([i for i in cds_state(env.app).catalog.actions.values() if i.description])
+    return found
+
+
+def action_of(card: dict[str, Any], titles: dict[str, str]) -> str:
+    return titles[card["detail"].split("\n\n", 1)[0]]
 
 
 def test_every_card_shown_is_recorded_with_its_section_and_action(env: Env) -> None:
     titles = action_ids(env)
     month = datetime.now(UTC).strftime("%Y-%m")
-    expected = Counter((month, s.card["source"]["topic"]["code"], titles[s.card["summary"]]) for s in env.shown)
+    expected = Counter((month, s.card["source"]["topic"]["code"], action_of(s.card, titles)) for s in env.shown)
     recorded = Counter({(c.month, c.section, c.action_id): c.count for c in env.store.shown_counts()})
     assert recorded == expected
     assert sum(recorded.values()) == len(env.shown) > 20
@@ -178,7 +186,7 @@ def test_every_card_shown_is_recorded_with_its_section_and_action(env: Env) -> N
 def test_report_counts_equal_the_stored_feedback(env: Env) -> None:
     report = report_of(env).json()
     titles = action_ids(env)
-    where = {(s.service, s.card["uuid"]): (s.card["source"]["topic"]["code"], titles[s.card["summary"]])
+    where = {(s.service, s.card["uuid"]): (s.card["source"]["topic"]["code"], action_of(s.card, titles))
              for s in env.shown}
     stored = [(service, r) for service in SERVICES.values() for r in env.store.list_feedback(service)]
     assert len(stored) == len(env.feedback)  # what the EHR sent is what the store holds

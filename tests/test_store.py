@@ -146,7 +146,7 @@ def test_migrates_an_empty_database_to_head_and_matches_the_models(database_url:
 
     opened = open_store(database_url)
     try:
-        assert current_revision(opened.engine) == head_revision() == "0002"
+        assert current_revision(opened.engine) == head_revision() == "0003"
         assert set(inspect(opened.engine).get_table_names()) >= OUR_TABLES
         with opened.engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})

@@ -93,6 +93,11 @@ class Settings:
     #                                its iat (1-3600); longer-lived tokens are refused, so a seen jti is
     #                                never kept longer than this (plus the clock skew)
     token_key_file: str = ""
+    # Remembered overrides (issue 21): ALK_FHIR_SNOOZE_KEY_FILE "" : a file holding the secret key (at least
+    # 32 bytes) of the keyed pseudonym (HMAC-SHA256) under which a snoozed card's patient is stored; when
+    # unset a key is generated at start-up and kept in memory, so snoozes end at a restart and are not
+    # shared across workers: multi-worker deployments MUST set it
+    snooze_key_file: str = ""
     token_lifetime: int = 300
     auth_clock_skew: int = 60
     cds_token_max_lifetime: int = 300
@@ -132,6 +137,7 @@ class Settings:
             app_scope=_env("ALK_FHIR_APP_SCOPE", "").strip() or cls.app_scope,
             partners_file=_env("ALK_FHIR_PARTNERS_FILE", ""),
             token_key_file=_env("ALK_FHIR_TOKEN_KEY_FILE", ""),
+            snooze_key_file=_env("ALK_FHIR_SNOOZE_KEY_FILE", ""),
             token_lifetime=_env_int("ALK_FHIR_TOKEN_LIFETIME", 300, 1, 300),
             auth_clock_skew=_env_int("ALK_FHIR_AUTH_CLOCK_SKEW", 60, 0, 300),
             cds_token_max_lifetime=_env_int("ALK_FHIR_CDS_TOKEN_MAX_LIFETIME", 300, 1, 3600),

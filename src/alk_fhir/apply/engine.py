@@ -31,16 +31,14 @@ from alk_fhir.context import PatientContext, build_context, compile_facts
 from alk_fhir.context.fhirdata import JSON
 from alk_fhir.criteria import Assessment, assess, assessment_observation
 from alk_fhir.fhir import uuid5_text
-from alk_fhir.knowledge import CANONICAL_BASE, CONCEPTS_SYSTEM, BrokenPackage, Package
+from alk_fhir.knowledge import CANONICAL_BASE, BrokenPackage, Package
 from alk_fhir.knowledge.canonical import TRANSLATION_EXT
 
 DEFAULT_PLAN = f"{CANONICAL_BASE}/PlanDefinition/alk-guideline"
 RG_PROFILE = f"{CANONICAL_BASE}/StructureDefinition/alk-guidance-requestgroup"
 CAREPLAN_PROFILE = f"{CANONICAL_BASE}/StructureDefinition/alk-applied-careplan"
 STEPPLAN_PROFILE = f"{CANONICAL_BASE}/StructureDefinition/alk-stepplan"
-CARETEAM_PROFILE = f"{CANONICAL_BASE}/StructureDefinition/alk-careteam"
 COLLECT_WITH = "http://hl7.org/fhir/uv/cpg/StructureDefinition/cpg-collectWith"
-SNOMED_CASE_MANAGER = {"system": "http://snomed.info/sct", "code": "768832004", "display": "Case manager (occupation)"}
 _NAMESPACE = uuid.UUID("6f1c3a52-4b8e-4f0a-9a57-2d0e9b7c1a11")
 
 
@@ -350,10 +348,6 @@ def _apply_action(compiled: CompiledAction, ctx: PatientContext, variables: dict
         resource = _instantiate(compiled.definition, compiled.dynamic, variables, new_id(action["id"]))
         requests.append(resource)
         out["resource"] = {"reference": f"urn:uuid:{resource['id']}"}
-        if compiled.definition["id"] == "appoint-case-coordinator" and practitioner:
-            team = proposed_care_team(ctx, practitioner, new_id(action["id"] + "|careteam"))
-            requests.append(team)
-            resource["focus"] = {"reference": f"urn:uuid:{team['id']}"}
     children = [c for c in (_apply_action(ch, ctx, variables, requests, trace, new_id, practitioner, plan, explain)
                             for ch in compiled.children) if c is not None]
     if children:
@@ -452,20 +446,3 @@ def _instantiate(definition: JSON, dynamic: tuple[tuple[str, fhirpath.Compiled],
             continue
         res[path] = value if _is_list_element(kind, path) else value[0]
     return res
-
-
-def proposed_care_team(ctx: PatientContext, practitioner: JSON, team_id: str) -> JSON:
-    """A proposed CareTeam with the current user as case coordinator (H §3.1), for one-click acceptance."""
-    role = {"coding": [{"system": CONCEPTS_SYSTEM, "code": "case-coordinator", "display": "Casus-coördinator"},
-                       SNOMED_CASE_MANAGER]}
-    team: JSON = {
-        "resourceType": "CareTeam",
-        "id": team_id,
-        "meta": {"profile": [CARETEAM_PROFILE]},
-        "status": "proposed",
-        "name": "Zorgteam hardnekkige ALK",
-        "participant": [{"role": [role], "member": practitioner, "period": {"start": ctx.today.isoformat()}}],
-    }
-    if ctx.subject_reference:
-        team["subject"] = ctx.subject_reference
-    return team

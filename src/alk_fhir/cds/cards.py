@@ -11,14 +11,19 @@ Mapping (CDS Hooks 2.0, "Card Attributes"):
   ``persistent-alk``) whose Markdown ``detail`` lists its guidance-only steps (no resource, not
   urgent: H §2.1, §2.2, §2.3, §2.4, §3.2, §3.4, §3.5 …); nested groups only structure the plan and
   give no card of their own;
-- ``summary`` = the action's title (< 140 characters), ``detail`` = its description and the
-  Handreiking section it cites, ``indicator`` = ``warning`` for ``urgent`` actions, else ``info``
+- ``summary`` = the action's title (< 140 characters; a ``{fact}`` in it names this patient's entries,
+  e.g. the drug ordered; a group's card with a single step is about that step and takes its title),
+  ``detail`` = its description, what triggered it ("Aanleiding": ``triggers.trigger_line``), the
+  notes on our numbers that apply to this patient and the Handreiking section it cites,
+  ``indicator`` = ``warning`` for ``urgent`` actions, else ``info``
   (the guideline has no emergencies, so never ``critical``);
 - ``source``: the guideline as ``label``, the citation URL of the action (or of the nearest
   ancestor, or the plan's) as ``url``, and the action's guideline section Coding as ``topic``;
-- ``suggestions``: one per proposing action, whose ``create`` actions carry the request from the
-  ActivityDefinition (and the proposed CareTeam it focuses on); ``selectionBehavior``
-  ``at-most-one`` (one suggestion per card);
+- ``suggestions``: one per proposing action (one intent), whose ``create`` actions carry the request
+  from the ActivityDefinition as a draft for the clinician to complete (the label says so), with a
+  business identifier per patient, action and day and the matching If-None-Exist value (Da Vinci CRD's
+  ``davinci-crd.if-none-exist`` action extension), so accepting twice creates once;
+  ``selectionBehavior`` ``at-most-one`` (one suggestion per card);
 - ``overrideReasons``: Codings of our concepts CodeSystem, each with a ``display``;
 - ``links``: the guideline text (``absolute``) and, when ``ALK_FHIR_APP_LAUNCH_URL`` is set, the
   SMART app (``smart``) with ``appContext`` naming the Questionnaire a Task asks for.
@@ -42,17 +47,23 @@ from alk_fhir.apply import ApplyResult, Engine
 from alk_fhir.apply.engine import DEFAULT_PLAN
 from alk_fhir.cds.suggestions import suggested
 from alk_fhir.cds.text import Texts, concept_texts, pick, shorten, texts
-from alk_fhir.context import compile_facts
+from alk_fhir.cds.triggers import Note, fill, notes_for, trigger_line
+from alk_fhir.context import PatientContext, compile_facts
+from alk_fhir.context.facts import OPERATIONALISATION
 from alk_fhir.criteria.assess import unknown_entries
 from alk_fhir.fhir import uuid5_text
 from alk_fhir.fhirpath import variables_in
 from alk_fhir.knowledge import CONCEPTS_SYSTEM, GUIDELINE_SYSTEM, Package
+from alk_fhir.knowledge.canonical import FACTS_LIBRARY
 
 JSON = dict[str, Any]
 SUMMARY_LIMIT = 140
 _NAMESPACE = uuid.UUID("0b7d1c54-7f0e-4a44-9d0c-3b5f2b8f6e21")
 UUID_SALT = secrets.token_hex(32)  # per process; never leaves it (see the module docstring)
 COLLECT_WITH_INPUT = "questionnaire"
+# The business identifier of what a suggestion creates: one per patient, action and day.
+IDENTIFIER_SYSTEM = "https://alk-fhir.org/fhir/sid/cds-suggestion"
+IF_NONE_EXIST = "davinci-crd.if-none-exist"  # Da Vinci CRD 2.1 CDSHookServiceResponseExtensionIfNoneExist
 
 _WORDS: dict[str, Texts] = {
     "label": {"nl": "Handreiking hardnekkige ALK (NALK)", "en": "Guideline on persistent ALK (NALK)"},
@@ -62,6 +73,7 @@ _WORDS: dict[str, Texts] = {
     "questionnaire": {"nl": "Vragenlijst openen", "en": "Open questionnaire"},
     "careteam": {"nl": "Zorgteam aanmaken", "en": "Create care team"},
     "create": {"nl": "Aanmaken", "en": "Create"},
+    "draft": {"nl": "Als concept klaarzetten", "en": "Prepare as a draft"},
 }
 
 
@@ -79,7 +91,11 @@ class ActionInfo:
     url: str
     definition: JSON | None
     # the operationalisations ("hier: …") of the open numbers the action's conditions rest on
-    numbers: tuple[Texts, ...] = ()
+    numbers: tuple[Note, ...] = ()
+    # the facts its conditions read that the Library presents (the engine's CompiledAction.shown)
+    shown: tuple[tuple[str, dict[str, str]], ...] = ()
+    # the facts its conditions name: the finding behind its card (a snoozed card returns when it changes)
+    reads: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -134,18 +150,24 @@ def compile_catalog(engine: Engine, plan: str = DEFAULT_PLAN) -> Catalog:
     program = compile_facts(pkg)
     facts = {f.name: f for f in program.facts}
 
-    def numbers(action: JSON) -> tuple[Texts, ...]:
-        """Operationalisations of the facts a condition names and of the parameters those read."""
-        names: list[str] = []
+    applies = _note_subjects(pkg)
+
+    def numbers(action: JSON) -> tuple[Note, ...]:
+        """Operationalisations of the facts a condition names and of the parameters those read, each
+        with the condition's fact that leads to it (shown only when that fact holds)."""
+        found: list[Note] = []
         for cond in action.get("condition", []):
-            for name in variables_in(str((cond.get("expression") or {}).get("expression", ""))):
-                names += [name, *sorted(facts[name].uses)] if name in facts else [name]
-        found: list[Texts] = []
-        for name in names:
-            op = facts[name].operationalisation if name in facts else None
-            if op and op not in found:
-                found.append(op)
+            text = str((cond.get("expression") or {}).get("expression", ""))
+            for via in variables_in(text):
+                negated = f"%{via}.not()" in text
+                for name in [via, *sorted(facts[via].uses)] if via in facts else [via]:
+                    op = facts[name].operationalisation if name in facts else None
+                    note = Note(via, negated, applies.get(name), op) if op else None
+                    if note is not None and note not in found:
+                        found.append(note)
         return tuple(found)
+
+    shown = {a.action["id"]: a.shown for a in _compiled_actions(compiled.actions)}
 
     plan_cite: JSON = next((ra for ra in compiled.plan.get("relatedArtifact", [])
                             if ra.get("type") == "citation" and ra.get("url")), {})
@@ -172,13 +194,37 @@ def compile_catalog(engine: Engine, plan: str = DEFAULT_PLAN) -> Catalog:
             id=action["id"], title=texts(action, "title"), description=texts(action, "description"),
             priority=str(action.get("priority", "routine")),
             container=container,
-            topic=topic, citation=citation, url=url, definition=definition, numbers=numbers(action))
+            topic=topic, citation=citation, url=url, definition=definition, numbers=numbers(action),
+            shown=shown.get(action["id"], ()),
+            reads=tuple(dict.fromkeys(n for c in action.get("condition", []) for n in variables_in(
+                str((c.get("expression") or {}).get("expression", ""))))))
         for child in action.get("action", []):
             walk(child, url)
 
     for action in compiled.plan.get("action", []):
         walk(action, plan_url)
     return Catalog(actions, pkg, _override_reasons(pkg))
+
+
+def _note_subjects(pkg: Package) -> dict[str, str]:
+    """Fact -> the fact its operationalisation is about (sub-extension ``applies``), from the Library."""
+    library = pkg.resolve(FACTS_LIBRARY) or {}
+    out: dict[str, str] = {}
+    for param in library.get("parameter", []):
+        for ext in param.get("extension", []):
+            if ext.get("url") != OPERATIONALISATION:
+                continue
+            for part in ext.get("extension", []):
+                if part.get("url") == "applies" and isinstance(part.get("valueString"), str):
+                    out[str(param["name"])] = part["valueString"]
+    return out
+
+
+def _compiled_actions(actions: tuple[Any, ...]) -> list[Any]:
+    out = []
+    for action in actions:
+        out += [action, *_compiled_actions(action.children)]
+    return out
 
 
 @dataclass(frozen=True)
@@ -214,9 +260,19 @@ def _citation_line(info: ActionInfo, lang: str) -> str:
     return f"**{pick(_WORDS['source'], lang)}:** {shown}"
 
 
-def _numbers_line(info: ActionInfo, lang: str) -> str:
-    """Numbers the guideline leaves open, stated as ours (Library alk-facts, alk-operationalisation)."""
-    return "; ".join(pick(n, lang) for n in info.numbers)
+def _numbers_line(info: ActionInfo, lang: str, ctx: PatientContext | None) -> str:
+    """Numbers the guideline leaves open, stated as ours (Library alk-facts, alk-operationalisation):
+    those that apply to this patient (``triggers.notes_for``), all of them without a record."""
+    notes = notes_for(info.numbers, ctx) if ctx is not None else tuple(n.text for n in info.numbers)
+    return "; ".join(dict.fromkeys(pick(n, lang) for n in notes))
+
+
+def _title(info: ActionInfo, catalog: Catalog, lang: str, ctx: PatientContext | None) -> str:
+    return fill(pick(info.title, lang), ctx, catalog.package)
+
+
+def _trigger(info: ActionInfo, catalog: Catalog, lang: str, ctx: PatientContext | None) -> str:
+    return trigger_line(info.shown, ctx, catalog.package, lang) if ctx is not None else ""
 
 
 def _detail(*blocks: str) -> str:
@@ -275,42 +331,60 @@ def _suggestion(action: JSON, info: ActionInfo, result_requests: dict[str, JSON]
     pairs = suggested(main, result_requests)
     lang = options.lang
     label = pick(texts(info.definition or {}, "title"), lang) or pick(info.title, lang)
+    if main.get("status") == "draft":  # for the clinician to complete and decide on, not decided by a click
+        label = f"{pick(_WORDS['draft'], lang)}: {label}"
     suggestion: JSON = {
         "label": shorten(label, SUMMARY_LIMIT),
         "uuid": _uuid(options, action["id"], "suggestion"),
-        "actions": [{"type": "create",
-                     "description": _action_description(orig, main, info, catalog, lang),
-                     "resource": res} for orig, res in pairs],
+        "actions": [_create(res, action["id"], _action_description(orig, main, info, catalog, lang))
+                    for orig, res in pairs],
     }
     return suggestion, pairs[-1][1]
 
 
-def _steps_block(guidance: list[JSON], catalog: Catalog, lang: str) -> str:
+def _create(res: JSON, action_id: str, description: str) -> JSON:
+    """A ``create`` action whose resource carries a business identifier derived from the patient, the
+    action and the day (the resource's own subject and date), with the matching If-None-Exist header value
+    (Da Vinci CRD ``davinci-crd.if-none-exist`` extension, R4 http.html#ccreate): accepting the same
+    suggestion twice, from this card or from a second call the same day, creates one resource."""
+    subject = (res.get("for") or res.get("subject") or {}).get("reference", "")
+    day = str(res.get("authoredOn") or res.get("created") or "")[:10]
+    value = uuid5_text(_NAMESPACE, f"{subject}|{action_id}|{res.get('resourceType')}|{day}")
+    res["identifier"] = [*res.get("identifier", []), {"system": IDENTIFIER_SYSTEM, "value": value}]
+    return {"type": "create", "description": description, "resource": res,
+            "extension": {IF_NONE_EXIST: f"identifier={IDENTIFIER_SYSTEM}|{value}"}}
+
+
+def _steps_block(guidance: list[JSON], catalog: Catalog, lang: str, ctx: PatientContext | None = None) -> str:
     lines = []
     for step in guidance:
         info = catalog.info(step["id"])
         cite = pick(info.citation, lang)
-        numbers = _numbers_line(info, lang)
-        lines.append(f"- **{pick(info.title, lang)}**" + (f" ({cite})" if cite else "")
-                     + f": {pick(info.description, lang)}" + (f" _({numbers})_" if numbers else ""))
+        numbers = _numbers_line(info, lang, ctx)
+        trigger = _trigger(info, catalog, lang, ctx)
+        lines.append(f"- **{_title(info, catalog, lang, ctx)}**" + (f" ({cite})" if cite else "")
+                     + f": {pick(info.description, lang)}" + (f" _({numbers})_" if numbers else "")
+                     + (f" {trigger}" if trigger else ""))
     return f"**{pick(_WORDS['steps'], lang)}:**\n\n" + "\n".join(lines) if lines else ""
 
 
 def action_card(action: JSON, catalog: Catalog, requests: dict[str, JSON], options: CardOptions,
-                guidance: list[JSON] | None = None, unknown: str = "") -> JSON:
+                guidance: list[JSON] | None = None, unknown: str = "", ctx: PatientContext | None = None) -> JSON:
     """The card of one action; a group's guidance-only steps (``guidance``) are listed in its detail."""
     info = catalog.info(action["id"])
     lang = options.lang
     summary_only = info.container
+    headline = _headline(info, guidance or [], catalog) if summary_only else info
     card: JSON = {
         "uuid": _uuid(options, action["id"]),
-        "summary": shorten(pick(info.title, lang), SUMMARY_LIMIT),
+        "summary": shorten(_title(headline, catalog, lang, ctx), SUMMARY_LIMIT),
         "indicator": "warning" if action.get("priority") == "urgent" and not summary_only else "info",
         "source": _source(info, lang),
     }
-    numbers = _numbers_line(info, lang)
-    detail = _detail(pick(info.description, lang), f"_{numbers}_" if numbers else "", unknown,
-                     _steps_block(guidance or [], catalog, lang), _citation_line(info, lang))
+    numbers = _numbers_line(info, lang, ctx)
+    detail = _detail(pick(info.description, lang), _trigger(info, catalog, lang, ctx),
+                     f"_{numbers}_" if numbers else "", unknown,
+                     _steps_block(guidance or [], catalog, lang, ctx), _citation_line(info, lang))
     if detail:
         card["detail"] = detail
     links = _guideline_link(info, lang)
@@ -325,6 +399,14 @@ def action_card(action: JSON, catalog: Catalog, requests: dict[str, JSON], optio
     if links:
         card["links"] = links
     return card
+
+
+def _headline(group: ActionInfo, guidance: list[JSON], catalog: Catalog) -> ActionInfo:
+    """What a group's card is about: its first step whose title names this patient's entries (a
+    ``{fact}``: the drug ordered), else its only step, else the group itself."""
+    steps = [catalog.info(step["id"]) for step in guidance]
+    named = next((step for step in steps if "{" in step.title.get("nl", "")), None)
+    return named or (steps[0] if len(steps) == 1 else group)
 
 
 def _proposes(action: JSON, requests: dict[str, JSON]) -> bool:
@@ -381,9 +463,14 @@ def _unknown_line(result: ApplyResult, lang: str) -> str:
 def build_cards(result: ApplyResult, catalog: Catalog, options: CardOptions) -> list[JSON]:
     """Cards in plan order: each top-level action's card (a group's summary card when it has guidance
     steps), then the cards of its proposing or urgent descendants."""
+    return [card for _, card in action_cards(result, catalog, options)]
+
+
+def action_cards(result: ApplyResult, catalog: Catalog, options: CardOptions) -> list[tuple[str, JSON]]:
+    """``build_cards`` with the plan action id of every card (what a snooze is kept for)."""
     requests = {r["id"]: r for r in result.requests}
     unknown: str | None = None  # read when a §1.1 card needs it
-    cards: list[JSON] = []
+    cards: list[tuple[str, JSON]] = []
     for top in result.requestgroup.get("action", []):
         guidance: list[JSON] = []
         specific: list[JSON] = []
@@ -393,6 +480,7 @@ def build_cards(result: ApplyResult, catalog: Catalog, options: CardOptions) -> 
             assessing = info.topic.get("nl", {}).get("code") == "1.1"  # the cards that ask for the criteria
             if assessing and unknown is None:
                 unknown = _unknown_line(result, options.lang)
-            cards.append(action_card(top, catalog, requests, options, guidance, (unknown or "") if assessing else ""))
-        cards += [action_card(a, catalog, requests, options) for a in specific]
+            cards.append((top["id"], action_card(top, catalog, requests, options, guidance,
+                                                 (unknown or "") if assessing else "", result.context)))
+        cards += [(a["id"], action_card(a, catalog, requests, options, ctx=result.context)) for a in specific]
     return cards

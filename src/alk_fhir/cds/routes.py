@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from alk_fhir.apply import run
-from alk_fhir.cds.cards import CardOptions, build_cards
+from alk_fhir.cds.cards import CardOptions, action_cards
 from alk_fhir.cds.discovery import SERVICES_BY_ID, Service, discovery_document
 from alk_fhir.cds.errors import CdsError, error_response, json_response
 from alk_fhir.cds.feedback import check_feedback
@@ -118,8 +118,10 @@ def answer(state: CdsState, service: Service, hook: HookRequest, resolved: Resol
     except Exception as exc:  # a defect must not become a 500 for the EHR; the log keeps it
         log.exception("CDS %s: the engine failed on this record", service.id, exc_info=exc)
         raise CdsError(422, "processing", "the patient data could not be evaluated") from None
-    cards = build_cards(result, state.catalog, CardOptions(
+    built = action_cards(result, state.catalog, CardOptions(
         lang=lang, hook_instance=hook.hook_instance, launch_url=state.settings.app_launch_url))
+    # remembered overrides: a card snoozed for this patient stays away while the finding behind it holds
+    cards = state.snoozer.present(built, hook.patient_id, result.context, state.catalog, state.today())
     body: dict[str, Any] = {"cards": cards}
     issues = resolved.issues + result.context.issues
     if issues:
@@ -158,6 +160,8 @@ async def feedback(request: Request) -> Response:
         service = service_of(request)
         entries = check_feedback(await read_json(request))
         try:
+            # the snooze first: a retry after a failure below snoozes again (same row) and stores once
+            await run_in_threadpool(state.snoozer.on_feedback, entries, state.today())
             await run_in_threadpool(state.feedback.save_feedback_items, service.id, entries)
         except Exception as exc:  # the store is down: say so, keep the stack trace in the log
             log.exception("CDS %s: feedback not stored", service.id, exc_info=exc)

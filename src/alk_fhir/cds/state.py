@@ -1,7 +1,8 @@
 """What the CDS endpoints share, built once per app: compiled card catalog, engine, feedback sink.
 
 Built by the router's start-up hook (so a broken plan stops the service at start-up), or on first
-use when an app is driven without its lifespan (tests). ``today``, ``open_source`` and ``feedback``
+use when an app is driven without its lifespan (tests). ``snoozer`` remembers overrides in the
+app's store (``app.state.store``; in memory without one). ``today``, ``open_source`` and ``feedback``
 are the seams tests replace: the date rules see, the FHIR server reader, the feedback store. The
 feedback store is ``app.state.cds_feedback`` when the app wires one (``alk_fhir.store.Store``
 fits the ``FeedbackSink`` protocol), otherwise feedback is kept in memory with a warning.
@@ -21,6 +22,7 @@ from alk_fhir.cds.cards import Catalog, compile_catalog
 from alk_fhir.cds.discovery import configure
 from alk_fhir.cds.feedback import FeedbackSink, MemoryFeedbackSink
 from alk_fhir.cds.prefetch import SourceFactory, http_source
+from alk_fhir.cds.snooze import MemorySnoozes, Snoozer, load_key, policy_of
 from alk_fhir.config import Settings
 
 log = logging.getLogger("alk_fhir.cds")
@@ -32,6 +34,7 @@ class CdsState:
     catalog: Catalog
     settings: Settings
     feedback: FeedbackSink
+    snoozer: Snoozer
     today: Callable[[], date] = date.today
     open_source: SourceFactory = http_source
 
@@ -43,7 +46,12 @@ def build_cds_state(app: Any) -> CdsState:
         log.warning("no feedback store configured: CDS Hooks feedback is kept in memory only")
         feedback = MemoryFeedbackSink()
     configure(engine)  # the services' prefetch, generated from the plan and the facts it reads
-    state = CdsState(engine=engine, catalog=compile_catalog(engine), settings=app.state.settings, feedback=feedback)
+    settings: Settings = app.state.settings
+    store = getattr(app.state, "store", None)
+    snoozes = store if store is not None and hasattr(store, "snoozes_for") else MemorySnoozes()
+    snoozer = Snoozer(policy_of(engine.package), load_key(settings.snooze_key_file), snoozes)
+    state = CdsState(engine=engine, catalog=compile_catalog(engine), settings=settings, feedback=feedback,
+                     snoozer=snoozer)
     app.state.cds = state
     return state
 

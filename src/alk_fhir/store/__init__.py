@@ -18,6 +18,7 @@ from alk_fhir.store.documents import PutResult, StoredDocument, content_hash, lo
 from alk_fhir.store.facade import Store, StoreAuditSink, StoreJtiCache, open_store
 from alk_fhir.store.feedback import FeedbackRecord
 from alk_fhir.store.retention import PurgeResult, Retention
+from alk_fhir.store.snooze import Snooze
 
 __all__ = [
     "FeedbackRecord",
@@ -25,6 +26,7 @@ __all__ = [
     "PurgeResult",
     "PutResult",
     "Retention",
+    "Snooze",
     "Store",
     "StoreAuditSink",
     "StoreError",

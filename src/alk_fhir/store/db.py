@@ -170,6 +170,18 @@ class DriverStatement:
         return cursor
 
 
+def run_driver_read(engine: Engine, work: Callable[[Any], T]) -> T:
+    """A read of a statement or two on the hot path (the snooze lookup of every CDS call) on the
+    driver's cursor, as :func:`run_driver_write` writes: no Session, no Core Connection."""
+    connection = engine.raw_connection()
+    try:
+        result = work(connection.cursor())
+        connection.rollback()  # ends the read transaction PostgreSQL's driver opened (a no-op on SQLite)
+        return result
+    finally:
+        connection.close()
+
+
 def run_driver_write(engine: Engine, work: Callable[[Any], T], *, attempts: int = WRITE_ATTEMPTS) -> T:
     """:func:`run_write` for a statement or two on the hot path (the jti check of every CDS call): the
     driver's connection from the engine's pool (its connect hooks applied), with the transaction

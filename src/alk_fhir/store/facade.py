@@ -14,12 +14,13 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from alk_fhir.store import audit, documents, feedback, learning, replay, retention
+from alk_fhir.store import audit, documents, feedback, learning, replay, retention, snooze
 from alk_fhir.store.db import create_store_engine, migrate, read_session, run_write
 from alk_fhir.store.documents import PutResult, StoredDocument
 from alk_fhir.store.feedback import FeedbackRecord
 from alk_fhir.store.learning import DocumentVersionRecord, FeedbackFact, ShownCount
 from alk_fhir.store.retention import PurgeResult, Retention
+from alk_fhir.store.snooze import Snooze
 
 
 class Store:
@@ -100,6 +101,17 @@ class Store:
         """Every stored document version, oldest first per document, read in one snapshot."""
         with read_session(self.engine) as s:
             yield from learning.document_versions(s)
+
+    # Remembered overrides (issue 21): cards kept away per patient pseudonym
+    def save_snooze(self, subject: str, action_id: str, reason: str, trigger: str, until: str, today: str) -> None:
+        """Keep a card (``action_id``) away for ``subject`` (a keyed pseudonym) up to ``until``."""
+        snooze.save_snooze(self.engine, subject, Snooze(action_id, reason, trigger, until), today)
+
+    def snoozes_for(self, subject: str, today: str) -> dict[str, Snooze]:
+        return snooze.snoozes_for(self.engine, subject, today)
+
+    def purge_snoozes(self, today: str) -> None:
+        snooze.purge(self.engine, today)
 
     # Audit
     def record_audit(self, event: dict[str, Any]) -> str:

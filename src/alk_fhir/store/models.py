@@ -164,3 +164,23 @@ class CdsCardShown(Base):
     section: Mapped[str | None] = mapped_column(String(SECTION_MAX))
     action_id: Mapped[str | None] = mapped_column(String(ID_MAX))
     month: Mapped[str] = mapped_column(String(7))  # YYYY-MM, UTC
+
+
+class CdsSnooze(Base):
+    """A card kept away for a while after a clinician overrode it (issue 21, remembered overrides).
+
+    ``subject`` is a keyed pseudonym of the patient (HMAC-SHA256 with the service's snooze key: no
+    identity, not linkable without the key), ``action_id`` the plan action the card showed, ``reason``
+    the override reason's code, ``trigger`` a digest of the finding behind the card (a changed finding
+    brings the card back), ``until`` the last day it stays away (ISO date). A row is deleted once its
+    period is over: retention is the snooze period. Nothing about the user, the EHR or the time of day."""
+
+    __tablename__ = "alk_cds_snooze"
+    __table_args__ = (UniqueConstraint("subject", "action_id"), Index(None, "until"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subject: Mapped[str] = mapped_column(String(ID_MAX))
+    action_id: Mapped[str] = mapped_column(String(ID_MAX))
+    reason: Mapped[str] = mapped_column(String(ID_MAX))
+    trigger: Mapped[str] = mapped_column(String(ID_MAX))
+    until: Mapped[str] = mapped_column(String(10))  # YYYY-MM-DD, the last day the card stays away

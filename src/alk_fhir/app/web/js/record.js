@@ -4,7 +4,9 @@
 // missing type cannot hide the advice the rest supports. 401 is never swallowed.
 
 const TYPES = ["Condition", "MedicationStatement", "MedicationRequest", "Procedure", "DiagnosticReport",
-  "Encounter", "CareTeam", "CarePlan", "QuestionnaireResponse", "Consent", "Observation"];
+  "Encounter", "CareTeam", "CarePlan", "QuestionnaireResponse", "Consent", "Observation",
+  // what accepted advice created (issue 21): a step whose Task or ServiceRequest is in progress is not proposed again
+  "Task", "ServiceRequest"];
 const PAGE_LIMIT = 10;
 
 let current = null;
