@@ -90,7 +90,9 @@ def logical_id(system: str, value: str) -> str:
 
 
 def content_hash(bundle: dict[str, Any]) -> str:
-    """SHA-256 of the canonical JSON, leaving out what the server assigns (id, versionId, lastUpdated)."""
+    """SHA-256 of the canonical JSON, leaving out what the server assigns (id, versionId, lastUpdated).
+    InvalidRecord (a 4xx for the caller) for what has no canonical JSON in UTF-8: a lone surrogate or
+    a NaN (the body reader refuses both; a store caller that did not use it gets a refusal, not a crash)."""
     body = {k: v for k, v in bundle.items() if k != "id"}
     meta = body.get("meta")
     if isinstance(meta, dict):
@@ -99,8 +101,12 @@ def content_hash(bundle: dict[str, Any]) -> str:
             body["meta"] = meta
         else:
             del body["meta"]
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    try:
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                               allow_nan=False).encode("utf-8")
+    except (UnicodeEncodeError, ValueError) as exc:  # a lone surrogate, NaN, an integer past int()'s limit
+        raise InvalidRecord(f"the document cannot be stored: {exc}") from None
+    return hashlib.sha256(canonical).hexdigest()
 
 
 def _stamped(bundle: dict[str, Any], doc_id: str, version: int, when: datetime) -> dict[str, Any]:
