@@ -13,13 +13,14 @@ Imports nothing else from alk_fhir, so any face can use it.
 """
 
 from alk_fhir.store.db import InvalidRecord, StoreError, current_revision, head_revision
-from alk_fhir.store.documents import PutResult, StoredDocument, content_hash, logical_id
+from alk_fhir.store.documents import NotOwner, PutResult, StoredDocument, content_hash, logical_id
 from alk_fhir.store.facade import Store, StoreAuditSink, StoreJtiCache, open_store
 from alk_fhir.store.feedback import FeedbackRecord
 
 __all__ = [
     "FeedbackRecord",
     "InvalidRecord",
+    "NotOwner",
     "PutResult",
     "Store",
     "StoreAuditSink",
