@@ -39,7 +39,7 @@ from alk_fhir.fhir.outcome import operation_outcome
 
 MAX_BODY = 20 * 1024 * 1024  # bytes; module-level so that tests can lower it
 MAX_DEPTH = 128  # a Bundle of QuestionnaireResponses with ten levels of nested items stays under 60
-MAX_VALUES = 1_000_000  # JSON values (objects, arrays and scalars) per body; 20 MB of FHIR JSON holds 850,000
+MAX_VALUES = 900_000  # JSON values (objects, arrays and scalars) per body; 20 MB of FHIR JSON holds 850,000
 MAX_INT_DIGITS = sys.get_int_max_str_digits() or 4300  # what int() converts (CPython's limit, 4,300 digits)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 JSON_TYPES = frozenset({"application/fhir+json", "application/json", "application/json+fhir", ""})
