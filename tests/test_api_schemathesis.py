@@ -39,7 +39,8 @@ def test_fuzzed_requests_to_the_fhir_faces_never_get_a_server_error(tmp_path: Pa
 
 
 HOSTILE_BODIES = {
-    "an integer of 5,000 digits": {"resourceType": "Parameters", "parameter": [{"name": "n", "valueInteger": 10 ** 4999}]},
+    "an integer of 5,000 digits": {"resourceType": "Parameters",
+                                   "parameter": [{"name": "n", "valueInteger": 10 ** 4999}]},
     "a lone surrogate": {"resourceType": "Patient", "id": "p", "name": [{"text": "ab\ud800"}]},
     "a key with a lone surrogate": {"resourceType": "Patient", "\udc00": 1},
     "a scalar flood": ["ab"] * 1_000_000,
