@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from alk_fhir.auth.cds_jwt import MAX_TOKEN_LENGTH, CdsJwtError
 from alk_fhir.auth.replay import MemoryJtiCache
+from alk_fhir.store import StoreJtiCache, open_store
 from fixtures.auth.jwtkit import cds_claims
 from test_auth_token_limits import AUD, ISS, RecordingCache, token, verifier
 
@@ -48,3 +50,17 @@ def test_a_token_at_the_limit_and_one_without_sub_are_accepted() -> None:
     claims = json.loads(base64.urlsafe_b64decode(plain.split(".")[1] + "=="))
     assert "sub" not in claims and len(plain) < 1024
     assert run(plain)["tenant"] == "praktijk-1"
+
+
+def test_a_jti_with_a_lone_surrogate_is_remembered_not_a_crash(tmp_path: Path) -> None:
+    """JSON lets a signed token carry ``"jti": "\\ud800"``; hashing it for the replay table raised
+    UnicodeEncodeError (a 500 on every CDS call with such a token)."""
+    store = open_store(f"sqlite:///{tmp_path / 'jti.sqlite3'}")
+    try:
+        run = verifier(StoreJtiCache(store))
+        text = token(cds_claims(ISS, AUD, jti="ab\ud800"))
+        assert run(text)["jti"] == "ab\ud800"
+        with pytest.raises(CdsJwtError, match="already used"):
+            run(text)
+    finally:
+        store.close()
