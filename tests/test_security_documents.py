@@ -22,6 +22,7 @@ from alk_fhir.overview.consent import last_day
 from alk_fhir.store import NotOwner, open_store
 from fixtures.overview.kit import BSN, GGZ_ORG, GGZ_URA, GP_ORG, GP_URA, OTHER_URA, PATIENT_BSN, T2, URA, package
 from test_overview_api import Env, bearer, gp_document, last_refusal, post, running
+from test_store import BACKENDS, database_url  # noqa: F401 (the fixture)
 
 CONSENT_START, CONSENT_END = date(2026, 10, 1), date(2027, 10, 1)  # the example patient's exchange Consent
 
@@ -99,8 +100,9 @@ def test_another_partner_cannot_add_a_version_to_the_gps_document(env: Env) -> N
     assert env.client.get(f"/fhir/Bundle/{doc_id}", headers=ggz).json()["meta"]["versionId"] == "2"
 
 
-def test_the_store_itself_refuses_a_version_from_another_organisation(tmp_path: Path) -> None:
-    store = open_store(f"sqlite:///{tmp_path / 's.sqlite3'}")
+@pytest.mark.parametrize("database_url", BACKENDS, indirect=True)
+def test_the_store_itself_refuses_a_version_from_another_organisation(database_url: str) -> None:  # noqa: F811
+    store = open_store(database_url)
     try:
         bundle = {"resourceType": "Bundle", "type": "document", "timestamp": "2026-11-23T10:00:00Z"}
         key = ("urn:ietf:rfc:3986", "urn:uuid:0b6a6f1e-0000-4000-8000-000000000001")
