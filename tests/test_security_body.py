@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import threading
 from typing import Any
 
 import pytest
@@ -134,3 +135,28 @@ def test_no_json_endpoint_answers_500(client: TestClient, path: str, body: bytes
     if path.startswith("/fhir") or path.startswith("/app"):
         assert answer["resourceType"] == "OperationOutcome"
 
+
+
+def test_a_large_body_is_parsed_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parsing 20 MB takes long enough to stall every other client of the event loop: bodies over
+    PARSE_INLINE_MAX go to the thread pool, a CDS call's 20 kB stays inline (no hop on the hot path)."""
+    threads: list[str] = []
+    real = body_module.parse_json
+
+    def spy(raw: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return real(raw)
+
+    monkeypatch.setattr(body_module, "parse_json", spy)
+
+    async def read(payload: bytes) -> tuple[Any, str]:
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": payload, "more_body": False}
+
+        request = Request({"type": "http", "method": "POST", "headers": []}, receive)
+        return await read_json(request), threading.current_thread().name
+
+    small, loop = asyncio.run(read(b'{"a": [' + b"1," * 1000 + b"1]}"))
+    large, _ = asyncio.run(read(b'{"a": [' + b"12345678," * (body_module.PARSE_INLINE_MAX // 9) + b"1]}"))
+    assert len(small["a"]) == 1001 and len(large["a"]) == body_module.PARSE_INLINE_MAX // 9 + 1
+    assert threads[0] == loop and threads[1] != loop

@@ -33,6 +33,7 @@ import sys
 from typing import Any
 
 import orjson
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 
 from alk_fhir.fhir.outcome import operation_outcome
@@ -42,6 +43,10 @@ MAX_DEPTH = 128  # a Bundle of QuestionnaireResponses with ten levels of nested 
 MAX_VALUES = 900_000  # JSON values (objects, arrays and scalars) per body; 20 MB of FHIR JSON holds 850,000
 MAX_INT_DIGITS = sys.get_int_max_str_digits() or 4300  # what int() converts (CPython's limit, 4,300 digits)
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# Where a lone surrogate can come from: a \u escape of one (raw UTF-8 or UTF-16 holding one does not decode).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
+PARSE_INLINE_MAX = 1024 * 1024  # bytes: larger bodies are parsed in the thread pool (read_json)
 JSON_TYPES = frozenset({"application/fhir+json", "application/json", "application/json+fhir", ""})
 
 
@@ -92,7 +97,12 @@ async def read_json(request: Request, *, limit: int | None = None, send: str = "
     ctype = media_type(request)
     if ctype not in JSON_TYPES:
         raise BodyError(415, "not-supported", f"unsupported Content-Type {ctype}; send {send}")
-    return parse_json(await read_body(request, limit))
+    raw = await read_body(request, limit)
+    if len(raw) <= PARSE_INLINE_MAX:
+        return parse_json(raw)
+    # A large body takes the parser (and, when orjson refuses it, json.loads and a walk) hundreds of
+    # milliseconds: off the event loop, so that other clients are answered meanwhile.
+    return await run_in_threadpool(parse_json, raw)
 
 
 def parse_json(raw: bytes | bytearray | str) -> Any:
@@ -127,10 +137,14 @@ def _loads(raw: bytes | bytearray | str) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
-        value = json.loads(raw, parse_int=_int, parse_float=_float, parse_constant=_constant)
-    where = unusable_value(value)
-    if where is not None:
-        raise BodyError(400, "value", f"request body is not usable JSON at {where[0]}: {where[1]}")
+        hooks = _Hooks()
+        value = json.loads(raw, parse_int=hooks.parse_int, parse_float=hooks.parse_float,
+                           parse_constant=hooks.parse_constant)
+    escaped = _SURROGATE_ESCAPE.search(raw) if isinstance(raw, str) else _SURROGATE_ESCAPE_BYTES.search(raw)
+    if hooks.marked or escaped:  # the walk costs as much as the parse: only when it can find something
+        where = unusable_value(value)
+        if where is not None:
+            raise BodyError(400, "value", f"request body is not usable JSON at {where[0]}: {where[1]}")
     return value
 
 
@@ -141,21 +155,30 @@ class _Unusable:
         self.why = why
 
 
-def _int(text: str) -> int | _Unusable:
-    if len(text) - text.startswith("-") > MAX_INT_DIGITS:
-        return _Unusable(f"an integer of {len(text)} characters (at most {MAX_INT_DIGITS} digits)")
-    return int(text)
+class _Hooks:
+    """``json.loads`` hooks for one parse: numbers no later step can use become :class:`_Unusable`
+    (``marked`` says whether any did)."""
 
+    def __init__(self) -> None:
+        self.marked = False
 
-def _float(text: str) -> float | _Unusable:
-    number = float(text)
-    if math.isinf(number):
-        return _Unusable(f"a number beyond the range of a double ({text[:20]}…)")
-    return number
+    def _mark(self, why: str) -> _Unusable:
+        self.marked = True
+        return _Unusable(why)
 
+    def parse_int(self, text: str) -> int | _Unusable:
+        if len(text) - text.startswith("-") > MAX_INT_DIGITS:
+            return self._mark(f"an integer of {len(text)} characters (at most {MAX_INT_DIGITS} digits)")
+        return int(text)
 
-def _constant(text: str) -> _Unusable:
-    return _Unusable(f"{text} is not a JSON number (RFC 8259 §6)")
+    def parse_float(self, text: str) -> float | _Unusable:
+        number = float(text)
+        if math.isinf(number):
+            return self._mark(f"a number beyond the range of a double ({text[:20]}…)")
+        return number
+
+    def parse_constant(self, text: str) -> _Unusable:
+        return self._mark(f"{text} is not a JSON number (RFC 8259 §6)")
 
 
 def unusable_value(node: Any) -> tuple[str, str] | None:
