@@ -11,6 +11,8 @@ what the bytes say, not on how many there are. ``[{},{},…]`` turns 20 MB into 
 Python dicts and ``["ab","ab",…]`` 19 MB into some 260 MB of strings, where FHIR JSON of 20 MB
 parses into about 115 MB (it holds some 43,000 values per MB), so the cap on bytes alone would not
 bound memory; every value, scalar or container, costs 60-70 bytes once parsed, so the count does.
+A body over :data:`PARSE_INLINE_MAX` is parsed in the thread pool, so that the event loop keeps
+answering other clients meanwhile.
 
 Every parse error is a 400 naming where it is (a JSON path, or the line and column of the text):
 an integer of more digits than Python converts (:data:`MAX_INT_DIGITS`, 4,300: ``int()`` raises a
