@@ -142,6 +142,7 @@ def test_the_recipient_reads_nothing_once_the_period_has_ended(env: Env) -> None
     assert reads(env, ggz, doc_id) == [200, 200, 200, 1]
     on(env, date(2027, 10, 2))
     assert reads(env, ggz, doc_id) == [404, 404, 404, 0]
+    assert "no Consent of the current version covers it today" in last_refusal(env)["outcomeDesc"]
     assert reads(env, gp, doc_id) == [200, 200, 200, 1]  # the writer keeps its own document
 
 

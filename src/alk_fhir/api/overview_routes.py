@@ -153,14 +153,27 @@ def _parties_now(request: Request, current: StoredDocument) -> set[str]:
     return {f"{s}|{v}" for s, v in sharing_parties(ctx, writer=current.author_org, today=_today(request))}
 
 
-def _visible(request: Request, principal: Principal, doc: StoredDocument, current: StoredDocument | None) -> bool:
+def _addressed(principal: Principal, doc: StoredDocument) -> bool:
+    """Written by the partner or recorded as a recipient when the version was stored."""
+    return may_read(principal, [_pair(doc.author_org)], [_pair(r) for r in doc.recipients])
+
+
+def _visible(principal: Principal, doc: StoredDocument, parties_now: set[str] | None) -> bool:
     """Its writer reads a version always; a recipient of it only while the current version's
-    Consents, judged today, still let the writer share with it."""
-    if not may_read(principal, [_pair(doc.author_org)], [_pair(r) for r in doc.recipients]):
+    Consents, judged today, still let the writer share with it (``parties_now``, from
+    :func:`_parties_now`; None when the partner wrote the document and it was not needed)."""
+    if not _addressed(principal, doc):
         return False
-    if doc.author_org == _org(principal):
-        return True
-    return current is not None and _org(principal) in _parties_now(request, current)
+    return doc.author_org == _org(principal) or (parties_now is not None and _org(principal) in parties_now)
+
+
+def _parties_if_needed(request: Request, principal: Principal, found: list[StoredDocument],
+                       current: StoredDocument | None) -> set[str] | None:
+    """:func:`_parties_now` of ``current``, computed only when a version in ``found`` was written by
+    another organisation (building the document's context is the costly part of a read)."""
+    if current is None or all(d.author_org == _org(principal) for d in found):
+        return None
+    return _parties_now(request, current)
 
 
 # --- create ----------------------------------------------------------------------------------------
@@ -283,10 +296,13 @@ def _readable(request: Request, principal: Principal, interaction: Interaction,
     """The versions the partner may see (``current``: the document's current version, whose Consents
     decide for every version). A document it may not see answers exactly like one that does not
     exist (404, same text): a 403 would tell it that the id exists. The audit keeps the difference."""
-    visible = [d for d in found if _visible(request, principal, d, current)]
+    parties = _parties_if_needed(request, principal, found, current)
+    visible = [d for d in found if _visible(principal, d, parties)]
     if not visible:
-        reason = ("refused: neither written by nor addressed to the caller's organisation (answered 404)"
-                  if found else "not found")
+        reason = ("not found" if not found else
+                  "refused: addressed to the caller's organisation, but no Consent of the current version "
+                  "covers it today (answered 404)" if any(_addressed(principal, d) for d in found) else
+                  "refused: neither written by nor addressed to the caller's organisation (answered 404)")
         _refuse(request, principal, interaction, 404, "not-found", f"{what} not found", entity=what,
                 audit_text=f"{what} {reason}")
     return visible
@@ -393,7 +409,8 @@ def search_bundles(request: Request, principal: Reader) -> FHIRResponse:
                      else store.search_by_patient_identifier(system, value, visible_to=org))
             these = {d.id: d for d in found}
             matches = these if matches is None else {k: v for k, v in matches.items() if k in these}
-    results = [d for d in (matches or {}).values() if _visible(request, principal, d, d)]  # current versions
+    results = [d for d in (matches or {}).values()  # current versions: each decides for itself
+               if _visible(principal, d, _parties_if_needed(request, principal, [d], d))]
     audit_access(request, principal, interaction="search", outcome="0",
                  description=f"{len(results)} document(s) found")
     base = _base(request)
