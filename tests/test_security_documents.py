@@ -183,3 +183,23 @@ def test_sharing_parties_is_the_consent_rule_per_party() -> None:
                                                                                date(2027, 3, 4)), ("x", None)])
 def test_a_partial_end_date_includes_what_it_names(value: str, day: date | None) -> None:
     assert last_day(value) == day
+
+
+@pytest.mark.parametrize(("patch", "where"), [
+    (lambda text: text.replace('"status": "final"', '"status": "final", "x": "\\ud800"', 1), "lone UTF-16 surrogate"),
+    (lambda text: text.replace('"type": "document"', '"type": "document", "x": ' + "7" * 5000, 1), "integer of 5000"),
+])
+def test_a_document_that_cannot_be_stored_is_a_400_audited_not_a_500(env: Env, patch: Any, where: str) -> None:
+    """It used to pass $validate, then answer 500 from the store's content hash, unaudited (and the CLI
+    sender kept retrying it)."""
+    gp = bearer(env, "gp")
+    doc = gp_document()
+    text = patch(json.dumps(doc))
+    assert text != json.dumps(doc)
+    answer = env.client.post("/fhir/Bundle", content=text.encode(),
+                             headers={**gp, "Content-Type": "application/fhir+json"})
+    assert answer.status_code == 400, answer.text
+    assert where in answer.json()["issue"][0]["diagnostics"] and "at $." in answer.json()["issue"][0]["diagnostics"]
+    refusal = last_refusal(env)
+    assert refusal["subtype"][0]["code"] == "create" and refusal["outcome"] == "4"
+    assert env.store.search_by_identifier(None, doc["identifier"]["value"]) == []
