@@ -191,9 +191,10 @@ def put_document(
     })
     doc = session.execute(select(Document).where(Document.id == doc_id).with_for_update()).scalar_one()
     if doc.current_version:
+        # The earliest version kept (all versions share their author, so a purge of old ones changes nothing).
         owner = session.execute(select(DocumentVersion.author_org).where(DocumentVersion.document_id == doc_id)
-                                .order_by(DocumentVersion.version_id).limit(1)).scalar_one()
-        if owner != author_org:
+                                .order_by(DocumentVersion.version_id).limit(1)).scalar_one_or_none()
+        if owner is not None and owner != author_org:
             raise NotOwner(owner)
         latest = session.execute(select(DocumentVersion).where(
             DocumentVersion.document_id == doc_id,
