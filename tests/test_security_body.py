@@ -160,3 +160,8 @@ def test_a_large_body_is_parsed_off_the_event_loop(monkeypatch: pytest.MonkeyPat
     large, _ = asyncio.run(read(b'{"a": [' + b"12345678," * (body_module.PARSE_INLINE_MAX // 9) + b"1]}"))
     assert len(small["a"]) == 1001 and len(large["a"]) == body_module.PARSE_INLINE_MAX // 9 + 1
     assert threads[0] == loop and threads[1] != loop
+
+
+def test_a_str_body_holding_a_surrogate_character_itself_is_refused() -> None:
+    error = refused('{"a": ["x\ud800"]}')
+    assert (error.status, error.code) == (400, "value") and "at $.a[0]:" in error.diagnostics

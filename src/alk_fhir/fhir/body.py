@@ -45,8 +45,9 @@ MAX_DEPTH = 128  # a Bundle of QuestionnaireResponses with ten levels of nested 
 MAX_VALUES = 900_000  # JSON values (objects, arrays and scalars) per body; 20 MB of FHIR JSON holds 850,000
 MAX_INT_DIGITS = sys.get_int_max_str_digits() or 4300  # what int() converts (CPython's limit, 4,300 digits)
 _SURROGATE = re.compile("[\ud800-\udfff]")
-# Where a lone surrogate can come from: a \u escape of one (raw UTF-8 or UTF-16 holding one does not decode).
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+# Where a lone surrogate can come from: a \u escape of one (raw UTF-8 or UTF-16 holding one does not
+# decode), or, in a str body, the character itself.
+_SURROGATE_ESCAPE = re.compile("\\\\u[dD][89a-fA-F]|[\ud800-\udfff]")
 _SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
 PARSE_INLINE_MAX = 1024 * 1024  # bytes: larger bodies are parsed in the thread pool (read_json)
 JSON_TYPES = frozenset({"application/fhir+json", "application/json", "application/json+fhir", ""})
