@@ -165,3 +165,40 @@ def test_a_large_body_is_parsed_off_the_event_loop(monkeypatch: pytest.MonkeyPat
 def test_a_str_body_holding_a_surrogate_character_itself_is_refused() -> None:
     error = refused('{"a": ["x\ud800"]}')
     assert (error.status, error.code) == (400, "value") and "at $.a[0]:" in error.diagnostics
+
+
+def test_large_bodies_are_parsed_one_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four large bodies at once: parsed in the thread pool, but never two trees built at once (in
+    threads they overlapped: four 900,000-value bodies at once peaked at 379 MB)."""
+    import time
+
+    running, most = 0, 0
+    lock = threading.Lock()
+    real = body_module.parse_json
+
+    def spy(raw: Any) -> Any:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.05)  # long enough for the others to try to start meanwhile
+        try:
+            return real(raw)
+        finally:
+            with lock:
+                running -= 1
+
+    monkeypatch.setattr(body_module, "parse_json", spy)
+    payload = b'{"a": [' + b"12345678," * (body_module.PARSE_INLINE_MAX // 9) + b"1]}"
+
+    async def read() -> Any:
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": payload, "more_body": False}
+
+        return await read_json(Request({"type": "http", "method": "POST", "headers": []}, receive))
+
+    async def four() -> list[Any]:
+        return list(await asyncio.gather(*(read() for _ in range(4))))
+
+    assert [len(v["a"]) for v in asyncio.run(four())] == [body_module.PARSE_INLINE_MAX // 9 + 1] * 4
+    assert most == body_module.LARGE_PARSES == 1
