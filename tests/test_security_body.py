@@ -139,7 +139,7 @@ def test_no_json_endpoint_answers_500(client: TestClient, path: str, body: bytes
 
 def test_a_large_body_is_parsed_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
     """Parsing 20 MB takes long enough to stall every other client of the event loop: bodies over
-    PARSE_INLINE_MAX go to the thread pool, a CDS call's 20 kB stays inline (no hop on the hot path)."""
+    PARSE_INLINE_MAX go to the parser thread, a CDS call's 20 kB stays inline (no hop on the hot path)."""
     threads: list[str] = []
     real = body_module.parse_json
 
@@ -168,7 +168,7 @@ def test_a_str_body_holding_a_surrogate_character_itself_is_refused() -> None:
 
 
 def test_large_bodies_are_parsed_one_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Four large bodies at once: parsed in the thread pool, but never two trees built at once (in
+    """Four large bodies at once: parsed off the event loop, but never two trees built at once (in
     threads they overlapped: four 900,000-value bodies at once peaked at 379 MB)."""
     import time
 

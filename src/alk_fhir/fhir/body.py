@@ -11,10 +11,11 @@ what the bytes say, not on how many there are. ``[{},{},…]`` turns 20 MB into 
 Python dicts and ``["ab","ab",…]`` 19 MB into some 260 MB of strings, where FHIR JSON of 20 MB
 parses into about 115 MB (it holds some 43,000 values per MB), so the cap on bytes alone would not
 bound memory; every value, scalar or container, costs 60-70 bytes once parsed, so the count does.
-A body over :data:`PARSE_INLINE_MAX` is parsed in the thread pool, so that the event loop keeps
-answering other clients meanwhile, one such body at a time (:data:`LARGE_PARSES`): on the event
-loop parses never overlapped, and four parsed at once in threads held four trees (four bodies
-just within the value cap at once peaked at 379 MB instead of 271 MB).
+A body over :data:`PARSE_INLINE_MAX` is parsed on one dedicated thread, so that the event loop keeps
+answering other clients meanwhile, one such body at a time: on the event loop parses never
+overlapped, and four parsed at once in the shared thread pool held four trees (four bodies just
+within the value cap at once peaked at 379 MB instead of 271 MB); one thread also keeps one malloc
+arena for them, where the pool's threads each grew their own.
 
 Every parse error is a 400 naming where it is (a JSON path, or the line and column of the text):
 an integer of more digits than Python converts (:data:`MAX_INT_DIGITS`, 4,300: ``int()`` raises a
@@ -35,11 +36,10 @@ import json
 import math
 import re
 import sys
-import weakref
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 
 from alk_fhir.fhir.outcome import operation_outcome
@@ -54,8 +54,8 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _SURROGATE_ESCAPE = re.compile("\\\\u[dD][89a-fA-F]|[\ud800-\udfff]")
 _SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
 PARSE_INLINE_MAX = 1024 * 1024  # bytes: larger bodies are parsed in the thread pool (read_json)
-LARGE_PARSES = 1  # such parses at once per event loop
-_GATES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+LARGE_PARSES = 1  # such parses at once: the one thread of _PARSER
+_PARSER = ThreadPoolExecutor(max_workers=LARGE_PARSES, thread_name_prefix="alk-json-parser")
 JSON_TYPES = frozenset({"application/fhir+json", "application/json", "application/json+fhir", ""})
 
 
@@ -111,17 +111,7 @@ async def read_json(request: Request, *, limit: int | None = None, send: str = "
         return parse_json(raw)
     # A large body takes the parser (and, when orjson refuses it, json.loads and a walk) hundreds of
     # milliseconds: off the event loop, so that other clients are answered meanwhile; one at a time.
-    async with _gate():
-        return await run_in_threadpool(parse_json, raw)
-
-
-def _gate() -> asyncio.Semaphore:
-    """The running loop's semaphore of :data:`LARGE_PARSES` (a Semaphore belongs to one loop)."""
-    loop = asyncio.get_running_loop()
-    gate = _GATES.get(loop)
-    if gate is None:
-        gate = _GATES[loop] = asyncio.Semaphore(LARGE_PARSES)
-    return gate
+    return await asyncio.get_running_loop().run_in_executor(_PARSER, parse_json, raw)
 
 
 def parse_json(raw: bytes | bytearray | str) -> Any:
