@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import threading
 from typing import Any
 
 import pytest
@@ -137,68 +136,7 @@ def test_no_json_endpoint_answers_500(client: TestClient, path: str, body: bytes
 
 
 
-def test_a_large_body_is_parsed_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Parsing 20 MB takes long enough to stall every other client of the event loop: bodies over
-    PARSE_INLINE_MAX go to the parser thread, a CDS call's 20 kB stays inline (no hop on the hot path)."""
-    threads: list[str] = []
-    real = body_module.parse_json
-
-    def spy(raw: Any) -> Any:
-        threads.append(threading.current_thread().name)
-        return real(raw)
-
-    monkeypatch.setattr(body_module, "parse_json", spy)
-
-    async def read(payload: bytes) -> tuple[Any, str]:
-        async def receive() -> dict[str, Any]:
-            return {"type": "http.request", "body": payload, "more_body": False}
-
-        request = Request({"type": "http", "method": "POST", "headers": []}, receive)
-        return await read_json(request), threading.current_thread().name
-
-    small, loop = asyncio.run(read(b'{"a": [' + b"1," * 1000 + b"1]}"))
-    large, _ = asyncio.run(read(b'{"a": [' + b"12345678," * (body_module.PARSE_INLINE_MAX // 9) + b"1]}"))
-    assert len(small["a"]) == 1001 and len(large["a"]) == body_module.PARSE_INLINE_MAX // 9 + 1
-    assert threads[0] == loop and threads[1] != loop
-
-
 def test_a_str_body_holding_a_surrogate_character_itself_is_refused() -> None:
     error = refused('{"a": ["x\ud800"]}')
     assert (error.status, error.code) == (400, "value") and "at $.a[0]:" in error.diagnostics
 
-
-def test_large_bodies_are_parsed_one_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Four large bodies at once: parsed off the event loop, but never two trees built at once (in
-    threads they overlapped: four 900,000-value bodies at once peaked at 379 MB)."""
-    import time
-
-    running, most = 0, 0
-    lock = threading.Lock()
-    real = body_module.parse_json
-
-    def spy(raw: Any) -> Any:
-        nonlocal running, most
-        with lock:
-            running += 1
-            most = max(most, running)
-        time.sleep(0.05)  # long enough for the others to try to start meanwhile
-        try:
-            return real(raw)
-        finally:
-            with lock:
-                running -= 1
-
-    monkeypatch.setattr(body_module, "parse_json", spy)
-    payload = b'{"a": [' + b"12345678," * (body_module.PARSE_INLINE_MAX // 9) + b"1]}"
-
-    async def read() -> Any:
-        async def receive() -> dict[str, Any]:
-            return {"type": "http.request", "body": payload, "more_body": False}
-
-        return await read_json(Request({"type": "http", "method": "POST", "headers": []}, receive))
-
-    async def four() -> list[Any]:
-        return list(await asyncio.gather(*(read() for _ in range(4))))
-
-    assert [len(v["a"]) for v in asyncio.run(four())] == [body_module.PARSE_INLINE_MAX // 9 + 1] * 4
-    assert most == body_module.LARGE_PARSES == 1

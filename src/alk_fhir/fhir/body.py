@@ -11,11 +11,9 @@ what the bytes say, not on how many there are. ``[{},{},…]`` turns 20 MB into 
 Python dicts and ``["ab","ab",…]`` 19 MB into some 260 MB of strings, where FHIR JSON of 20 MB
 parses into about 115 MB (it holds some 43,000 values per MB), so the cap on bytes alone would not
 bound memory; every value, scalar or container, costs 60-70 bytes once parsed, so the count does.
-A body over :data:`PARSE_INLINE_MAX` is parsed on one dedicated thread, so that the event loop keeps
-answering other clients meanwhile, one such body at a time: on the event loop parses never
-overlapped, and four parsed at once in the shared thread pool held four trees (four bodies just
-within the value cap at once peaked at 379 MB instead of 271 MB); one thread also keeps one malloc
-arena for them, where the pool's threads each grew their own.
+Bodies are parsed on the event loop, one at a time: parsed in threads, four bodies just within the
+value cap at once held four trees (379 MB in the shared pool, 346 MB on one dedicated thread, against
+271 MB here); parsing the largest body takes a fraction of a second.
 
 Every parse error is a 400 naming where it is (a JSON path, or the line and column of the text):
 an integer of more digits than Python converts (:data:`MAX_INT_DIGITS`, 4,300: ``int()`` raises a
@@ -31,12 +29,10 @@ CDS error body.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import re
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
@@ -53,9 +49,6 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 # decode), or, in a str body, the character itself.
 _SURROGATE_ESCAPE = re.compile("\\\\u[dD][89a-fA-F]|[\ud800-\udfff]")
 _SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
-PARSE_INLINE_MAX = 1024 * 1024  # bytes: larger bodies are parsed in the thread pool (read_json)
-LARGE_PARSES = 1  # such parses at once: the one thread of _PARSER
-_PARSER = ThreadPoolExecutor(max_workers=LARGE_PARSES, thread_name_prefix="alk-json-parser")
 JSON_TYPES = frozenset({"application/fhir+json", "application/json", "application/json+fhir", ""})
 
 
@@ -106,12 +99,7 @@ async def read_json(request: Request, *, limit: int | None = None, send: str = "
     ctype = media_type(request)
     if ctype not in JSON_TYPES:
         raise BodyError(415, "not-supported", f"unsupported Content-Type {ctype}; send {send}")
-    raw = await read_body(request, limit)
-    if len(raw) <= PARSE_INLINE_MAX:
-        return parse_json(raw)
-    # A large body takes the parser (and, when orjson refuses it, json.loads and a walk) hundreds of
-    # milliseconds: off the event loop, so that other clients are answered meanwhile; one at a time.
-    return await asyncio.get_running_loop().run_in_executor(_PARSER, parse_json, raw)
+    return parse_json(await read_body(request, limit))
 
 
 def parse_json(raw: bytes | bytearray | str) -> Any:
