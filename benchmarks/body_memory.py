@@ -11,8 +11,15 @@ The client never holds the body: it writes 1 MB of JSON whitespace at a time to 
 keeps writing after the answer arrives, as a hostile client would, until the whole body is sent or
 the server closes the connection. A thread samples the server process's RSS
 (``/proc/<pid>/status``) every 10 ms. Then ``--parallel`` chunked bodies go to ``/fhir/$validate``
-at once, and 19 MB of ``[{},{},…]`` (within the cap, the costliest JSON to parse); ``--realistic``
-adds a 19 MB Bundle of real resources, the largest body the cap admits.
+at once, and 19 MB of ``[{},{},…]`` and of ``["ab","ab",…]`` (scalars: the value count covers them
+too since issue 25), once and ``--parallel`` at once; ``--realistic`` adds a 19 MB Bundle of real
+resources, the largest body the cap admits.
+
+Header floods (issue 25: a 100 MB header used to cost 373 MB and 12 s, a 200 MB ``Authorization``
+1,173 MB and 48 s, stalling other clients): ``--header-mb`` MB of one header line, of an
+``Authorization: Bearer`` value, of a URL, and of 100-byte header lines, each streamed 1 MB at a
+time to the CDS endpoint (no token needed to reach the head parser). Meanwhile a second client
+asks ``/healthz`` every 20 ms; its slowest answer is printed as the stall other clients saw.
 
 Printed: the server's RSS idle and after one small request per endpoint, and per request the
 status, how many MB had been sent when the answer came, and the peak RSS; the verdict compares the
@@ -34,7 +41,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -175,6 +182,82 @@ def stream_body(port: int, path: str, chunks: Iterator[bytes], *, length: int | 
     return Sent(status, None if answered_at is None else answered_at / MB, sent / MB, time.monotonic() - started)
 
 
+def scalars(total: int) -> Iterator[bytes]:
+    """``["ab","ab",…]`` of about ``total`` bytes: five bytes per string of some 55 once parsed."""
+    per_chunk = MB // 5
+    count = max(1, total // 5)
+    yield b"["
+    for start in range(0, count, per_chunk):
+        n = min(per_chunk, count - start)
+        yield b'"ab",' * (n - 1) + (b'"ab"' if start + n == count else b'"ab",')
+    yield b"]"
+
+
+def head_flood(port: int, kind: str, total: int) -> Sent:
+    """A request whose head is ``total`` bytes of ``kind``, streamed 1 MB at a time until the server
+    answers or closes: "header" (one line), "authorization" (a bearer token), "url" or "lines"
+    (100-byte header lines)."""
+    started = time.monotonic()
+    sock = socket.create_connection(("127.0.0.1", port))
+    path = "/cds-services/alk-patient-view"
+    opening = {"url": f"POST {path}?q=", "header": f"POST {path} HTTP/1.1\r\nX-Flood: ",
+               "authorization": f"POST {path} HTTP/1.1\r\nAuthorization: Bearer ",
+               "lines": f"POST {path} HTTP/1.1\r\n"}[kind]
+    sent, answered_at, answer = 0, None, b""
+    try:
+        sock.sendall(opening.encode("ascii"))
+        line = b"X-Line-" + b"a" * 90 + b": v\r\n"
+        piece = (line * (MB // len(line))) if kind == "lines" else b"a" * MB
+        while sent < total:
+            sock.sendall(piece)
+            sent += len(piece)
+            if select.select([sock], [], [], 0)[0]:
+                answered_at = sent
+                break
+        else:
+            sock.sendall(b" HTTP/1.1\r\n\r\n" if kind == "url" else b"\r\n\r\n")
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    sock.settimeout(600)
+    try:
+        while b"\r\n" not in answer:
+            more = sock.recv(65536)
+            if not more:
+                break
+            answer += more
+    except (TimeoutError, ConnectionResetError):
+        pass
+    finally:
+        sock.close()
+    status = int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.1 ") else None
+    return Sent(status, None if answered_at is None else answered_at / MB, sent / MB, time.monotonic() - started)
+
+
+class Prober:
+    """Asks ``/healthz`` every 20 ms on its own connection; ``worst`` is the slowest answer in a window."""
+
+    def __init__(self, base: str) -> None:
+        self.base, self.worst, self.running = base, 0.0, True
+        self.session = requests.Session()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while self.running:
+            started = time.monotonic()
+            with suppress(requests.RequestException):
+                self.session.get(self.base + "/healthz", timeout=120)
+            self.worst = max(self.worst, time.monotonic() - started)
+            time.sleep(0.02)
+
+    def reset(self) -> None:
+        self.worst = 0.0
+
+    def stop(self) -> None:
+        self.running = False
+        self.thread.join()
+
+
 def realistic_bundle(megabytes: float) -> bytes:
     """A collection Bundle of the example patients' resources, repeated to ``megabytes``: FHIR JSON as
     it comes, just under the body cap."""
@@ -184,6 +267,15 @@ def realistic_bundle(megabytes: float) -> bytes:
     count = int(megabytes * MB / (average + 2))
     return json.dumps({"resourceType": "Bundle", "type": "collection",
                        "entry": [entries[i % len(entries)] for i in range(count)]}).encode("utf-8")
+
+
+def body_values_cap(src: str | None) -> int:
+    """The served code's cap on JSON values per body (its container cap before issue 25)."""
+    code = ("import alk_fhir.fhir.body as b; "
+            "print(getattr(b, 'MAX_VALUES', None) or getattr(b, 'MAX_CONTAINERS'))")
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")} if src else None
+    return int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                              env=env).stdout)
 
 
 def partner_setup(tmp: Path) -> tuple[ec.EllipticCurvePrivateKey, Path]:
@@ -277,6 +369,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mb", type=int, default=400, help="body size in MB (default 400)")
     parser.add_argument("--parallel", type=int, default=4, help="bodies sent at once in the last round")
+    parser.add_argument("--header-mb", type=int, default=200, help="size of each header flood in MB (default 200)")
     parser.add_argument("--src", default=None, help="serve the alk_fhir package from this src directory")
     parser.add_argument("--realistic", action="store_true",
                         help="also validate a 19 MB Bundle of real FHIR resources (slow: the largest accepted body)")
@@ -337,6 +430,41 @@ def main() -> None:
                 peaks.append(peak[0])
                 print(f"  19 MB of [{{}},{{}},...] (6.6 million empty objects) to /fhir/$validate: HTTP {sent.status}, "
                       f"peak {peak[0]:.0f} MB")
+                with sampler.window() as peak:
+                    sent = stream_body(port, "/fhir/$validate", scalars(19 * MB), length=None, headers={})
+                peaks.append(peak[0])
+                print(f'  19 MB of ["ab","ab",...] (4 million strings) to /fhir/$validate: HTTP {sent.status}, '
+                      f"peak {peak[0]:.0f} MB")
+                values = body_values_cap(args.src)
+                for label, make in (("[{},{},...]", empty_objects), ('["ab","ab",...]', scalars)):
+                    size = (values // 2 - 2) * 3 if make is empty_objects else (values - 2) * 5
+                    with sampler.window() as peak:
+                        results = []
+                        threads = [threading.Thread(target=lambda m=make, n=size, out=results: out.append(stream_body(
+                            port, "/fhir/$validate", m(n), length=None, headers={}))) for _ in range(args.parallel)]
+                        for t in threads:
+                            t.start()
+                        for t in threads:
+                            t.join()
+                    peaks.append(peak[0])
+                    statuses = sorted({r.status for r in results}, key=str)
+                    print(f"  {args.parallel} x {size / MB:.1f} MB of {label} at once (just within the value cap, "
+                          f"{values:,} values): HTTP {statuses}, peak {peak[0]:.0f} MB")
+                print(f"Request heads of {args.header_mb} MB to /cds-services/alk-patient-view (status, MB sent when "
+                      "the answer came, peak RSS, slowest /healthz of another client meanwhile):")
+                prober = Prober(base)
+                try:
+                    for kind in ("header", "authorization", "url", "lines"):
+                        prober.reset()
+                        with sampler.window() as peak:
+                            sent = head_flood(port, kind, args.header_mb * MB)
+                        peaks.append(peak[0])
+                        when = "no answer" if sent.mb_before_answer is None else f"{sent.mb_before_answer:6.0f} MB"
+                        print(f"  {kind:<14} HTTP {sent.status}  answer after {when}  peak {peak[0]:5.0f} MB  "
+                              f"({sent.mb_sent:.0f} MB sent, {sent.seconds:.1f} s)  other client's slowest "
+                              f"answer {prober.worst * 1000:.0f} ms")
+                finally:
+                    prober.stop()
                 if args.realistic:
                     body = realistic_bundle(19)
                     with sampler.window() as peak:

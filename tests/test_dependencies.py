@@ -20,8 +20,9 @@ from alk_fhir.config import REPO_ROOT
 # Declared on purpose without being imported by name: the driver SQLAlchemy loads for postgresql:// URLs.
 INDIRECT = {"psycopg"}
 # Imported by the test and benchmark scripts of this repository itself (not distributions).
-LOCAL = {"alk_fhir", "fixtures", "apply", "app_support", "test_app_ehr", "test_cds_examples", "test_exchange_fake",
-         "test_facts", "test_overview_api", "test_register", "test_store", "test_cds_closed_loop"}
+LOCAL = {"alk_fhir", "fixtures", "apply", "app_support", "test_app_ehr", "test_auth_token_limits", "test_cds_examples",
+         "test_exchange_fake", "test_facts", "test_overview_api", "test_overview_send_cli", "test_register", "test_store",
+         "test_cds_closed_loop"}
 
 
 def _name(requirement: str) -> str:

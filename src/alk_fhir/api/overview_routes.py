@@ -20,9 +20,15 @@ FHIR R4 RESTful API (http.html), for one resource type and one kind of Bundle:
 
 Access (patient data is never open): a SMART Backend Services access token with
 ``system/Bundle.write`` to create, ``system/Bundle.read`` to read; a partner writes only documents
-whose custodian (or, without one, an author) is its own organisation, and reads only documents it
-wrote or that are addressed to it (the parties of the exchange Consents the document carries); a
-document it may not read answers 404 exactly as an unknown one does, so ids cannot be probed.
+whose custodian (or, without one, an author) is its own organisation, adds versions only to documents
+whose first version it stored (409 otherwise, naming neither the owner nor the id), and reads only documents it
+wrote or that are addressed to it. "Addressed to it" is the consent rule of ``overview.consent``
+(status, period, parties, nested deny), applied twice: when a version is stored (the organisations
+the writer may share it with that day are recorded with it; a new document that no Consent in force
+lets the writer share is refused, 403) and on every read, to the document's current version on the
+day of the read: once a period has ended, or a newer version withdraws the consent, the former
+recipient reads no version at all. A document it may not read answers 404 exactly as an unknown one
+does, so ids cannot be probed.
 Every access, allowed or refused, is recorded as an AuditEvent.
 """
 
@@ -30,6 +36,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import date
 from email.utils import format_datetime
 from typing import Annotated, Any, NoReturn
 from urllib.parse import unquote
@@ -52,15 +59,19 @@ from alk_fhir.overview import (
     custodian_orgs,
     document_context,
     patient_identifiers,
-    recipient_orgs,
+    sharing_parties,
 )
-from alk_fhir.store import InvalidRecord, PutResult, Store, StoredDocument, open_store
+from alk_fhir.store import InvalidRecord, NotOwner, PutResult, Store, StoredDocument, logical_id, open_store
 from alk_fhir.store.clock import fhir_instant
 
 router = APIRouter(tags=["overview"])
 Writer = Annotated[Principal, Depends(RequirePartner(SCOPE_WRITE))]
 Reader = Annotated[Principal, Depends(RequirePartner(SCOPE_READ))]
 SEARCH_PARAMS = ("identifier", "composition.patient.identifier")
+# The answer to a write under another organisation's Bundle.identifier: it names no owner, id or
+# version (the audit does), and it is the same whoever keeps the document.
+NOT_YOURS = ("Bundle.identifier names a document that another organisation keeps: only the organisation that "
+             "stored a document's first version adds versions to it; give your document its own identifier")
 IGNORED_PARAMS = ("_format", "_count")
 
 CAPABILITY: dict[str, Any] = {
@@ -127,8 +138,42 @@ def _headers(request: Request, doc: StoredDocument) -> dict[str, str]:
             "Location": f"{_base(request)}/Bundle/{doc.id}/_history/{doc.version_id}"}
 
 
-def _visible(principal: Principal, doc: StoredDocument) -> bool:
+def _today(request: Request) -> date:
+    """The day consent periods are judged on (``app.state.today``, a callable, pins it in tests)."""
+    clock = getattr(request.app.state, "today", None)
+    return clock() if callable(clock) else date.today()
+
+
+def _parties_now(request: Request, current: StoredDocument) -> set[str]:
+    """Who the current version's Consents let its writer share it with today (the consent rule)."""
+    try:
+        ctx = document_context(current.resource, request.app.state.package)
+    except DocumentError:
+        return set()
+    return {f"{s}|{v}" for s, v in sharing_parties(ctx, writer=current.author_org, today=_today(request))}
+
+
+def _addressed(principal: Principal, doc: StoredDocument) -> bool:
+    """Written by the partner or recorded as a recipient when the version was stored."""
     return may_read(principal, [_pair(doc.author_org)], [_pair(r) for r in doc.recipients])
+
+
+def _visible(principal: Principal, doc: StoredDocument, parties_now: set[str] | None) -> bool:
+    """Its writer reads a version always; a recipient of it only while the current version's
+    Consents, judged today, still let the writer share with it (``parties_now``, from
+    :func:`_parties_now`; None when the partner wrote the document and it was not needed)."""
+    if not _addressed(principal, doc):
+        return False
+    return doc.author_org == _org(principal) or (parties_now is not None and _org(principal) in parties_now)
+
+
+def _parties_if_needed(request: Request, principal: Principal, found: list[StoredDocument],
+                       current: StoredDocument | None) -> set[str] | None:
+    """:func:`_parties_now` of ``current``, computed only when a version in ``found`` was written by
+    another organisation (building the document's context is the costly part of a read)."""
+    if current is None or all(d.author_org == _org(principal) for d in found):
+        return None
+    return _parties_now(request, current)
 
 
 # --- create ----------------------------------------------------------------------------------------
@@ -196,10 +241,21 @@ def _create(request: Request, principal: Principal, body: Any) -> Response:
     if not patients:
         _refuse(request, principal, "create", 422, "required", "the document's subject has no identifier "
                 "(BSN): documents are found by the patient's identifier", identifier=identifier)
-    recipients = [f"{s}|{v}" for s, v in recipient_orgs(ctx)]
+    today = _today(request)
+    recipients = [f"{s}|{v}" for s, v in sharing_parties(ctx, writer=_org(principal), today=today)]
+    if not recipients and _store(request).get_document(logical_id(*identifier)) is None:
+        # A later version may withdraw the consent (that is how a recipient is cut off); a first one
+        # that no Consent in force lets the writer share would be sharing without consent.
+        _refuse(request, principal, "create", 403, "forbidden",
+                f"no exchange Consent of the patient in force on {today.isoformat()} lets your organisation share "
+                "this document (status active, provision.period, a recipient; Handreiking §4.3): nothing stored",
+                identifier=identifier)
     try:
         result = _store(request).put_document(body, identifier=identifier, author_org=_org(principal),
                                               recipients=recipients, patient_identifiers=patients)
+    except NotOwner as exc:
+        _refuse(request, principal, "create", 409, "conflict", NOT_YOURS, identifier=identifier,
+                audit_text=f"refused: {NOT_YOURS} (the document's versions are kept by {exc.owner})")
     except InvalidRecord as exc:
         _refuse(request, principal, "create", 422, "processing", str(exc), identifier=identifier)
     doc = result.document
@@ -236,13 +292,17 @@ def _put_outcome(result: PutResult) -> dict[str, Any]:
 # --- read, vread, history --------------------------------------------------------------------------
 
 def _readable(request: Request, principal: Principal, interaction: Interaction,
-              found: list[StoredDocument], what: str) -> list[StoredDocument]:
-    """The versions the partner may see. A document it may not see answers exactly like one that does
-    not exist (404, same text): a 403 would tell it that the id exists. The audit keeps the difference."""
-    visible = [d for d in found if _visible(principal, d)]
+              found: list[StoredDocument], what: str, current: StoredDocument | None) -> list[StoredDocument]:
+    """The versions the partner may see (``current``: the document's current version, whose Consents
+    decide for every version). A document it may not see answers exactly like one that does not
+    exist (404, same text): a 403 would tell it that the id exists. The audit keeps the difference."""
+    parties = _parties_if_needed(request, principal, found, current)
+    visible = [d for d in found if _visible(principal, d, parties)]
     if not visible:
-        reason = ("refused: neither written by nor addressed to the caller's organisation (answered 404)"
-                  if found else "not found")
+        reason = ("not found" if not found else
+                  "refused: addressed to the caller's organisation, but no Consent of the current version "
+                  "covers it today (answered 404)" if any(_addressed(principal, d) for d in found) else
+                  "refused: neither written by nor addressed to the caller's organisation (answered 404)")
         _refuse(request, principal, interaction, 404, "not-found", f"{what} not found", entity=what,
                 audit_text=f"{what} {reason}")
     return visible
@@ -264,7 +324,7 @@ def _known_shape(request: Request, principal: Principal, doc_id: str, version_id
 def read_bundle(request: Request, doc_id: str, principal: Reader) -> FHIRResponse:
     _known_shape(request, principal, doc_id)
     found = _store(request).get_document(doc_id)
-    doc = _readable(request, principal, "read", [found] if found else [], f"Bundle/{doc_id}")[0]
+    doc = _readable(request, principal, "read", [found] if found else [], f"Bundle/{doc_id}", found)[0]
     audit_access(request, principal, interaction="read", outcome="0",
                  entity_reference=f"Bundle/{doc.id}/_history/{doc.version_id}")
     return fhir_response(doc.resource, headers=_headers(request, doc))
@@ -273,8 +333,8 @@ def read_bundle(request: Request, doc_id: str, principal: Reader) -> FHIRRespons
 @router.get("/fhir/Bundle/{doc_id}/_history", response_class=FHIRResponse)
 def history_bundle(request: Request, doc_id: str, principal: Reader) -> FHIRResponse:
     _known_shape(request, principal, doc_id)
-    versions = _readable(request, principal, "read", _store(request).history(doc_id),
-                         f"Bundle/{doc_id}")
+    every = _store(request).history(doc_id)  # newest first: every[0] is the current version
+    versions = _readable(request, principal, "read", every, f"Bundle/{doc_id}", every[0] if every else None)
     audit_access(request, principal, interaction="read", outcome="0", entity_reference=f"Bundle/{doc_id}",
                  description=f"history: {len(versions)} version(s)")
     base = _base(request)
@@ -296,7 +356,8 @@ def vread_bundle(request: Request, doc_id: str, version_id: str, principal: Read
     _known_shape(request, principal, doc_id, version_id)
     found = _store(request).get_document(doc_id, version_id)
     what = f"Bundle/{doc_id}/_history/{version_id}"
-    doc = _readable(request, principal, "read", [found] if found else [], what)[0]
+    current = _store(request).get_document(doc_id) if found else None
+    doc = _readable(request, principal, "read", [found] if found else [], what, current)[0]
     audit_access(request, principal, interaction="read", outcome="0", entity_reference=what)
     return fhir_response(doc.resource, headers=_headers(request, doc))
 
@@ -348,7 +409,8 @@ def search_bundles(request: Request, principal: Reader) -> FHIRResponse:
                      else store.search_by_patient_identifier(system, value, visible_to=org))
             these = {d.id: d for d in found}
             matches = these if matches is None else {k: v for k, v in matches.items() if k in these}
-    results = list((matches or {}).values())
+    results = [d for d in (matches or {}).values()  # current versions: each decides for itself
+               if _visible(principal, d, _parties_if_needed(request, principal, [d], d))]
     audit_access(request, principal, interaction="search", outcome="0",
                  description=f"{len(results)} document(s) found")
     base = _base(request)

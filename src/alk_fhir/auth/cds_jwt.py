@@ -14,6 +14,15 @@ assertions) past ``iat``, and every NumericDate claim must be a finite number wi
 token's ``jti`` is remembered for at most that long (plus the clock skew), and a token with
 ``exp`` = 10¹⁹ is a 401 like any other bad token rather than an overflow in the replay table.
 
+Size: a token longer than :data:`MAX_TOKEN_LENGTH` (8 kB; an ES384 token with every claim above is
+under 1 kB) is refused before it is decoded. ``alk-fhir serve`` already refuses a request head over
+32 kB (``cli.http_limits``); this bound is the JWT's own, wherever the app runs.
+
+``sub`` is not checked, nor required: CDS Hooks 2.0 lists exactly ``iss``, ``aud``, ``exp``, ``iat``,
+``jti`` (required) and ``tenant`` (optional) as the payload, and says services SHOULD keep an allowlist of
+``iss`` and ``jku`` (https://cds-hooks.hl7.org/2.0/#trusting-cds-clients); ``sub`` appeared only in
+1.0's allowlist sentence. Who the client is follows from ``iss`` and the key that signed the token.
+
 A failed check answers 401 with no detail: telling a caller which check failed helps only an
 attacker. The reason goes to the log.
 """
@@ -46,6 +55,7 @@ log = logging.getLogger("alk_fhir.auth")
 ACCEPTED_ALGORITHMS = tuple(ALGORITHM_KEYS)  # ES384, RS384
 DEFAULT_MAX_LIFETIME = 300  # seconds from iat to exp; Settings.cds_token_max_lifetime
 REQUIRED_CLAIMS = ("iss", "aud", "exp", "iat", "jti")
+MAX_TOKEN_LENGTH = 8 * 1024  # characters of the compact JWS
 
 
 class CdsJwtError(Exception):
@@ -74,6 +84,8 @@ def verify_cds_jwt(token: str, *, audience: str, trusted_issuers: Mapping[str, s
                    max_lifetime: int = DEFAULT_MAX_LIFETIME) -> dict[str, Any]:
     """The verified claims of a CDS client JWT addressed to ``audience``; raises CdsJwtError, or
     JwksFetchNeeded (before anything is recorded) when ``allow_fetch`` is False and the key is not cached."""
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise CdsJwtError(f"token of {len(token)} characters: at most {MAX_TOKEN_LENGTH} accepted")
     header, unverified = _unverified(token)
     alg = header.get("alg")
     if alg not in ACCEPTED_ALGORITHMS:

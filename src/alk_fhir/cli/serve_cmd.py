@@ -1,4 +1,7 @@
-"""``alk-fhir serve``: the service on uvicorn, with the embedded defaults unless configured."""
+"""``alk-fhir serve``: the service on uvicorn, with the embedded defaults unless configured.
+
+The HTTP protocol is uvicorn's httptools one with the request head bounded (``cli.http_limits``:
+431 beyond 32 kB or 100 header fields, before anything else runs)."""
 
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ def serve(host: str, port: int, workers: int, demo: bool) -> None:
     import uvicorn
 
     from alk_fhir.api.app import create_served_app
+    from alk_fhir.cli.http_limits import BoundedHttpToolsProtocol
     from alk_fhir.config import Settings
 
     # Workers read the settings from the environment themselves: say it there.
@@ -43,7 +47,7 @@ def serve(host: str, port: int, workers: int, demo: bool) -> None:
                                               settings.base_url)
     if workers > 1:
         uvicorn.run("alk_fhir.api.app:create_served_app", factory=True, host=host, port=port, workers=workers,
-                    log_level=settings.log_level, access_log=False)
+                    log_level=settings.log_level, access_log=False, http=BoundedHttpToolsProtocol)
     else:
         uvicorn.run(create_served_app(settings), host=host, port=port, log_level=settings.log_level,
-                    access_log=False)
+                    access_log=False, http=BoundedHttpToolsProtocol)

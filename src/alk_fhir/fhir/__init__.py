@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from alk_fhir.fhir.body import (
     MAX_BODY,
-    MAX_CONTAINERS,
     MAX_DEPTH,
+    MAX_VALUES,
     BodyError,
     dump_json,
     parse_json,
@@ -39,8 +39,8 @@ __all__ = [
     "ID_SCHEMA_PATTERN",
     "LOOPBACK_HOSTS",
     "MAX_BODY",
-    "MAX_CONTAINERS",
     "MAX_DEPTH",
+    "MAX_VALUES",
     "OUTCOME_SYSTEM",
     "REFERENCE",
     "RELATIVE_REFERENCE",

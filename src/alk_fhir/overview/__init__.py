@@ -10,7 +10,12 @@ building *for* an exchange is where it first applies, and ``exchange``/``cli`` r
 """
 
 from alk_fhir.overview.build import OverviewError, build_overview, overview_identifiers
-from alk_fhir.overview.consent import ConsentRefused, find_exchange_consent, require_exchange_consent
+from alk_fhir.overview.consent import (
+    ConsentRefused,
+    find_exchange_consent,
+    require_exchange_consent,
+    sharing_parties,
+)
 from alk_fhir.overview.diff import OverviewDiff, diff_overviews
 from alk_fhir.overview.document import (
     DocumentError,
@@ -19,7 +24,6 @@ from alk_fhir.overview.document import (
     custodian_orgs,
     document_context,
     patient_identifiers,
-    recipient_orgs,
 )
 from alk_fhir.overview.edit import add_step, refresh_narratives, revise
 from alk_fhir.overview.render import render_html
@@ -43,10 +47,10 @@ __all__ = [
     "find_exchange_consent",
     "overview_identifiers",
     "patient_identifiers",
-    "recipient_orgs",
     "refresh_narratives",
     "render_html",
     "require_exchange_consent",
     "revise",
     "section_specs",
+    "sharing_parties",
 ]

@@ -12,17 +12,27 @@ recipient to the holding organisation (the GGz returning its version of the over
 covers a third organisation. A nested ``provision`` of type ``deny`` naming the recipient wins.
 Organisations are matched by identifier (``system|value``, URA or AGB) or by reference
 (``Organization/id``), never by name.
+
+This is the one consent rule (:func:`why_not`: status, category, scope, permit, period, parties,
+nested deny). The CLI sender applies it before sending (:func:`require_exchange_consent`); the
+receiving store applies it to the document it is given (:func:`sharing_parties`: who the writer may
+share this version with today, recorded with the version); the reader applies it again on every
+read to the document's *current* version, on the day of the read, so an expired period or a
+version that withdraws the consent cuts a former recipient off from every version.
+``provision.period`` is inclusive at both ends, a partial ``end`` ("2027", "2027-03") up to the last
+day it names.
 """
 
 from __future__ import annotations
 
+import calendar
 from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
 from alk_fhir.context import PatientContext
 from alk_fhir.context.fhirdata import JSON, codings, has_code, parse_date, reference_key, resource_key
-from alk_fhir.overview.document import PARTICIPATION, OrgId, identifiers_of, organization_ids
+from alk_fhir.overview.document import PARTICIPATION, OrgId, identifiers_of, is_exchange_consent, organization_ids
 
 LOINC = "http://loinc.org"
 PATIENT_CONSENT = "59284-0"
@@ -72,8 +82,9 @@ def why_not(consent: JSON, ctx: PatientContext, recipient: str, senders: Sequenc
     provision = consent.get("provision") or {}
     if provision.get("type", "permit") != "permit":
         return "its provision does not permit"
-    period = provision.get("period") or {}
-    start, end = parse_date(period.get("start")), parse_date(period.get("end"))
+    period = provision.get("period")
+    period = period if isinstance(period, dict) else {}
+    start, end = parse_date(period.get("start")), last_day(period.get("end"))
     if start is not None and today < start:
         return f"it starts on {start.isoformat()}"
     if end is not None and today > end:
@@ -90,6 +101,41 @@ def why_not(consent: JSON, ctx: PatientContext, recipient: str, senders: Sequenc
                 ctx, [a.get("reference") for a in nested.get("actor") or [] if isinstance(a, dict)], [recipient]):
             return f"a nested provision denies sharing with {recipient}"
     return None
+
+
+def last_day(value: object) -> date | None:
+    """The last calendar day a FHIR date/dateTime names: "2027" is up to 2027-12-31, "2027-02" up to
+    2027-02-28 (an end of period includes the whole of what it names)."""
+    day = parse_date(value)
+    if day is None or not isinstance(value, str):
+        return None
+    if len(value) == 4:
+        return date(day.year, 12, 31)
+    if len(value) == 7:
+        return date(day.year, day.month, calendar.monthrange(day.year, day.month)[1])
+    return day
+
+
+def _candidates(ctx: PatientContext) -> list[OrgId]:
+    """Every organisation an exchange Consent in the context names as holder or recipient."""
+    found: list[OrgId] = []
+    for consent in ctx.of_type("Consent"):
+        if not is_exchange_consent(consent):
+            continue
+        for holder in consent.get("organization") or []:
+            found += organization_ids(ctx, holder)
+        for ref in _recipients(consent.get("provision") or {}):
+            found += organization_ids(ctx, ref)
+    return list(dict.fromkeys(found))
+
+
+def sharing_parties(ctx: PatientContext, *, writer: str, today: date) -> list[OrgId]:
+    """The organisations ``writer`` (``system|value``) may share this document with on ``today``:
+    each party of an exchange Consent in the document for which :func:`why_not` says yes, with
+    ``writer`` as the sender. Empty when no Consent in force covers any exchange of the writer's."""
+    consents = ctx.of_type("Consent")
+    return [org for org in _candidates(ctx) if f"{org[0]}|{org[1]}" != writer
+            and any(why_not(c, ctx, f"{org[0]}|{org[1]}", [writer], today) is None for c in consents)]
 
 
 def org_strings(orgs: Sequence[OrgId]) -> list[str]:

@@ -8,7 +8,8 @@ element) when the shape is not that of a document.
 The organisations a document names are what the access rules compare (by URA/AGB identifier):
 its authors (Composition.author, through a PractitionerRole to its organisation), its custodian,
 and its recipients: the parties of the exchange Consents it carries (the organisation that holds
-the data and the actors with role IRCP "information recipient"; profile alk-exchange-consent).
+the data and the actors with role IRCP "information recipient"; profile alk-exchange-consent), as
+far as the consent rule lets the writer share with them (``consent.sharing_parties``).
 """
 
 from __future__ import annotations
@@ -102,20 +103,6 @@ def custodian_orgs(ctx: PatientContext, composition: JSON) -> list[OrgId]:
 def is_exchange_consent(consent: JSON) -> bool:
     actors = (consent.get("provision") or {}).get("actor") or []
     return any(isinstance(a, dict) and has_code(a.get("role"), PARTICIPATION, "IRCP") for a in actors)
-
-
-def recipient_orgs(ctx: PatientContext) -> list[OrgId]:
-    """The parties of the active exchange Consents in the document."""
-    found: list[OrgId] = []
-    for consent in ctx.of_type("Consent"):
-        if consent.get("status") != "active" or not is_exchange_consent(consent):
-            continue
-        for holder in consent.get("organization") or []:
-            found += organization_ids(ctx, holder)
-        for actor in (consent.get("provision") or {}).get("actor") or []:
-            if isinstance(actor, dict) and has_code(actor.get("role"), PARTICIPATION, "IRCP"):
-                found += organization_ids(ctx, actor.get("reference"))
-    return _unique(found)
 
 
 def patient_identifiers(ctx: PatientContext, composition: JSON) -> list[str]:

@@ -7,6 +7,12 @@ every store and two concurrent first writes cannot create two resources. Sending
 again (ignoring ``id``, ``meta.versionId`` and ``meta.lastUpdated``, which the sender may or may
 not have filled from an earlier response) stores nothing and answers with the current version.
 
+A document belongs to the organisation that stored its first version (its ``author_org``): only
+that organisation adds versions (:class:`NotOwner` otherwise, and nothing is written). Without this
+rule any partner could post its own document under another's ``Bundle.identifier`` and become its
+current version: the owner would lose sight of its own document and its recipients would read the
+other's content as current (issue 25).
+
 Each version records who may see it (its author organisation and its recipients) and the patient
 identifiers it is about, so the access rules and the searches are one SQL query each. Organisation
 strings are opaque to the store (the callers use ``system|value`` of the organisation identifier),
@@ -37,6 +43,15 @@ from alk_fhir.store.models import TOKEN_MAX, Document, DocumentOrg, DocumentPati
 ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://alk-fhir.org/fhir/Bundle")
 AUTHOR = "author"
 RECIPIENT = "recipient"
+
+
+class NotOwner(InvalidRecord):
+    """The document exists and belongs to another organisation: the caller may not add a version.
+    ``owner`` is for the audit only; the caller's answer must not name it."""
+
+    def __init__(self, owner: str) -> None:
+        super().__init__("the document identifier belongs to a document another organisation keeps")
+        self.owner = owner
 
 
 @dataclass(frozen=True)
@@ -91,7 +106,9 @@ def logical_id(system: str, value: str) -> str:
 
 
 def content_hash(bundle: dict[str, Any]) -> str:
-    """SHA-256 of the canonical JSON, leaving out what the server assigns (id, versionId, lastUpdated)."""
+    """SHA-256 of the canonical JSON, leaving out what the server assigns (id, versionId, lastUpdated).
+    InvalidRecord (a 4xx for the caller) for what has no canonical JSON in UTF-8: a lone surrogate or
+    a NaN (the body reader refuses both; a store caller that did not use it gets a refusal, not a crash)."""
     body = {k: v for k, v in bundle.items() if k != "id"}
     meta = body.get("meta")
     if isinstance(meta, dict):
@@ -100,8 +117,12 @@ def content_hash(bundle: dict[str, Any]) -> str:
             body["meta"] = meta
         else:
             del body["meta"]
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    try:
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                               allow_nan=False).encode("utf-8")
+    except (UnicodeEncodeError, ValueError) as exc:  # a lone surrogate, NaN, an integer past int()'s limit
+        raise InvalidRecord(f"the document cannot be stored: {exc}") from None
+    return hashlib.sha256(canonical).hexdigest()
 
 
 def _stamped(bundle: dict[str, Any], doc_id: str, version: int, when: datetime) -> dict[str, Any]:
@@ -143,6 +164,9 @@ def put_document(
     """Store ``bundle`` as the next version of the document ``identifier`` names (its
     Bundle.identifier system and value, read by the caller), unless its content is unchanged.
 
+    Ownership: when the document has versions, ``author_org`` must be the author of its earliest
+    version (the organisation that created it), else :class:`NotOwner` and nothing is written.
+
     Concurrency: the document row is created with INSERT … ON CONFLICT DO NOTHING and then locked
     (SELECT … FOR UPDATE on PostgreSQL; on SQLite the write transaction already holds the database
     lock), so concurrent writers of one document queue and each sees the others' versions.
@@ -170,6 +194,11 @@ def put_document(
     })
     doc = session.execute(select(Document).where(Document.id == doc_id).with_for_update()).scalar_one()
     if doc.current_version:
+        # The earliest version kept (all versions share their author, so a purge of old ones changes nothing).
+        owner = session.execute(select(DocumentVersion.author_org).where(DocumentVersion.document_id == doc_id)
+                                .order_by(DocumentVersion.version_id).limit(1)).scalar_one_or_none()
+        if owner is not None and owner != author_org:
+            raise NotOwner(owner)
         latest = session.execute(select(DocumentVersion).where(
             DocumentVersion.document_id == doc_id,
             DocumentVersion.version_id == doc.current_version)).scalar_one()

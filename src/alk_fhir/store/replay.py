@@ -42,7 +42,9 @@ def remember_jti(engine: Engine, key: str, expires_at: int, *, now: int | None =
         raise InvalidRecord(f"jti expiry must be an integer in 0..{MAX_EXPIRES_AT}, got {expires_at!r}")
     current = int(time.time()) if now is None else now
     upsert, sweep = _statements(engine.dialect)
-    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
+    # surrogatepass: a validly signed token may carry a jti with a lone surrogate ("\ud800" parses as
+    # JSON); it must be remembered like any other, not end the request in a UnicodeEncodeError.
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
     def work(cursor: Any) -> bool:
         if purge:
