@@ -11,10 +11,12 @@
 // (LForms.Util.mergeFHIRDataIntoLForms), and pre-population (initialExpression) fills only the
 // items that response leaves unanswered; those are marked "uit het dossier". Saving writes a new
 // QuestionnaireResponse holding every answer the form shows, so what was not changed is kept.
+import { takeAllDates, watchDates } from "./date-input.js";
 import { h, show } from "./dom.js";
 import { codingText, formatDate, formatTime, lang, localDateTime, localDay, t, tr } from "./i18n.js";
 import { answersByLink, latestResponse, record, saveResponse } from "./record.js";
 import { clearReaderLog } from "./renderer-texts.js";
+import { checkResponse } from "./response-check.js";
 import { expand, questionnaire, questionnaires } from "./service.js";
 
 const TEXT_FIELDS = ["text", "prefix"];
@@ -329,7 +331,7 @@ function otherProblems(container) {
   return (LForms.Util.checkValidity(container) || []).filter((m) => !String(m).endsWith(requiredText));
 }
 
-function showErrors(state, missing, others) {
+function showErrors(state, missing, others, refusedDates = []) {
   for (const item of state.container.querySelectorAll("lhc-item.alk-invalid")) clearFieldError(item);
   const links = [];
   for (const { elementId, question } of missing) {
@@ -351,12 +353,26 @@ function showErrors(state, missing, others) {
       },
     }, question)));
   }
+  for (const elementId of refusedDates) {
+    const item = document.getElementById(`item-${elementId}`);
+    if (!item) continue;
+    const question = item.querySelector(`[id="label-${CSS.escape(elementId)}"]`)?.textContent.trim() || elementId;
+    links.push(h("li", {}, h("a", {
+      href: `#item-${elementId}`,
+      onclick: (event) => {
+        event.preventDefault();
+        item.querySelector("nz-date-picker input")?.focus();
+      },
+    }, `${question} — ${t("dateFix")}`)));
+  }
   show(state.errors, h("p", {}, t("invalidSummary")),
     links.length ? h("ul", {}, links) : null,
     others.length ? h("ul", {}, others.map((m) => h("li", {}, String(m)))) : null);
   state.errors.hidden = false;
-  const first = missing.map((m) => document.getElementById(`item-${m.elementId}`)).find(Boolean);
-  const target = first ? focusTarget(first) : null;
+  const first = [...missing.map((m) => m.elementId), ...refusedDates]
+    .map((id) => document.getElementById(`item-${id}`)).find(Boolean);
+  const target = first ? (first.querySelector("nz-date-picker input") && refusedDates.length && !missing.length
+    ? first.querySelector("nz-date-picker input") : focusTarget(first)) : null;
   if (target) {
     target.focus();
     target.scrollIntoView({ block: "center" });
@@ -439,6 +455,7 @@ export async function renderForms(client, panel, options, hooks) {
   }
   const state = { canonical: q.url, q, language, container, errors, prefilled, touched: new Set(), origin };
   openForm = state;
+  watchDates(state);
   prefillNote.hidden = prefilled.size === 0;
   markPrefilled(state);
   if (options.focus !== false) title.focus();
@@ -447,17 +464,25 @@ export async function renderForms(client, panel, options, hooks) {
   submit.addEventListener("click", async () => {
     errors.hidden = true;
     after.replaceChildren();
+    const datesRead = takeAllDates(state);
     const missing = missingAnswers(container);
     const others = otherProblems(container);
-    if (missing.length || others.length) {
+    if (missing.length || others.length || !datesRead) {
       status.textContent = "";
-      showErrors(state, missing, others);
+      showErrors(state, missing, others, [...state.refused.keys()]);
+      return;
+    }
+    // Before writing: every answer against the Questionnaire (types, well-formed dates and numbers).
+    const response = buildResponse(client, q, container, language);
+    const wrong = checkResponse(response, prepared);
+    if (wrong.length) {
+      status.textContent = "";
+      showErrors(state, [], wrong.map((w) => `${w.text}: ${t("answerMalformed")}`));
       return;
     }
     submit.disabled = true;
     status.textContent = t("saving");
     try {
-      const response = buildResponse(client, q, container, language);
       const saved = await saveResponse(client, response);
       const now = new Date();
       status.textContent = t("savedAt", formatDate(localDay(now)), formatTime(now));
@@ -473,6 +498,8 @@ export async function renderForms(client, panel, options, hooks) {
           hooks.openView(view);
         },
       }, t(label)));
+      // the button was disabled while saving, which drops the focus to <body>: it goes to the next step
+      document.getElementById("view-updated")?.focus();
       hooks.onSaved(q, saved);
     } catch (err) {
       status.textContent = "";
@@ -480,6 +507,7 @@ export async function renderForms(client, panel, options, hooks) {
       errors.hidden = false;
     } finally {
       submit.disabled = false;
+      if (document.activeElement === document.body) submit.focus();
     }
   });
 }
