@@ -144,8 +144,29 @@ def _names_member_of(items: list[Any], args: list[list[Any]], env: dict[str, Any
     return [_names_in(env[_TERM], str(args[0][0]), items)]
 
 
+# UCUM codes of the calendar durations a FHIR Duration carries (as MP9's ext-TimeInterval.Duration does)
+_UCUM_CALENDAR = {"a": "year", "mo": "month", "wk": "week", "d": "day"}
+
+
+def _to_quantity(items: list[Any], args: list[list[Any]], env: dict[str, Any]) -> list[Any]:
+    """FHIRPath ``toQuantity()`` of a FHIR Quantity/Duration element (FHIRPath §5.5: a FHIR Quantity is
+    a System.Quantity): the calendar durations date arithmetic needs (``start + duration``); other units
+    give empty, as an undefined conversion does."""
+    if len(items) != 1:
+        return []
+    item = items[0]
+    if isinstance(item, recordpath.Quantity):
+        return [item]
+    if type(item) is not dict or type(item.get("value")) not in (int, float, Decimal) or isinstance(
+            item.get("value"), bool):
+        return []
+    unit = _UCUM_CALENDAR.get(str(item.get("code"))) if item.get("system", "http://unitsofmeasure.org") == (
+        "http://unitsofmeasure.org") else None
+    return [] if unit is None else [recordpath.Quantity(Decimal(str(item["value"])), unit)]
+
+
 HOST_FUNCTIONS: dict[str, recordpath.HostFunction] = {
-    "resolve": _resolve, "memberOf": _member_of, "namesMemberOf": _names_member_of}
+    "resolve": _resolve, "memberOf": _member_of, "namesMemberOf": _names_member_of, "toQuantity": _to_quantity}
 
 
 def _predicates(term: Terminology) -> dict[str, recordpath.HostPredicate]:
