@@ -13,7 +13,7 @@
 // QuestionnaireResponse holding every answer the form shows, so what was not changed is kept.
 import { takeAllDates, watchDates } from "./date-input.js";
 import { h, show } from "./dom.js";
-import { codingText, formatDate, formatTime, lang, localDateTime, localDay, t, tr } from "./i18n.js";
+import { codeOrder, codingText, formatDate, formatTime, lang, localDateTime, localDay, t, tr } from "./i18n.js";
 import { answersByLink, latestResponse, record, saveResponse } from "./record.js";
 import { clearReaderLog } from "./renderer-texts.js";
 import { checkResponse } from "./response-check.js";
@@ -223,10 +223,19 @@ export function unsavedAnswers(client) {
   }
 }
 
+const GUIDELINE = "https://alk-fhir.org/fhir/CodeSystem/alk-guideline";
+
+/** A form's place in the guideline (its Questionnaire.code of CodeSystem alk-guideline): the criteria
+ * (§1.1) come before the explanatory model (§2.5), the admission (§4.1) and the AMBIT grid (§4.2). */
+function formOrder(q) {
+  const coding = (q.code || []).find((c) => c.system === GUIDELINE);
+  return coding ? codeOrder(GUIDELINE, coding.code) : Number.MAX_SAFE_INTEGER;
+}
+
 function formList(onOpen, selected) {
   const list = h("ul", { class: "form-list", "aria-label": t("chooseForm") });
   questionnaires().then((qs) => {
-    for (const q of qs) {
+    for (const q of [...qs].sort((a, b) => formOrder(a) - formOrder(b))) {
       const current = q.url === String(selected || "").split("|")[0];
       list.append(h("li", {},
         h("button", {
@@ -410,8 +419,14 @@ export async function renderForms(client, panel, options, hooks) {
   const status = h("p", { class: "form-status", role: "status", id: "form-status" });
   const after = h("p", { class: "form-after", id: "form-after" });
   const problems = h("p", { class: "warning", id: "prefill-problems", hidden: true });
+  // a long form: one link from the top to the save button (instead of a tab stop per question)
+  const toSave = h("a", { href: "#submit-form", class: "to-save", id: "to-save", onclick: (event) => {
+    event.preventDefault();
+    submit.focus();
+    submit.scrollIntoView({ block: "center" });
+  } }, t("toSave"));
   show(host, h("section", { class: "form-section", "aria-labelledby": "form-title" },
-    title, originNote, prefillNote, problems, container, errors,
+    title, originNote, prefillNote, problems, toSave, container, errors,
     h("div", { class: "actions" }, submit, status), after));
 
   LForms.Util.setFHIRContext(client);
