@@ -165,6 +165,11 @@ class AppPage:
     def ready(self) -> None:
         self.page.wait_for_selector("body[data-ready=true]", timeout=60_000)
 
+    def unfold(self) -> None:
+        """Open every folded part of the view (the results view folds the advice per chapter and the
+        evidence): for the tests that read all of it, not only the first screen."""
+        self.page.evaluate("() => document.querySelectorAll('main details').forEach((d) => { d.open = true; })")
+
     def tab(self, view: str) -> None:
         self.page.click(f"#tab-{view}")
         self.ready()
