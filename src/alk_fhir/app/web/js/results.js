@@ -343,6 +343,7 @@ export function reveal(element) {
   for (let node = element.parentElement; node; node = node.parentElement) {
     if (node.localName === "details") node.open = true;
   }
+  if (!element.hasAttribute("tabindex")) element.setAttribute("tabindex", "-1"); // a heading takes focus
   element.scrollIntoView({ block: "start" });
   element.focus({ preventScroll: true });
 }
