@@ -73,8 +73,9 @@ function describe(ref, ctx) {
         .filter(Boolean).join(", ");
     case "Encounter": {
       // what kind of contact: its type, else its class (v3 ActCode, worded by the app), else "Contact"
-      const kind = (res.type || []).map(conceptText).find(Boolean) || res.class?.display
-        || t("encounterClass")[res.class?.code] || t("contact");
+      // (the class's own display is HL7's English, "ambulatory": the app words the v3 ActCode itself)
+      const kind = (res.type || []).map(conceptText).find(Boolean) || t("encounterClass")[res.class?.code]
+        || t("contact");
       return [kind, formatDate(res.period?.start)].filter(Boolean).join(", ");
     }
     case "MedicationStatement":
