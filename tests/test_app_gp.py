@@ -416,3 +416,23 @@ def test_aria_describedby_names_only_elements_that_exist(stack: Stack) -> None:
             assert run_axe(app.page, source) == [], (patient, view)
     finally:
         app.close()
+
+
+def test_a_count_of_nothing_is_not_filled_in_from_the_record(stack: Stack) -> None:
+    """'0 geneesmiddelen, uit het dossier' for a record without medication: the question stays open."""
+    app = page_for(stack, "nl", 1280)
+    try:
+        for key in [k for k in stack.ehr.resources if k[0] in ("MedicationStatement", "MedicationRequest")
+                    and stack.ehr.in_compartment(stack.ehr.resources[k], ANNA)]:
+            del stack.ehr.resources[key]
+        app.open(launch_url(stack, {"questionnaire": CRITERIA_Q}, patient=ANNA))
+        app.radio("alk-present/1/1", "true")  # the situation questions show once ALK is present
+        count = app.page.locator('[id="active-medication-count/1/1"]')
+        assert count.input_value() == ""
+        assert app.page.locator('[id="from-record-active-medication-count/1/1"]').count() == 0
+        # what the record does hold is still filled in and marked
+        assert app.page.locator('[id="from-record-main-complaints/1/1"]').count() == 1
+        assert app.page.locator('[id="main-complaints/1/1"]').input_value() != ""
+        assert app.problems == []
+    finally:
+        app.close()

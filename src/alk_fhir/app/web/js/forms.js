@@ -76,6 +76,21 @@ export async function prepare(q, language) {
   return copy;
 }
 
+/** A copy of the prepared Questionnaire without SDC initialExpression: the form the GP sees gets the
+ * pre-populated values from the app (found out of sight, see prepopulatedValues), so the renderer
+ * does not compute them a second time over what the app decided to leave open. */
+function withoutInitialExpressions(q) {
+  const copy = JSON.parse(JSON.stringify(q));
+  const strip = (items) => {
+    for (const item of items || []) {
+      if (item.extension) item.extension = item.extension.filter((e) => e.url !== INITIAL_EXPRESSION);
+      strip(item.item);
+    }
+  };
+  strip(copy.item);
+  return copy;
+}
+
 /** linkIds of the items that pre-populate from the record (SDC initialExpression). */
 function prepopulatedLinks(items, out = new Set()) {
   for (const item of items || []) {
@@ -125,7 +140,10 @@ async function prepopulatedValues(prepared, links) {
     }
     const data = scratch.firstChild ? LForms.Util.getFormData(scratch, false, false) : null;
     walkItems(data?.items, (item) => {
-      if (links.has(item.linkId) && !values.has(item.linkId) && !isEmpty(item.value)) values.set(item.linkId, item.value);
+      // a count of nothing in the record (0 medicines) is no answer from the record: the GP gives it
+      if (links.has(item.linkId) && !values.has(item.linkId) && !isEmpty(item.value) && item.value !== 0) {
+        values.set(item.linkId, item.value);
+      }
     });
   } finally {
     LForms.Util.removeFormsFromPage(scratch);
@@ -439,9 +457,20 @@ export async function renderForms(client, panel, options, hooks) {
   let prefilled = new Set();
   try {
     if (!latest) {
-      await LForms.Util.addFormToPage(prepared, container, { prepopulate: true, fhirVersion: "R4" });
-      const data = LForms.Util.getFormData(container, false, false);
-      walkItems(data?.items, (item) => { if (links.has(item.linkId) && !isEmpty(item.value)) prefilled.add(item.linkId); });
+      // pre-population out of sight, then the values it found (the same way as beside earlier answers)
+      const found = links.size ? await prepopulatedValues(prepared, links) : { values: new Map(), problem: null };
+      if (found.problem) {
+        problems.textContent = `${t("prefillProblem")}: ${found.problem}`;
+        problems.hidden = false;
+      }
+      const form = LForms.Util.convertFHIRQuestionnaireToLForms(withoutInitialExpressions(prepared), "R4");
+      walkItems(form.items, (item) => {
+        if (found.values.has(item.linkId) && isEmpty(item.value)) {
+          item.value = found.values.get(item.linkId);
+          prefilled.add(item.linkId);
+        }
+      });
+      await LForms.Util.addFormToPage(form, container, { fhirVersion: "R4" });
     } else {
       const answered = answersByLink(latest);
       const open = new Set([...links].filter((link) => !answered.has(link)));
@@ -452,7 +481,7 @@ export async function renderForms(client, panel, options, hooks) {
         problems.hidden = false;
       }
       const form = LForms.Util.mergeFHIRDataIntoLForms("QuestionnaireResponse", conformResponse(latest, prepared.item),
-        LForms.Util.convertFHIRQuestionnaireToLForms(prepared, "R4"), "R4");
+        LForms.Util.convertFHIRQuestionnaireToLForms(withoutInitialExpressions(prepared), "R4"), "R4");
       walkItems(form.items, (item) => {
         if (fill.has(item.linkId) && isEmpty(item.value)) {
           item.value = fill.get(item.linkId);
