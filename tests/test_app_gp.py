@@ -21,6 +21,7 @@ to test-artifacts/. axe runs in tests/test_app_quality.py and here on the new st
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -33,6 +34,7 @@ from app_support import (
     CARLA,
     CRITERIA_Q,
     DIRK,
+    EXAMPLES,
     MODEL_Q,
     OVERVIEW_CONTACT,
     OVERVIEW_QUESTION,
@@ -334,15 +336,14 @@ def test_texts_a_gp_reads(stack: Stack, language: str) -> None:
     try:
         app.open(launch_url(stack, {"view": "results"}, patient=ANNA))
         page = app.page
-        page.evaluate("() => document.querySelectorAll('details').forEach((d) => { d.open = true; })")
+        app.unfold()
         # never "Aanleiding: Laatste somatische diagnostiek" without a value
         for trigger in page.locator(".trigger").all_inner_texts():
             for part in trigger.removeprefix(text["trigger"]).split("; "):
                 assert re.search(r": \S", part), trigger
-        # Anna has no criteria form: never assessed, not "unknown (assessed on today)"
+        # Anna has no criteria form, but the record meets criterion 1: assessed (from the record)
         overall = page.locator("#assessment .overall").inner_text()
-        assert ("Nog niet beoordeeld" if language == "nl" else "Not assessed yet") in overall
-        assert ("beoordeeld op" if language == "nl" else "assessed on") not in overall
+        assert ("Nog niet beoordeeld" if language == "nl" else "Not assessed yet") not in overall
         # contacts newest first, each with its kind
         contacts = page.locator('[data-feature="feature-many-care-contacts"] li').all_inner_texts()
         if contacts:
@@ -352,6 +353,18 @@ def test_texts_a_gp_reads(stack: Stack, language: str) -> None:
             days = [re.findall(r"\d{2}-\d{2}-\d{4}|\d{1,2} [A-Z][a-z]{2,3} \d{4}", c)[-1] for c in dated]
             assert days == sorted(days, key=_day, reverse=True)
         assert "H §2.2" in page.locator("#guideline-note").inner_text()
+        # Gerda (ALK, many contacts, no criteria form, nothing settled by the record): never assessed,
+        # not "unknown (assessed on today)"
+        gerda = json.loads((EXAMPLES / "patient-possible-persistent-alk.json").read_text(encoding="utf-8"))
+        stack.ehr.load([e["resource"] for e in gerda["entry"]])
+        app.open(launch_url(stack, {"view": "results"}, patient="pat-gerda"))
+        app.unfold()
+        conclusion = page.locator("#conclusion strong").inner_text()
+        assert conclusion == ("Hardnekkige ALK: nog niet beoordeeld" if language == "nl"
+                              else "Persistent ALK: not assessed yet")
+        overall = page.locator("#assessment .overall").inner_text()
+        assert ("Nog niet beoordeeld" if language == "nl" else "Not assessed yet") in overall
+        assert ("beoordeeld op" if language == "nl" else "assessed on") not in overall
         assert app.problems == []
     finally:
         app.close()

@@ -313,8 +313,9 @@ function assessmentView(obs, ctx) {
   }
   const dated = [...byDay.entries()].sort((a, b) => b[0].localeCompare(a[0]))
     .map(([day, n]) => t("answersOfDate", plural("answerCount", n), formatDate(day)));
-  // Never assessed: no criteria form yet, so the conclusion is not "unknown on <today>" but "not yet".
-  const overall = ctx.latestCriteria
+  // Never assessed (no criteria form, and the record alone settles nothing): not "unknown on <today>".
+  const neverAssessed = !ctx.latestCriteria && firstCode(obs.valueCodeableConcept) === "criterion-unknown";
+  const overall = !neverAssessed
     ? [statusBadge(obs.valueCodeableConcept),
       obs.effectiveDateTime ? ` (${t("assessedOn", formatDate(obs.effectiveDateTime))})` : ""]
     : [h("span", { class: "badge criterion-unknown" }, t("notAssessedYet")), ` ${t("notAssessedHint", ctx.titles.get(CRITERIA_Q) || "")}`];
