@@ -21,7 +21,7 @@ from functools import cached_property
 from typing import Any
 
 from alk_fhir import recordpath
-from alk_fhir.context.build import PatientContext, resolve_reference
+from alk_fhir.context.build import PatientContext, resolve_reference, resources_of
 from alk_fhir.context.fhirdata import JSON, resource_key
 from alk_fhir.fhirpath import variables_in
 from alk_fhir.knowledge import CANONICAL_BASE, BrokenPackage, Package
@@ -290,6 +290,19 @@ def compute_facts(ctx: PatientContext, pkg: Package, program: FactProgram | None
     for req, rtype in program.requirements.items():
         record[req] = ctx.of_type(rtype)
     ctx.facts = FactValues(record, program)
+
+
+def unread_types(data: Any, program: FactProgram) -> dict[str, int]:
+    """Resource types the record holds that no data requirement of the Library reads, with how many
+    of each: what ``--explain`` names as left out (some are still reached by reference, e.g. the
+    Practitioner behind a PractitionerRole)."""
+    read = set(program.requirements.values())
+    out: dict[str, int] = {}
+    for res in resources_of(data):
+        rtype = res.get("resourceType") if isinstance(res, dict) else None
+        if isinstance(rtype, str) and rtype not in read:
+            out[rtype] = out.get(rtype, 0) + 1
+    return dict(sorted(out.items()))
 
 
 _SHOWN = ("linkId", "answer", "role", "member", "valueBoolean", "valueCoding", "valueString", "valueDate",

@@ -74,7 +74,7 @@ def reference_key(ref: Any) -> str | None:
     if not isinstance(ref, dict) or not isinstance(ref.get("reference"), str):
         return None
     if ref["reference"].startswith(("urn:uuid:", "urn:oid:")):  # a Bundle entry's fullUrl (bundle.html#references)
-        return ref["reference"]
+        return str(ref["reference"])
     parts = ref["reference"].split("/_history/")[0].rstrip("/").split("/")
     return "/".join(parts[-2:]) if len(parts) >= 2 else None
 
