@@ -449,3 +449,20 @@ def test_a_count_of_nothing_is_not_filled_in_from_the_record(stack: Stack) -> No
         assert app.problems == []
     finally:
         app.close()
+
+
+def test_the_model_takes_the_complaint_the_record_holds(stack: Stack) -> None:
+    """The explanatory model opens with the main complaint already known (SDC pre-population, as the
+    criteria form takes it), marked 'uit het dossier'."""
+    app = page_for(stack, "nl", 1280)
+    try:
+        app.open(launch_url(stack, {"questionnaire": CRITERIA_Q}, patient=DIRK))
+        app.radio("alk-present/1/1", "true")
+        known = app.page.locator('[id="main-complaints/1/1"]').input_value()
+        assert known
+        app.open(launch_url(stack, {"questionnaire": MODEL_Q}, patient=DIRK))
+        assert app.page.locator('[id="main-complaint/1"]').input_value() == known
+        assert app.page.locator('[id="from-record-main-complaint/1"]').is_visible()
+        assert app.problems == []
+    finally:
+        app.close()
