@@ -466,3 +466,18 @@ def test_the_model_takes_the_complaint_the_record_holds(stack: Stack) -> None:
         assert app.problems == []
     finally:
         app.close()
+
+
+def test_results_say_so_when_the_safety_check_fails(stack: Stack) -> None:
+    app = page_for(stack, "nl", 1280)
+    try:
+        app.page.route("**/app/api/safety", lambda route: route.fulfill(
+            status=500, content_type="application/fhir+json",
+            body='{"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "exception"}]}'))
+        app.open(launch_url(stack, {"view": "results"}, patient=CARLA))
+        warning = app.page.locator("#safety-unavailable").inner_text()
+        assert warning.startswith("De ALK-service kon niet nagaan of er een doodswens of risicomedicatie")
+        assert app.page.locator("#urgent, #advice").count() >= 1  # the advice is still there
+        app.problems.clear()  # the browser logs the 500 itself
+    finally:
+        app.close()

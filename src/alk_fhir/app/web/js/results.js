@@ -412,7 +412,7 @@ function practitionerOf(client) {
 export async function renderResults(client, panel, hooks) {
   const { patient, resources, problems } = await record(client);
   const [plan, qs, safety] = await Promise.all([apply(patient.id, resources, localDay(), practitionerOf(client)),
-    questionnaires(), safetyFacts(patient.id, resources, localDay())]);
+    questionnaires(), safetyFacts(patient.id, resources, localDay()).catch((err) => ({ failed: err }))]);
   const definition = await planDefinition(String((plan.instantiatesCanonical || [])[0] || "")).catch(() => null);
   const titles = new Map(qs.map((q) => [q.url, tr(q, "title")]));
   const items = new Map();
@@ -454,7 +454,10 @@ export async function renderResults(client, panel, hooks) {
         event.preventDefault();
         reveal(document.getElementById("assessment-title"));
       } }, t("seeEvidence"))] : null),
-    safetyView(safety, every, ctx),
+    // the safety facts could not be read: say so where they would stand, never leave the place empty
+    safety.failed ? h("p", { class: "warning", id: "safety-unavailable" },
+      `${t("safetyUnavailable")}: ${String(safety.failed.message || safety.failed).split("\n")[0]}`)
+      : safetyView(safety, every, ctx),
     urgent.length ? h("section", { class: "urgent-advice", id: "urgent", "aria-labelledby": "urgent-title" },
       h("h2", { id: "urgent-title" }, t("urgentTitle")),
       urgent.map((a) => adviceView(a, 3, ctx))) : null,
