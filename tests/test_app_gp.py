@@ -139,6 +139,11 @@ def test_risk_medication_is_on_the_first_screen_by_name(stack: Stack, app: AppPa
         assert other not in shown.lower()
     if lang_of(app) == "nl":
         assert "Risicomedicatie" in app.page.locator("#panel-results").inner_text()
+    # with polypharmacy the medication review covers the risk medication: the item leads there
+    link = item.locator('a[href="#advice-medication-review"]')
+    assert link.count() == 1
+    link.click()
+    assert app.page.evaluate("document.activeElement.id") == "advice-medication-review-title"
     assert top_of(app, '#safety li[data-fact="riskMedicationCount"]') < WIDTHS[app.width]  # type: ignore[attr-defined]
     assert app.problems == []
 

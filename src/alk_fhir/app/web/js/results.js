@@ -350,19 +350,27 @@ export function reveal(element) {
   element.focus({ preventScroll: true });
 }
 
-/** The advice that answers a safety fact: those whose trigger names it, urgent and deepest first. */
-function adviceFor(fact, actions) {
-  const named = actions.filter((a) => (a.extension || []).some((e) => e.url === TRIGGER
-    && (e.extension || []).some((x) => x.url === "fact" && x.valueString === fact)));
-  return named.sort((a, b) => Number(URGENT.has(b.priority)) - Number(URGENT.has(a.priority)));
+/** The advice that answers a safety fact: those whose trigger names it, else those whose trigger cites
+ * every entry behind it (the medication review, which covers risk medication when there is
+ * polypharmacy); urgent first. */
+function adviceFor(fact, entries, actions) {
+  const triggers = (a) => (a.extension || []).filter((e) => e.url === TRIGGER);
+  const names = (a) => triggers(a).some((e) => (e.extension || []).some((x) => x.url === "fact" && x.valueString === fact));
+  const cited = (a) => new Set(triggers(a).flatMap((e) => (e.extension || []).filter((x) => x.url === "evidence")
+    .map((x) => x.valueReference?.reference)));
+  let found = actions.filter(names);
+  if (!found.length && entries.length) found = actions.filter((a) => { const c = cited(a); return entries.every((r) => c.has(r)); });
+  return found.sort((a, b) => Number(URGENT.has(b.priority)) - Number(URGENT.has(a.priority)));
 }
 
 /** "Let op": what is safety-relevant in the record or the forms, each with the advice that answers it. */
 function safetyView(facts, actions, ctx) {
   const items = [];
   for (const param of facts) {
+    const entries = (param.extension || []).filter((e) => e.url === TRIGGER).flatMap((e) => (e.extension || [])
+      .filter((x) => x.url === "evidence").map((x) => x.valueReference?.reference)).filter(Boolean);
     for (const part of triggerParts(param.extension, ctx)) {
-      const answers = adviceFor(part.fact, actions);
+      const answers = adviceFor(part.fact, entries, actions);
       items.push(h("li", { dataset: { fact: part.fact } }, h("strong", {}, part.text),
         answers.length ? [h("br"), `${t("seeAdvice")}: `, answers.map((a, i) => [i ? "; " : "",
           h("a", { href: `#advice-${a.id}`, onclick: (event) => {
