@@ -54,6 +54,8 @@ SCOPE = ("openid fhirUser patient/*.rs patient/QuestionnaireResponse.c patient/T
          "patient/CarePlan.c patient/CareTeam.c")
 AXE = APP_DIR / "node_modules" / "axe-core" / "axe.min.js"
 OVERVIEW_AGE_DAYS = 20
+OVERVIEW_QUESTION = "Kunt u meedenken over de afbouw van de pijnmedicatie?"
+OVERVIEW_CONTACT = "direct nummer 030-1234567 (dagelijks 12:00-13:00)"
 
 
 def example(patient: str) -> list[dict[str, Any]]:
@@ -118,13 +120,15 @@ def start_stack(tmp: Path) -> Iterator[Stack]:
     records = {ANNA: anna_record(), CARLA: example(CARLA), DIRK: example(DIRK)}
     for resources in records.values():
         ehr.load(resources)
-    # Anna's shared case overview, made some weeks ago.
+    # Anna's and Carla's shared case overviews, made some weeks ago, each with a question to the colleague.
     made = datetime.now(UTC) - timedelta(days=OVERVIEW_AGE_DAYS)
-    document = build_overview({"resourceType": "Bundle", "type": "collection",
-                               "entry": [{"resource": r} for r in records[ANNA]]}, package,
-                              today=made.date(), timestamp=made.strftime("%Y-%m-%dT%H:%M:%SZ"))
-    document.setdefault("id", "overview-anna-1")
-    ehr.load([document])
+    for patient in (ANNA, CARLA):
+        document = build_overview({"resourceType": "Bundle", "type": "collection",
+                                   "entry": [{"resource": r} for r in records[patient]]}, package,
+                                  today=made.date(), timestamp=made.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                  question=OVERVIEW_QUESTION, contact=OVERVIEW_CONTACT)
+        document.setdefault("id", f"overview-{patient}-1")
+        ehr.load([document])
     served_ehr: Served = start_ehr(ehr)
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_api.sync_playwright() as playwright:
@@ -160,6 +164,11 @@ class AppPage:
 
     def ready(self) -> None:
         self.page.wait_for_selector("body[data-ready=true]", timeout=60_000)
+
+    def unfold(self) -> None:
+        """Open every folded part of the view (the results view folds the advice per chapter and the
+        evidence): for the tests that read all of it, not only the first screen."""
+        self.page.evaluate("() => document.querySelectorAll('main details').forEach((d) => { d.open = true; })")
 
     def tab(self, view: str) -> None:
         self.page.click(f"#tab-{view}")

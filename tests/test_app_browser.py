@@ -166,6 +166,7 @@ def test_first_criteria_form_prefills_marks_and_saves_with_one_criterion(stack: 
     assert "QuestionnaireResponse" not in page.locator("#panel-forms").inner_text()  # never an id
     page.locator("#view-updated").click()
     app.ready()
+    app.unfold()
     assert page.locator("#tab-results").get_attribute("aria-selected") == "true"
     assert page.locator("#conclusion").inner_text().startswith("Hardnekkige ALK: criterium ")
     criterion = page.locator('#assessment tr[data-criterion="criterion-2"]')
@@ -249,6 +250,7 @@ def test_reopening_and_resaving_keeps_every_earlier_answer(stack: Stack, app: Ap
         # the results view shows which answers came from which date
         again.page.locator("#view-updated").click()
         again.ready()
+        again.unfold()
         dates = again.page.locator("#answer-dates").inner_text()
         assert dutch_day(earlier[0]["authored"]) in dates and date.today().strftime("%d-%m-%Y") in dates
         row = again.page.locator('#assessment tr[data-criterion="criterion-3"]').inner_text()
@@ -288,6 +290,7 @@ def test_results_conclusion_first_then_urgent_advice_then_guideline_order(stack:
     if patient is None:
         pytest.skip("no example patient gets an urgent advice from the package as it is now")
     app.open(launch_url(stack, {"view": "results"}, patient=patient))
+    app.unfold()
     page = app.page
     first = page.locator("main article.advice").first
     assert first.get_attribute("data-priority") in ("urgent", "asap", "stat")
@@ -301,7 +304,7 @@ def test_results_conclusion_first_then_urgent_advice_then_guideline_order(stack:
     # advice titles are headings; the rest follows the guideline's section order
     for article in page.locator("article.advice").all():
         assert article.locator(":scope > .advice-title").evaluate("e => /^H[3-6]$/.test(e.tagName)")
-    sections = page.locator("#advice > article.advice").evaluate_all(
+    sections = page.locator("#advice details.advice-group > article.advice").evaluate_all(
         "els => els.map(e => e.querySelector(':scope > .source a')?.getAttribute('href')?.split('#section-')[1])")
     keys = [tuple(int(x) for x in s.split(".")) for s in sections if s]
     assert keys == sorted(keys)
@@ -311,6 +314,7 @@ def test_results_conclusion_first_then_urgent_advice_then_guideline_order(stack:
 
 def test_conclusion_line_names_the_criteria_met(stack: Stack, app: AppPage) -> None:
     app.open(launch_url(stack, {"view": "results"}, patient=CARLA))
+    app.unfold()
     page = app.page
     # Carla's criteria form: criteria 2 and 3 met, criterion 1 unknown
     assert page.locator("#conclusion strong").inner_text() == "Hardnekkige ALK: criterium 2 en 3 voldaan"
@@ -318,6 +322,7 @@ def test_conclusion_line_names_the_criteria_met(stack: Stack, app: AppPage) -> N
     assert "Aanleiding: Hardnekkige ALK: criterium 2 en 3 voldaan" in advice.locator(":scope > .trigger").inner_text()
     page.select_option("#lang-select", "en")
     app.ready()
+    app.unfold()
     assert page.locator("#conclusion strong").inner_text() == "Persistent ALK: criteria 2 and 3 met"
     assert page.locator("#tab-results").inner_text() == "Assessment and advice"
     english = page.locator('article.advice[data-action="persistent-alk"]').inner_text()
@@ -328,6 +333,7 @@ def test_conclusion_line_names_the_criteria_met(stack: Stack, app: AppPage) -> N
 
 def test_every_advice_links_to_its_section_and_offers_its_action(stack: Stack, app: AppPage) -> None:
     app.open(launch_url(stack, {"view": "results"}))
+    app.unfold()
     page = app.page
     articles = page.locator("article.advice").all()
     assert articles
@@ -376,6 +382,7 @@ def test_advice_names_the_facts_that_triggered_it(stack: Stack, app: AppPage) ->
     RequestGroup action): the polypharmacy advice says how many drugs and which."""
     statements = [r for r in stack.records[DIRK] if r["resourceType"] == "MedicationStatement"][:2]
     app.open(launch_url(stack, {"view": "results"}, patient=DIRK))
+    app.unfold()
     text = app.page.locator('article.advice[data-action="medication-review"] > .trigger').inner_text()
     names = [s["medicationCodeableConcept"].get("text") or s["medicationCodeableConcept"]["coding"][0]["display"]
              for s in statements]
@@ -408,6 +415,7 @@ def test_explanatory_model_table_and_ambit_grid(stack: Stack, app: AppPage) -> N
     assert page.locator("#view-updated").inner_text() == "Bekijk het bijgewerkte verklaringsmodel"
     page.locator("#view-updated").click()
     app.ready()
+    app.unfold()
     assert page.locator("#tab-model").get_attribute("aria-selected") == "true"
     table = page.locator("#bps-table")
     headers = table.locator("thead th").all_inner_texts()

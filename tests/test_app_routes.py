@@ -201,3 +201,43 @@ def test_guideline_page_without_the_build_says_how_to_install(client: TestClient
     monkeypatch.setattr(app_routes, "MANIFEST", tmp_path / "vendor" / "manifest.json")
     resp = client.get("/app/guideline.html")
     assert resp.status_code == 503 and "scripts/build-app.sh" in resp.text
+
+
+def _safety(client: TestClient, example_file: str, **extra: Any) -> Any:
+    record = json.loads((REPO_ROOT / "examples" / "patients" / example_file).read_text(encoding="utf-8"))
+    body = {"resourceType": "Parameters", "parameter": [
+        {"name": "today", "valueDate": "2026-12-05"}, {"name": "data", "resource": record},
+        *[{"name": k, "valueString": v} for k, v in extra.items()]]}
+    return client.post("/app/api/safety", json=body)
+
+
+def _trigger(param: dict[str, Any]) -> dict[str, Any]:
+    ext = next(e for e in param["extension"] if e["url"].endswith("/alk-trigger"))
+    out: dict[str, Any] = {"evidence": []}
+    for part in ext["extension"]:
+        if part["url"] == "evidence":
+            out["evidence"].append(part["valueReference"]["reference"])
+        else:
+            out[part["url"]] = next(v for k, v in part.items() if k.startswith("value"))
+    return out
+
+
+def test_safety_names_risk_medication_and_the_wish_to_die_from_the_librarys_facts(client: TestClient) -> None:
+    dirk = _safety(client, "patient-polypharmacy-opioid-benzo.json")
+    assert dirk.status_code == 200
+    [risk] = [_trigger(p) for p in dirk.json()["parameter"]]
+    assert risk["fact"] == "riskMedicationCount" and risk["label"] == "Risicomedicatie" and risk["value"] == 5
+    assert sorted(risk["evidence"]) == [f"MedicationStatement/med-dirk-{i}" for i in (1, 2, 3, 4, 5)]
+    carla = [_trigger(p) for p in _safety(client, "patient-bedridden-tube-feeding.json").json()["parameter"]]
+    assert [(t["fact"], t["value"]) for t in carla] == [("wishToDie", True)]
+    assert carla[0]["evidence"] == ["QuestionnaireResponse/qr-carla-criteria"]
+    assert _safety(client, "patient-no-alk.json").json()["parameter"] == []
+
+
+def test_safety_refuses_what_is_not_a_record(client: TestClient) -> None:
+    bad = client.post("/app/api/safety", json={"resourceType": "Patient"})
+    assert bad.status_code == 400 and bad.json()["resourceType"] == "OperationOutcome"
+    missing = client.post("/app/api/safety", json={"resourceType": "Parameters", "parameter": []})
+    assert missing.status_code == 400 and "data" in missing.json()["issue"][0]["diagnostics"]
+    wrong_subject = _safety(client, "patient-no-alk.json", subject="Observation/1")
+    assert wrong_subject.status_code == 400

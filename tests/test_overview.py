@@ -183,8 +183,8 @@ def test_medication_section_names_prescriber_start_and_flags_polypharmacy_and_ri
     text = text_of(section(build(), "overview-medication")["text"]["div"])
     assert "Polyfarmacie: 12 middelen in gebruik" in text
     assert "Risicomedicatie: 5 middelen" in text
-    assert "oxycodon 10 mg 2dd (ATC N02AA05) 01-01-2019 Els Smit risicomedicatie: opioïden" in text
-    assert "pregabaline 75 mg 2dd (ATC N03AX16) 01-05-2023 dr. Marieke Jansen risicomedicatie: gabapentinoïden" in text
+    assert "oxycodon 10 mg 2dd 01-01-2019 Els Smit risicomedicatie: opioïden" in text
+    assert "pregabaline 75 mg 2dd 01-05-2023 dr. Marieke Jansen risicomedicatie: gabapentinoïden" in text
     assert "paracetamol 1000 mg 3dd 01-06-2024 dr. Marieke Jansen" in text
 
 

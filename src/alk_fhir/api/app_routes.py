@@ -13,6 +13,11 @@ Endpoints:
   (``alk_fhir.overview.render_html``). Like ``$apply`` it is a pure transformation: nothing is read
   from or written to a store, so it needs no partner token; the app runs it on a document it read
   from the EHR with its own SMART token.
+- ``POST /app/api/safety``: the same Parameters as ``$apply`` (``subject``, ``today``, ``data``) in, a
+  Parameters out with one ``fact`` per safety fact that holds for the record (:data:`SAFETY_FACTS`:
+  a lasting wish to die, risk medication), each carrying the ``alk-trigger`` extension $apply puts on
+  an advice (label nl/en, value, the record's entries behind it). The facts and their labels are the
+  Library's (alk-facts, ``alk-fact-presentation``); the app shows them above all advice.
 - ``GET /app/guideline.html?lang=nl|en``: the guideline's sections as the package follows them, one
   anchor per section code of CodeSystem ``alk-guideline`` (``#section-2.2``): the section's title,
   what the plan advises there (PlanDefinition actions with that code) and which questions of our
@@ -150,6 +155,47 @@ async def render_overview(request: Request) -> Response:
     except DocumentError as exc:
         raise FHIRError(422, "invalid", f"not a case-overview document: {exc}") from exc
     return HTMLResponse(page, headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+
+
+# What the results view shows first, before any advice, whenever the record holds it: facts of Library
+# alk-facts (their definitions and labels are the Library's; this list only chooses what goes on top).
+SAFETY_FACTS = ("wishToDie", "riskMedicationCount")
+
+
+def _holds(value: Any) -> bool:
+    """A yes/no fact that is true or a count above zero (a fact's list, non-empty)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value > 0
+    return bool(value) if isinstance(value, list) else False
+
+
+@router.post("/app/api/safety")
+async def safety(request: Request) -> Response:
+    """The safety facts that hold for the record, as $apply's triggers name them."""
+    # $apply's own parameter reading and trigger wording: one way to do each
+    from alk_fhir.api.apply_routes import _subject_id, _today, parse_parameters
+    from alk_fhir.apply.engine import _trigger
+    from alk_fhir.context import build_context, compile_facts
+
+    params = parse_parameters(await read_json_body(request))
+    data = params.get("data")
+    if not isinstance(data, dict) or data.get("resourceType") != "Bundle":
+        raise FHIRError(400, "required", "parameter 'data' (a Bundle with the patient's resources) is required")
+    package = request.app.state.package
+    ctx = build_context(data, package, _today(params.get("today")), patient_id=_subject_id(params.get("subject")))
+    if ctx.patient is None:
+        raise FHIRError(400, "required", "the data hold no Patient: send parameter 'subject' or a Patient in 'data'")
+    program = compile_facts(package)
+    found = []
+    for name in SAFETY_FACTS:
+        fact = program.by_name.get(name)
+        if fact is None or not fact.presentation or not _holds(ctx.facts.get(name)):
+            continue
+        found.append({"name": "fact", "extension": [_trigger(ctx, name, fact.presentation)]})
+    body = {"resourceType": "Parameters", "parameter": found}
+    return Response(json.dumps(body), media_type="application/fhir+json", headers={"Cache-Control": "no-store"})
 
 
 GUIDELINE_TEXT = {

@@ -112,9 +112,11 @@ def overview() -> None:
                    "(default: the patient's general practice)")
 @click.option("--recipient", default=None,
               help="build for an exchange with this organisation (system|value): requires the patient's consent")
+@click.option("--question", default=None, help="the question to the receiving colleague (in the summary)")
+@click.option("--contact", default=None, help="how to reach the sender, e.g. a direct phone number (in the summary)")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None, help="write here, not to stdout")
 def build(record: Path, day: str | None, timestamp: str | None, author: str | None, custodian: str | None,
-          recipient: str | None, output: Path | None) -> None:
+          recipient: str | None, question: str | None, contact: str | None, output: Path | None) -> None:
     """Build the overview document (FHIR document Bundle) from a patient RECORD (a Bundle)."""
     from alk_fhir.overview import ConsentRefused, OverviewError, build_overview
 
@@ -123,7 +125,7 @@ def build(record: Path, day: str | None, timestamp: str | None, author: str | No
         raise click.ClickException(f"{record}: $.resourceType must be 'Bundle' (the patient's record)")
     try:
         doc = build_overview(data, _package(), today=_day(day), timestamp=timestamp, author=author,
-                             custodian=custodian, recipient=recipient)
+                             custodian=custodian, recipient=recipient, question=question, contact=contact)
     except ConsentRefused as exc:
         raise Refused(f"{record}: {exc}") from exc
     except OverviewError as exc:

@@ -36,10 +36,13 @@ from alk_fhir.overview.narrative import (
     EMPTY_REASON_SYSTEM,
     composition_text,
     empty_sentence,
+    esc,
+    narrative,
     section_text,
 )
 from alk_fhir.overview.sections import DOCUMENT_PROFILE, PROFILE, SectionSpec, section_specs
 from alk_fhir.overview.select import select_sections
+from alk_fhir.overview.summary import consent_sentence, summary_html
 from alk_fhir.overview.text import human_name
 
 ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://alk-fhir.org/fhir/case-overview")
@@ -158,8 +161,12 @@ def section_json(spec: SectionSpec, pkg: Package, content: SectionItems, refs: l
 
 def build_overview(record: Any, pkg: Package, *, today: date, timestamp: str | None = None,
                    author: str | None = None, custodian: str | None = None, recipient: str | None = None,
-                   status: str = "final") -> JSON:
+                   status: str = "final", question: str | None = None, contact: str | None = None) -> JSON:
     """The overview document of the record's patient.
+
+    ``question``: what the sender asks the receiving colleague; ``contact``: how to reach the sender
+    besides the telecom the record holds for author and custodian (both go into the summary of
+    Composition.text, ``alk_fhir.overview.summary``).
 
     ``author``: ``Type/id`` of a Practitioner, PractitionerRole or Organization in the record
     (default: the custodian). ``custodian``: ``system|value`` (URA/AGB) or ``Organization/id``
@@ -220,6 +227,9 @@ def build_overview(record: Any, pkg: Package, *, today: date, timestamp: str | N
         content = section_items(spec.key, resources, ctx, pkg)
         contents.append((spec, content))
         sections.append(section_json(spec, pkg, content, [ref(r) for r in resources]))
+        if spec.key == "consultations" and not resources and (sentence := consent_sentence(ctx)):
+            # no consultation yet, but the consent fact is known: say it as the summary does
+            sections[-1]["text"] = narrative(f"<p>{esc(sentence)}</p>")
     when = timestamp or now_instant()
     composition: JSON = {
         "resourceType": "Composition",
@@ -238,8 +248,11 @@ def build_overview(record: Any, pkg: Package, *, today: date, timestamp: str | N
         "custodian": ref(holder, display=True),
         "section": sections,
     }
+    text = composition_text(composition, ctx, contents)
+    summary = summary_html(ctx, pkg, question=question, contact=contact, writer=writer, holder=holder)
+    text["div"] = text["div"][: -len("</div>")] + summary + "</div>"
     composition = {"resourceType": "Composition", "id": composition_id, "meta": composition["meta"],
-                   "text": composition_text(composition, ctx, contents),
+                   "text": text,
                    **{k: v for k, v in composition.items() if k not in ("resourceType", "id", "meta")}}
     members = _closure(ctx, [patient, holder, writer] + [r for s in specs for r in chosen.get(s.key, [])])
 

@@ -20,7 +20,6 @@ from alk_fhir.context.facts import ADMISSION_Q, AMBIT_Q, MODEL_Q, VS
 from alk_fhir.context.fhirdata import JSON, codings, has_code, reference_key
 from alk_fhir.knowledge import CONCEPTS_SYSTEM, Package
 from alk_fhir.overview.text import (
-    code_label,
     concept_text,
     nl_date,
     nl_period,
@@ -110,8 +109,7 @@ def comparable(res: JSON, *drop: str) -> JSON:
 # --- per resource type ----------------------------------------------------------------------------
 
 def _condition(res: JSON) -> Item:
-    name = concept_text(res.get("code")) + (code_label(res.get("code"), ICD10, "ICD-10")
-                                            or code_label(res.get("code"), ICD10_NL, "ICD-10"))
+    name = concept_text(res.get("code"))  # the words a clinician reads; the codes stay in the entry
     onset = nl_date(res.get("onsetDateTime")) or nl_period(res.get("onsetPeriod")) or nl_date(res.get("recordedDate"))
     clinical = [c.get("code") for c in codings(res.get("clinicalStatus"))]
     verification = [c.get("code") for c in codings(res.get("verificationStatus"))]
@@ -176,7 +174,7 @@ def medication_name(ctx: PatientContext, res: JSON) -> str:
     if concept is None:
         med = ctx.resolve(res.get("medicationReference"), contained_in=res)
         concept = (med or {}).get("code") or {"text": (res.get("medicationReference") or {}).get("display", "")}
-    return concept_text(concept) + code_label(concept, ATC, "ATC")
+    return concept_text(concept)  # the words a clinician reads; the ATC code stays in the entry
 
 
 def medication_started(res: JSON) -> str:

@@ -20,6 +20,7 @@ from alk_fhir.overview.document import composition_of, document_context, section
 from alk_fhir.overview.items import section_items, status_nl
 from alk_fhir.overview.narrative import XHTML_NS, coordinators
 from alk_fhir.overview.sections import spec_of_section
+from alk_fhir.overview.summary import SUMMARY_CLASS
 from alk_fhir.overview.text import nl_date, patient_line, reference_text
 
 ALLOWED = frozenset({
@@ -50,9 +51,15 @@ table { border-collapse: collapse; width: 100%; margin: .3em 0 .6em 0; }
 th, td { border: 1px solid #bbb; padding: .25em .45em; text-align: left; vertical-align: top; }
 th { background: #eef2f6; }
 section { break-inside: avoid-page; }
+section.summary { border: 1px solid #1f4e79; border-radius: 4px; padding: 0 .8em .4em; background: #f8fbfe; }
+section.summary h2 { margin-top: .6em; }
+.alert { border: 2px solid #b00020; background: #fff4f4; padding: .4em .7em; }
 footer { margin-top: 2em; font-size: .85em; color: #555; border-top: 1px solid #ccd; padding-top: .5em; }
 @media print {
+  @page { margin: 1.5cm 1.5cm 1.8cm; }
   body { margin: 0; max-width: none; font-size: 10pt; }
+  section.summary { background: none; }
+  table { font-size: 9.5pt; }
   a { color: inherit; text-decoration: none; }
   h2 { break-after: avoid-page; }
   tr { break-inside: avoid; }
@@ -103,6 +110,23 @@ def safe_narrative(narrative: Any) -> str:
     return _esc(root.text or "") + "".join(_serialise(child) for child in root)
 
 
+def summary_section(composition: Any) -> str:
+    """The summary for the colleague (part of the Composition's attested narrative, written by
+    ``alk_fhir.overview.summary``) as the page's first section; '' when the document has none."""
+    div = (composition.get("text") or {}).get("div") if isinstance(composition, dict) else None
+    if not isinstance(div, str):
+        return ""
+    try:
+        root = ET.fromstring(div)
+    except ET.ParseError:
+        return ""
+    for el in root.iter():
+        if SUMMARY_CLASS in str(el.get("class") or "").split():
+            inner = _esc(el.text or "") + "".join(_serialise(child) for child in el)
+            return f'<section id="summary" class="summary">{inner}</section>'
+    return ""
+
+
 def render_html(document: Any, pkg: Package) -> str:
     """The standalone page (UTF-8 text); DocumentError when ``document`` is not a document."""
     composition = composition_of(document)
@@ -122,7 +146,7 @@ def render_html(document: Any, pkg: Package) -> str:
     banners: list[str] = []
     coordinator_names: list[str] = []
     has_team_section = False
-    body: list[str] = []
+    body: list[str] = [summary_section(composition)] if summary_section(composition) else []
     for i, section in enumerate(composition.get("section") or []):
         spec = spec_of_section(pkg, section)
         heading = _esc(section.get("title") or (spec.title if spec else f"Sectie {i + 1}"))

@@ -11,10 +11,12 @@
 // (LForms.Util.mergeFHIRDataIntoLForms), and pre-population (initialExpression) fills only the
 // items that response leaves unanswered; those are marked "uit het dossier". Saving writes a new
 // QuestionnaireResponse holding every answer the form shows, so what was not changed is kept.
+import { takeAllDates, watchDates } from "./date-input.js";
 import { h, show } from "./dom.js";
-import { codingText, formatDate, formatTime, lang, localDateTime, localDay, t, tr } from "./i18n.js";
+import { codeOrder, codingText, formatDate, formatTime, lang, localDateTime, localDay, t, tr } from "./i18n.js";
 import { answersByLink, latestResponse, record, saveResponse } from "./record.js";
 import { clearReaderLog } from "./renderer-texts.js";
+import { checkResponse } from "./response-check.js";
 import { expand, questionnaire, questionnaires } from "./service.js";
 
 const TEXT_FIELDS = ["text", "prefix"];
@@ -74,6 +76,21 @@ export async function prepare(q, language) {
   return copy;
 }
 
+/** A copy of the prepared Questionnaire without SDC initialExpression: the form the GP sees gets the
+ * pre-populated values from the app (found out of sight, see prepopulatedValues), so the renderer
+ * does not compute them a second time over what the app decided to leave open. */
+function withoutInitialExpressions(q) {
+  const copy = JSON.parse(JSON.stringify(q));
+  const strip = (items) => {
+    for (const item of items || []) {
+      if (item.extension) item.extension = item.extension.filter((e) => e.url !== INITIAL_EXPRESSION);
+      strip(item.item);
+    }
+  };
+  strip(copy.item);
+  return copy;
+}
+
 /** linkIds of the items that pre-populate from the record (SDC initialExpression). */
 function prepopulatedLinks(items, out = new Set()) {
   for (const item of items || []) {
@@ -123,7 +140,10 @@ async function prepopulatedValues(prepared, links) {
     }
     const data = scratch.firstChild ? LForms.Util.getFormData(scratch, false, false) : null;
     walkItems(data?.items, (item) => {
-      if (links.has(item.linkId) && !values.has(item.linkId) && !isEmpty(item.value)) values.set(item.linkId, item.value);
+      // a count of nothing in the record (0 medicines) is no answer from the record: the GP gives it
+      if (links.has(item.linkId) && !values.has(item.linkId) && !isEmpty(item.value) && item.value !== 0) {
+        values.set(item.linkId, item.value);
+      }
     });
   } finally {
     LForms.Util.removeFormsFromPage(scratch);
@@ -221,10 +241,19 @@ export function unsavedAnswers(client) {
   }
 }
 
+const GUIDELINE = "https://alk-fhir.org/fhir/CodeSystem/alk-guideline";
+
+/** A form's place in the guideline (its Questionnaire.code of CodeSystem alk-guideline): the criteria
+ * (§1.1) come before the explanatory model (§2.5), the admission (§4.1) and the AMBIT grid (§4.2). */
+function formOrder(q) {
+  const coding = (q.code || []).find((c) => c.system === GUIDELINE);
+  return coding ? codeOrder(GUIDELINE, coding.code) : Number.MAX_SAFE_INTEGER;
+}
+
 function formList(onOpen, selected) {
   const list = h("ul", { class: "form-list", "aria-label": t("chooseForm") });
   questionnaires().then((qs) => {
-    for (const q of qs) {
+    for (const q of [...qs].sort((a, b) => formOrder(a) - formOrder(b))) {
       const current = q.url === String(selected || "").split("|")[0];
       list.append(h("li", {},
         h("button", {
@@ -329,7 +358,7 @@ function otherProblems(container) {
   return (LForms.Util.checkValidity(container) || []).filter((m) => !String(m).endsWith(requiredText));
 }
 
-function showErrors(state, missing, others) {
+function showErrors(state, missing, others, refusedDates = []) {
   for (const item of state.container.querySelectorAll("lhc-item.alk-invalid")) clearFieldError(item);
   const links = [];
   for (const { elementId, question } of missing) {
@@ -351,12 +380,26 @@ function showErrors(state, missing, others) {
       },
     }, question)));
   }
+  for (const elementId of refusedDates) {
+    const item = document.getElementById(`item-${elementId}`);
+    if (!item) continue;
+    const question = item.querySelector(`[id="label-${CSS.escape(elementId)}"]`)?.textContent.trim() || elementId;
+    links.push(h("li", {}, h("a", {
+      href: `#item-${elementId}`,
+      onclick: (event) => {
+        event.preventDefault();
+        item.querySelector("nz-date-picker input")?.focus();
+      },
+    }, `${question} — ${t("dateFix")}`)));
+  }
   show(state.errors, h("p", {}, t("invalidSummary")),
     links.length ? h("ul", {}, links) : null,
     others.length ? h("ul", {}, others.map((m) => h("li", {}, String(m)))) : null);
   state.errors.hidden = false;
-  const first = missing.map((m) => document.getElementById(`item-${m.elementId}`)).find(Boolean);
-  const target = first ? focusTarget(first) : null;
+  const first = [...missing.map((m) => m.elementId), ...refusedDates]
+    .map((id) => document.getElementById(`item-${id}`)).find(Boolean);
+  const target = first ? (first.querySelector("nz-date-picker input") && refusedDates.length && !missing.length
+    ? first.querySelector("nz-date-picker input") : focusTarget(first)) : null;
   if (target) {
     target.focus();
     target.scrollIntoView({ block: "center" });
@@ -394,8 +437,14 @@ export async function renderForms(client, panel, options, hooks) {
   const status = h("p", { class: "form-status", role: "status", id: "form-status" });
   const after = h("p", { class: "form-after", id: "form-after" });
   const problems = h("p", { class: "warning", id: "prefill-problems", hidden: true });
+  // a long form: one link from the top to the save button (instead of a tab stop per question)
+  const toSave = h("a", { href: "#submit-form", class: "to-save", id: "to-save", onclick: (event) => {
+    event.preventDefault();
+    submit.focus();
+    submit.scrollIntoView({ block: "center" });
+  } }, t("toSave"));
   show(host, h("section", { class: "form-section", "aria-labelledby": "form-title" },
-    title, originNote, prefillNote, problems, container, errors,
+    title, originNote, prefillNote, problems, toSave, container, errors,
     h("div", { class: "actions" }, submit, status), after));
 
   LForms.Util.setFHIRContext(client);
@@ -408,9 +457,20 @@ export async function renderForms(client, panel, options, hooks) {
   let prefilled = new Set();
   try {
     if (!latest) {
-      await LForms.Util.addFormToPage(prepared, container, { prepopulate: true, fhirVersion: "R4" });
-      const data = LForms.Util.getFormData(container, false, false);
-      walkItems(data?.items, (item) => { if (links.has(item.linkId) && !isEmpty(item.value)) prefilled.add(item.linkId); });
+      // pre-population out of sight, then the values it found (the same way as beside earlier answers)
+      const found = links.size ? await prepopulatedValues(prepared, links) : { values: new Map(), problem: null };
+      if (found.problem) {
+        problems.textContent = `${t("prefillProblem")}: ${found.problem}`;
+        problems.hidden = false;
+      }
+      const form = LForms.Util.convertFHIRQuestionnaireToLForms(withoutInitialExpressions(prepared), "R4");
+      walkItems(form.items, (item) => {
+        if (found.values.has(item.linkId) && isEmpty(item.value)) {
+          item.value = found.values.get(item.linkId);
+          prefilled.add(item.linkId);
+        }
+      });
+      await LForms.Util.addFormToPage(form, container, { fhirVersion: "R4" });
     } else {
       const answered = answersByLink(latest);
       const open = new Set([...links].filter((link) => !answered.has(link)));
@@ -421,7 +481,7 @@ export async function renderForms(client, panel, options, hooks) {
         problems.hidden = false;
       }
       const form = LForms.Util.mergeFHIRDataIntoLForms("QuestionnaireResponse", conformResponse(latest, prepared.item),
-        LForms.Util.convertFHIRQuestionnaireToLForms(prepared, "R4"), "R4");
+        LForms.Util.convertFHIRQuestionnaireToLForms(withoutInitialExpressions(prepared), "R4"), "R4");
       walkItems(form.items, (item) => {
         if (fill.has(item.linkId) && isEmpty(item.value)) {
           item.value = fill.get(item.linkId);
@@ -439,6 +499,7 @@ export async function renderForms(client, panel, options, hooks) {
   }
   const state = { canonical: q.url, q, language, container, errors, prefilled, touched: new Set(), origin };
   openForm = state;
+  watchDates(state);
   prefillNote.hidden = prefilled.size === 0;
   markPrefilled(state);
   if (options.focus !== false) title.focus();
@@ -447,17 +508,25 @@ export async function renderForms(client, panel, options, hooks) {
   submit.addEventListener("click", async () => {
     errors.hidden = true;
     after.replaceChildren();
+    const datesRead = takeAllDates(state);
     const missing = missingAnswers(container);
     const others = otherProblems(container);
-    if (missing.length || others.length) {
+    if (missing.length || others.length || !datesRead) {
       status.textContent = "";
-      showErrors(state, missing, others);
+      showErrors(state, missing, others, [...state.refused.keys()]);
+      return;
+    }
+    // Before writing: every answer against the Questionnaire (types, well-formed dates and numbers).
+    const response = buildResponse(client, q, container, language);
+    const wrong = checkResponse(response, prepared);
+    if (wrong.length) {
+      status.textContent = "";
+      showErrors(state, [], wrong.map((w) => `${w.text}: ${t("answerMalformed")}`));
       return;
     }
     submit.disabled = true;
     status.textContent = t("saving");
     try {
-      const response = buildResponse(client, q, container, language);
       const saved = await saveResponse(client, response);
       const now = new Date();
       status.textContent = t("savedAt", formatDate(localDay(now)), formatTime(now));
@@ -473,6 +542,8 @@ export async function renderForms(client, panel, options, hooks) {
           hooks.openView(view);
         },
       }, t(label)));
+      // the button was disabled while saving, which drops the focus to <body>: it goes to the next step
+      document.getElementById("view-updated")?.focus();
       hooks.onSaved(q, saved);
     } catch (err) {
       status.textContent = "";
@@ -480,6 +551,7 @@ export async function renderForms(client, panel, options, hooks) {
       errors.hidden = false;
     } finally {
       submit.disabled = false;
+      if (document.activeElement === document.body) submit.focus();
     }
   });
 }

@@ -56,6 +56,21 @@ function clean(node) {
   return out;
 }
 
+/** Tables of the document read one block per row on a narrow screen: each cell names its column. */
+function stackable(nodes) {
+  for (const node of nodes) {
+    for (const table of node.querySelectorAll ? node.querySelectorAll("table") : []) {
+      const headers = [...table.querySelectorAll("thead th")].map((th) => th.textContent.trim());
+      if (!headers.length) continue;
+      table.classList.add("stack");
+      for (const row of table.querySelectorAll("tbody tr")) {
+        [...row.children].forEach((cell, i) => { if (headers[i]) cell.setAttribute("data-label", headers[i]); });
+      }
+    }
+  }
+  return nodes;
+}
+
 function authorText(bundle) {
   const composition = bundle.entry[0].resource;
   const byUrl = new Map(bundle.entry.map((e) => [e.fullUrl, e.resource]));
@@ -113,15 +128,21 @@ export async function renderOverviewView(client, panel) {
     return;
   }
   const parsed = new DOMParser().parseFromString(page, "text/html");
-  const sections = [...parsed.querySelectorAll("main > section")].map(clean).filter(Boolean);
-  const banners = [...parsed.querySelectorAll("header .banner, header .coordinator")].map(clean).filter(Boolean);
+  const sections = stackable([...parsed.querySelectorAll("main > section")].map(clean).filter(Boolean));
+  // the document's header (patient with BSN, date, status, author, custodian) and its warnings
+  const banners = [...parsed.querySelectorAll("header dl.facts, header .banner, header .coordinator")].map(clean)
+    .filter(Boolean);
   const date = stamp(latest);
   const newer = await newerAnswers(client, date);
   const author = authorText(latest);
   const composition = latest.entry[0].resource;
+  const print = h("button", { type: "button", class: "secondary print-button", id: "overview-print",
+    onclick: () => window.print() }, t("printOverview"));
   show(panel, heading,
     h("p", { class: "overview-date", id: "overview-date" }, t("overviewDate", formatDate(date)),
       author ? ` · ${author}` : ""),
+    h("div", { class: "overview-actions" }, print,
+      h("span", { class: "note", id: "overview-print-note" }, t("printNote"))),
     newer.length ? h("p", { class: "warning", id: "overview-newer" }, t("overviewNewer", joinList(newer))) : null,
     lang() === "en" ? h("p", { class: "note", id: "overview-language" }, t("overviewDocumentLanguage")) : null,
     h("article", { class: "overview-doc", id: "overview", lang: "nl", "aria-labelledby": "overview-doc-title" },

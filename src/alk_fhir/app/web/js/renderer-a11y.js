@@ -2,6 +2,8 @@
 // these in LHC-Forms 40.1.3; the browser test runs axe on every view):
 // - the "+ add" buttons of repeating items name a missing element in aria-controls
 //   ("add-button-<id>"; aria-valid-attr-value, critical): the reference is removed;
+// - the same buttons (and some inputs) name missing elements in aria-describedby: those ids are
+//   removed (the ones that exist stay);
 // - the answer-list inputs are ARIA 1.2 comboboxes without aria-controls (aria-required-attr,
 //   critical when the list is open): they get the id of the list the autocompleter shows;
 // - the date picker's day cells carry aria-selected on a plain <div> (aria-allowed-attr, critical):
@@ -21,6 +23,15 @@ function repair(root) {
     if (el.getAttribute("role") === "combobox" && document.getElementById(LIST_ID)) continue;
     if (present.length) el.setAttribute("aria-controls", present.join(" "));
     else el.removeAttribute("aria-controls");
+  }
+  for (const el of [scope, ...scope.querySelectorAll("[aria-describedby]")]) {
+    const value = el.getAttribute?.("aria-describedby");
+    if (!value) continue;
+    const ids = value.split(/\s+/).filter(Boolean);
+    const present = ids.filter((id) => document.getElementById(id));
+    if (present.length === ids.length) continue;
+    if (present.length) el.setAttribute("aria-describedby", present.join(" "));
+    else el.removeAttribute("aria-describedby");
   }
   for (const el of scope.querySelectorAll(".ant-picker-cell-inner[aria-selected]")) el.removeAttribute("aria-selected");
   const list = document.getElementById(LIST_ID);
@@ -56,6 +67,6 @@ export function startRendererRepairs() {
     });
   });
   observer.observe(document.body, { subtree: true, childList: true, attributes: true,
-    attributeFilter: ["aria-controls", "role", "aria-selected"] });
+    attributeFilter: ["aria-controls", "aria-describedby", "role", "aria-selected"] });
   repair(document.body);
 }

@@ -3,9 +3,12 @@
 // the assessment Observation (alk-assessment profile), contained. This view only presents that
 // result; it decides nothing clinical.
 //
-// Order on the page: one line with the conclusion; the urgent advice; the rest of the advice in
-// guideline order (the order of CodeSystem alk-guideline); then the evidence of the assessment,
-// with the date each questionnaire answer was given. Every advice says what triggered it where the
+// Order on the page (what the GP needs first): one line with the conclusion; "Let op", the
+// safety-relevant facts the record or forms hold (a lasting wish to die, risk medication; the
+// service names them from Library alk-facts, POST /app/api/safety), each with the advice that
+// answers it; the urgent advice; then the rest of the advice in guideline order (the order of
+// CodeSystem alk-guideline), folded per chapter of the guideline; then the evidence of the
+// assessment, folded too, with the date each questionnaire answer was given. Every advice says what triggered it where the
 // $apply result names it (the assessment's criteria and features; the facts of extension
 // alk-trigger when the engine supplies them), offers its action (open the form; create the
 // proposed request in the EHR) and links to its section of the guideline (guideline.html).
@@ -14,7 +17,7 @@ import {
   codeOrder, codingText, conceptText, formatDate, joinList, lang, localDay, plural, t, tr,
 } from "./i18n.js";
 import { answerDates, answersByLink, createInRecord, mayCreate, record, responsesTo } from "./record.js";
-import { apply, planDefinition, questionnaires } from "./service.js";
+import { apply, planDefinition, questionnaires, safetyFacts } from "./service.js";
 
 const BASE = "https://alk-fhir.org/fhir";
 const EVIDENCE = `${BASE}/StructureDefinition/alk-evidence`;
@@ -68,9 +71,13 @@ function describe(ref, ctx) {
     case "Condition":
       return [conceptText(res.code), formatDate(res.onsetDateTime || res.onsetPeriod?.start || res.recordedDate)]
         .filter(Boolean).join(", ");
-    case "Encounter":
-      return [(res.type || []).map(conceptText).find(Boolean) || t("contact"), formatDate(res.period?.start)]
-        .filter(Boolean).join(" ");
+    case "Encounter": {
+      // what kind of contact: its type, else its class (v3 ActCode, worded by the app), else "Contact"
+      // (the class's own display is HL7's English, "ambulatory": the app words the v3 ActCode itself)
+      const kind = (res.type || []).map(conceptText).find(Boolean) || t("encounterClass")[res.class?.code]
+        || t("contact");
+      return [kind, formatDate(res.period?.start)].filter(Boolean).join(", ");
+    }
     case "MedicationStatement":
     case "MedicationRequest": {
       const medication = res.medicationCodeableConcept
@@ -85,8 +92,23 @@ function describe(ref, ctx) {
   }
 }
 
+/** The day an entry of the record happened (for ordering: newest first); "" when it has none. */
+function dayOf(res) {
+  if (!res) return "";
+  return String(res.period?.start || res.performedDateTime || res.performedPeriod?.start || res.effectiveDateTime
+    || res.effectivePeriod?.start || res.onsetDateTime || res.recordedDate || res.authored || res.dateTime
+    || res.date || res.authoredOn || "").slice(0, 10);
+}
+
+/** References newest first (entries without a date keep their order, after the dated ones). */
+function byDate(refs, ctx) {
+  return refs.map((ref, i) => [ref, dayOf(ctx.byKey.get(ref?.reference || "")), i])
+    .sort((a, b) => (b[1] && a[1] ? b[1].localeCompare(a[1]) : (a[1] ? -1 : b[1] ? 1 : 0)) || a[2] - b[2])
+    .map(([ref]) => ref);
+}
+
 function evidenceList(holder, ctx) {
-  const refs = (holder.extension || []).filter((e) => e.url === EVIDENCE).map((e) => e.valueReference);
+  const refs = byDate((holder.extension || []).filter((e) => e.url === EVIDENCE).map((e) => e.valueReference), ctx);
   const texts = refs.map((ref) => describe(ref, ctx)).filter(Boolean);
   if (!texts.length) return t("noEvidence");
   const items = texts.map((text) => h("li", {}, text));
@@ -108,13 +130,14 @@ function criterionNumber(component) {
 }
 
 /** "Hardnekkige ALK: criterium 2 en 3 voldaan" from the assessment Observation. */
-export function conclusion(obs) {
+export function conclusion(obs, assessed = true) {
   if (!obs) return t("conclusionNone");
   const criteria = (obs.component || []).filter((c) => c.valueCodeableConcept);
   const met = criteria.filter((c) => firstCode(c.valueCodeableConcept) === "criterion-met").map(criterionNumber);
   const unknown = criteria.filter((c) => firstCode(c.valueCodeableConcept) === "criterion-unknown").map(criterionNumber);
   const word = (n) => (n === 1 ? t("criterionWord") : t("criteriaWord"));
   if (met.length) return t("conclusionMet", word(met.length), joinList(met));
+  if (!assessed) return t("conclusionNone"); // no criteria form yet: nothing was assessed, nothing is "unknown"
   if (firstCode(obs.valueCodeableConcept) === "criterion-not-met") return t("conclusionNotMet");
   if (unknown.length) return `${t("conclusionUnknown")} (${t("unknownCriteria", word(unknown.length), joinList(unknown))})`;
   return t("conclusionUnknown");
@@ -145,10 +168,10 @@ function sourceLink(action) {
       h("span", { class: "visually-hidden" }, ` ${t("newWindow")}`)));
 }
 
-/** What triggered an advice, as far as the $apply result says it. */
-function triggerText(action, ctx) {
+/** The facts of alk-trigger extensions in words: "Label: value (entries behind it)". */
+function triggerParts(extensions, ctx) {
   const parts = [];
-  for (const ext of (action.extension || []).filter((e) => e.url === TRIGGER)) {
+  for (const ext of (extensions || []).filter((e) => e.url === TRIGGER)) {
     const field = (name) => (ext.extension || []).filter((x) => x.url === name);
     const label = field("label").map((x) => tr(x, "valueString")).find(Boolean) || "";
     const valueExt = field("value")[0] || {};
@@ -156,10 +179,20 @@ function triggerText(action, ctx) {
     let value = key ? valueExt[key] : undefined;
     if (typeof value === "boolean") value = value ? t("yes") : t("no");
     else if (key === "valueDate" || key === "valueDateTime") value = formatDate(value);
-    const evidence = field("evidence").map((x) => describe(x.valueReference, ctx)).filter(Boolean);
+    const evidence = byDate(field("evidence").map((x) => x.valueReference), ctx).map((ref) => describe(ref, ctx))
+      .filter(Boolean);
     if (!label) continue;
-    parts.push(`${value !== undefined ? t("countValue", label, value) : label}${evidence.length ? ` (${evidence.join("; ")})` : ""}`);
+    // a fact without a value and without entries behind it is one the record does not hold
+    if (value === undefined && !evidence.length) value = t("notRecorded");
+    const fact = field("fact").map((x) => x.valueString).find(Boolean) || "";
+    parts.push({ fact, text: `${value !== undefined ? t("countValue", label, value) : label}${evidence.length ? ` (${evidence.join("; ")})` : ""}` });
   }
+  return parts;
+}
+
+/** What triggered an advice, as far as the $apply result says it. */
+function triggerText(action, ctx) {
+  const parts = triggerParts(action.extension, ctx).map((p) => p.text);
   if (!parts.length && ctx.criteriaTriggered.has(action.id) && ctx.met) parts.push(ctx.conclusion);
   if (!parts.length && ctx.featureTriggered.has(action.id) && ctx.featureCount) {
     parts.push(plural("featureCount", ctx.featureCount));
@@ -243,12 +276,12 @@ function actionsOf(action, ctx) {
   return [];
 }
 
-function adviceView(action, level, ctx) {
+function adviceView(action, level, ctx, nested = true) {
   const urgent = URGENT.has(action.priority);
   const heading = `h${Math.min(level, 6)}`;
   const titleId = `advice-${action.id}-title`;
   const trigger = triggerText(action, ctx);
-  const children = inGuidelineOrder((action.action || []).filter((a) => !URGENT.has(a.priority)));
+  const children = nested ? inGuidelineOrder((action.action || []).filter((a) => !URGENT.has(a.priority))) : [];
   const actions = actionsOf(action, ctx);
   return h("article", { class: urgent ? "advice urgent" : "advice", id: `advice-${action.id}`,
     "aria-labelledby": titleId, dataset: { action: action.id || "", priority: action.priority || "" } },
@@ -273,17 +306,22 @@ function assessmentView(obs, ctx) {
   if (!obs) return null;
   const criteria = (obs.component || []).filter((c) => c.valueCodeableConcept);
   const features = (obs.component || []).filter((c) => c.valueBoolean === true);
-  const byDate = new Map();
+  const byDay = new Map();
   for (const since of ctx.dates.values()) {
     const day = String(since).slice(0, 10);
-    byDate.set(day, (byDate.get(day) || 0) + 1);
+    byDay.set(day, (byDay.get(day) || 0) + 1);
   }
-  const dated = [...byDate.entries()].sort((a, b) => b[0].localeCompare(a[0]))
+  const dated = [...byDay.entries()].sort((a, b) => b[0].localeCompare(a[0]))
     .map(([day, n]) => t("answersOfDate", plural("answerCount", n), formatDate(day)));
-  return h("section", { class: "card", id: "assessment", "aria-labelledby": "assessment-title" },
-    h("h2", { id: "assessment-title", tabindex: "-1" }, t("assessment")),
-    h("p", { class: "overall" }, `${t("overall")}: `, statusBadge(obs.valueCodeableConcept),
-      obs.effectiveDateTime ? ` (${t("assessedOn", formatDate(obs.effectiveDateTime))})` : ""),
+  // Never assessed (no criteria form, and the record alone settles nothing): not "unknown on <today>".
+  const neverAssessed = !ctx.latestCriteria && firstCode(obs.valueCodeableConcept) === "criterion-unknown";
+  const overall = !neverAssessed
+    ? [statusBadge(obs.valueCodeableConcept),
+      obs.effectiveDateTime ? ` (${t("assessedOn", formatDate(obs.effectiveDateTime))})` : ""]
+    : [h("span", { class: "badge criterion-unknown" }, t("notAssessedYet")), ` ${t("notAssessedHint", ctx.titles.get(CRITERIA_Q) || "")}`];
+  return h("details", { class: "card fold", id: "assessment" },
+    h("summary", {}, h("h2", { id: "assessment-title", tabindex: "-1" }, t("assessment"))),
+    h("p", { class: "overall" }, `${t("overall")}: `, overall),
     dated.length ? h("p", { class: "answer-dates", id: "answer-dates" }, t("answersFrom", joinList(dated))) : null,
     h("div", { class: "table-wrap" }, h("table", { class: "grid criteria stack" },
       h("caption", { class: "visually-hidden" }, t("assessment")),
@@ -301,6 +339,77 @@ function assessmentView(obs, ctx) {
       : h("p", {}, t("noFeatures")));
 }
 
+/** Open every folded part around `element`, then scroll to it and give it focus. */
+export function reveal(element) {
+  if (!element) return;
+  for (let node = element.parentElement; node; node = node.parentElement) {
+    if (node.localName === "details") node.open = true;
+  }
+  if (!element.hasAttribute("tabindex")) element.setAttribute("tabindex", "-1"); // a heading takes focus
+  element.scrollIntoView({ block: "start" });
+  element.focus({ preventScroll: true });
+}
+
+/** The advice that answers a safety fact: those whose trigger names it, else those whose trigger cites
+ * every entry behind it (the medication review, which covers risk medication when there is
+ * polypharmacy); urgent first. */
+function adviceFor(fact, entries, actions) {
+  const triggers = (a) => (a.extension || []).filter((e) => e.url === TRIGGER);
+  const names = (a) => triggers(a).some((e) => (e.extension || []).some((x) => x.url === "fact" && x.valueString === fact));
+  const cited = (a) => new Set(triggers(a).flatMap((e) => (e.extension || []).filter((x) => x.url === "evidence")
+    .map((x) => x.valueReference?.reference)));
+  let found = actions.filter(names);
+  if (!found.length && entries.length) found = actions.filter((a) => { const c = cited(a); return entries.every((r) => c.has(r)); });
+  return found.sort((a, b) => Number(URGENT.has(b.priority)) - Number(URGENT.has(a.priority)));
+}
+
+/** "Let op": what is safety-relevant in the record or the forms, each with the advice that answers it. */
+function safetyView(facts, actions, ctx) {
+  const items = [];
+  for (const param of facts) {
+    const entries = (param.extension || []).filter((e) => e.url === TRIGGER).flatMap((e) => (e.extension || [])
+      .filter((x) => x.url === "evidence").map((x) => x.valueReference?.reference)).filter(Boolean);
+    for (const part of triggerParts(param.extension, ctx)) {
+      const answers = adviceFor(part.fact, entries, actions);
+      items.push(h("li", { dataset: { fact: part.fact } }, h("strong", {}, part.text),
+        answers.length ? [h("br"), `${t("seeAdvice")}: `, answers.map((a, i) => [i ? "; " : "",
+          h("a", { href: `#advice-${a.id}`, onclick: (event) => {
+            event.preventDefault();
+            reveal(document.getElementById(`advice-${a.id}-title`));
+          } }, tr(a, "title"))])] : null));
+    }
+  }
+  if (!items.length) return null;
+  return h("section", { class: "safety", id: "safety", "aria-labelledby": "safety-title" },
+    h("h2", { id: "safety-title" }, t("safetyTitle")), h("ul", {}, items));
+}
+
+/** The top-level chapter of the guideline an advice belongs to ("2" for §2.5). */
+function chapterOf(action) {
+  const coding = sectionCoding(action);
+  return coding ? String(coding.code).split(".")[0] : "";
+}
+
+/** The non-urgent advice, one folded group per chapter of the guideline (each advice in the chapter
+ * of its own section, so a step of §3 under an advice of §2 is found under §3), in guideline order. */
+function groupedAdvice(rest, ctx) {
+  const groups = new Map();
+  for (const action of rest) {
+    const chapter = chapterOf(action);
+    if (!groups.has(chapter)) groups.set(chapter, []);
+    groups.get(chapter).push(action);
+  }
+  return [...groups.entries()].map(([chapter, actions]) => {
+    const count = actions.length;
+    const title = chapter ? `§${chapter} ${codingText({ system: GUIDELINE, code: chapter })}` : t("otherAdvice");
+    return h("details", { class: "advice-group", id: `chapter-${chapter || "other"}`, dataset: { chapter } },
+      h("summary", {}, h("h3", { class: "group-title" }, title),
+        h("span", { class: "group-count" }, ` ${plural("adviceCount", count)}`),
+        h("span", { class: "group-titles" }, actions.map((a) => tr(a, "title")).join(" · "))),
+      actions.map((a) => adviceView(a, 4, ctx, false)));
+  });
+}
+
 /** Practitioner/… of the signed-in user (SMART fhirUser), for the proposals that name the user. */
 function practitionerOf(client) {
   const user = String(client.user?.fhirUser || "");
@@ -310,7 +419,8 @@ function practitionerOf(client) {
 
 export async function renderResults(client, panel, hooks) {
   const { patient, resources, problems } = await record(client);
-  const [plan, qs] = await Promise.all([apply(patient.id, resources, localDay(), practitionerOf(client)), questionnaires()]);
+  const [plan, qs, safety] = await Promise.all([apply(patient.id, resources, localDay(), practitionerOf(client)),
+    questionnaires(), safetyFacts(patient.id, resources, localDay()).catch((err) => ({ failed: err }))]);
   const definition = await planDefinition(String((plan.instantiatesCanonical || [])[0] || "")).catch(() => null);
   const titles = new Map(qs.map((q) => [q.url, tr(q, "title")]));
   const items = new Map();
@@ -326,7 +436,7 @@ export async function renderResults(client, panel, hooks) {
     byKey: new Map(resources.map((r) => [`${r.resourceType}/${r.id}`, r])),
     latestCriteria: criteriaResponses[0] || null,
     dates: answerDates(criteriaResponses),
-    conclusion: conclusion(obs),
+    conclusion: conclusion(obs, criteriaResponses.length > 0),
     criteriaTriggered: new Set(),
     featureTriggered: new Set(),
   };
@@ -340,8 +450,9 @@ export async function renderResults(client, panel, hooks) {
   ctx.featureCount = (obs?.component || []).filter((c) => c.valueBoolean === true).length;
   ctx.met = firstCode(obs?.valueCodeableConcept) === "criterion-met";
   const top = group?.action || [];
-  const urgent = inGuidelineOrder(allActions(top).filter((a) => URGENT.has(a.priority)));
-  const rest = inGuidelineOrder(top.filter((a) => !URGENT.has(a.priority)));
+  const every = allActions(top);
+  const urgent = inGuidelineOrder(every.filter((a) => URGENT.has(a.priority)));
+  const rest = inGuidelineOrder(every.filter((a) => !URGENT.has(a.priority)));
 
   show(panel,
     h("h1", { id: "view-title", tabindex: "-1" }, t("resultsTitle")),
@@ -349,14 +460,18 @@ export async function renderResults(client, panel, hooks) {
     h("p", { class: "conclusion", id: "conclusion" }, h("strong", {}, ctx.conclusion),
       obs ? [" · ", h("a", { href: "#assessment", onclick: (event) => {
         event.preventDefault();
-        document.getElementById("assessment-title")?.focus();
-        document.getElementById("assessment")?.scrollIntoView();
+        reveal(document.getElementById("assessment-title"));
       } }, t("seeEvidence"))] : null),
+    // the safety facts could not be read: say so where they would stand, never leave the place empty
+    safety.failed ? h("p", { class: "warning", id: "safety-unavailable" },
+      `${t("safetyUnavailable")}: ${String(safety.failed.message || safety.failed).split("\n")[0]}`)
+      : safetyView(safety, every, ctx),
     urgent.length ? h("section", { class: "urgent-advice", id: "urgent", "aria-labelledby": "urgent-title" },
       h("h2", { id: "urgent-title" }, t("urgentTitle")),
       urgent.map((a) => adviceView(a, 3, ctx))) : null,
     h("section", { class: "advice-list", id: "advice", "aria-labelledby": "advice-title" },
       h("h2", { id: "advice-title" }, t("adviceTitle")),
-      rest.length ? rest.map((a) => adviceView(a, 3, ctx)) : h("p", {}, t("noAdvice"))),
+      rest.length ? [h("p", { class: "note", id: "guideline-note" }, t("guidelineNote")), groupedAdvice(rest, ctx)]
+        : h("p", {}, t("noAdvice"))),
     assessmentView(obs, ctx));
 }

@@ -96,6 +96,26 @@ export async function apply(patientId, resources, today, practitioner) {
   return res.json();
 }
 
+/** The safety facts that hold for the record (POST /app/api/safety): Parameters.parameter, each with
+ * the alk-trigger extension (label, value, the record's entries behind it). */
+export async function safetyFacts(patientId, resources, today) {
+  const body = {
+    resourceType: "Parameters",
+    parameter: [
+      { name: "subject", valueString: `Patient/${patientId}` },
+      { name: "today", valueDate: today },
+      { name: "data", resource: { resourceType: "Bundle", type: "collection", entry: resources.map((r) => ({ resource: r })) } },
+    ],
+  };
+  const res = await fetch(new URL("safety", APP_API), {
+    method: "POST",
+    headers: { "Content-Type": "application/fhir+json", Accept: "application/fhir+json" },
+    body: JSON.stringify(body),
+  });
+  if (!res.ok) throw await parseError(res);
+  return (await res.json()).parameter || [];
+}
+
 /** The readable HTML of a case-overview document (Bundle type document). */
 export async function renderOverview(document) {
   const res = await fetch(new URL("render-overview", APP_API), {
