@@ -144,6 +144,7 @@ def test_the_cds_view_calls_the_services_as_an_ehr_with_a_signed_jwt(demo: TestC
 
 def test_accepting_a_suggestion_creates_its_resources_in_the_demo_record(demo: TestClient) -> None:
     cards = _cards(demo, "pat-dirk")
+    before = {c["summary"] for c in cards}
     suggestion = next(s for c in cards for s in c.get("suggestions", [])
                       if all(a["type"] == "create" for a in s.get("actions", [])))
     made = demo.post("/demo/api/patients/pat-dirk/accept", json=suggestion["actions"])
@@ -160,12 +161,19 @@ def test_accepting_a_suggestion_creates_its_resources_in_the_demo_record(demo: T
     refused = demo.post("/demo/api/patients/pat-dirk/accept", json=[{"type": "create", "resource": other}])
     assert refused.status_code == 403
     assert demo.post("/demo/api/patients/pat-dirk/accept", json={"a": 1}).status_code == 400
+    # the service sees what was accepted (issue 21's closed loop): that card is gone or changed
+    card = next(c for c in cards if suggestion in c.get("suggestions", []))
+    after = {c["summary"] for c in _cards(demo, "pat-dirk")}
+    assert card["summary"] not in after and before != after
+    again = demo.post("/demo/api/patients/pat-dirk/accept", json=suggestion["actions"]).json()
+    assert [e["resource"]["id"] for e in again["entry"]] == [r["id"] for r in created]  # not created twice
 
 
 def test_conditional_create_by_identifier_does_not_create_twice(demo: TestClient) -> None:
     task = {"resourceType": "Task", "status": "requested", "intent": "proposal",
             "for": {"reference": "Patient/pat-eva"}, "identifier": [{"system": "urn:test", "value": "one"}]}
-    action = [{"type": "create", "resource": task, "ifNoneExist": "identifier=urn:test|one"}]
+    action = [{"type": "create", "resource": task,
+               "extension": {"davinci-crd.if-none-exist": "identifier=urn:test|one"}}]
     first = demo.post("/demo/api/patients/pat-eva/accept", json=action).json()["entry"][0]["resource"]["id"]
     second = demo.post("/demo/api/patients/pat-eva/accept", json=action).json()["entry"][0]["resource"]["id"]
     assert first == second

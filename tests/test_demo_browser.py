@@ -92,6 +92,12 @@ def test_from_the_start_page_to_the_app_with_advice_and_to_the_cards(served: str
     summaries = page.locator("article.card h3").all_inner_texts()
     assert any("Polyfarmacie" in s for s in summaries), summaries
     assert run_axe(page, axe_source()) == []
+    # accept a suggestion: it is created in the demo record, the cards are fetched again, its card is gone
+    with_suggestion = page.locator("article.card", has=page.locator(".suggestions button")).first
+    accepted_summary = with_suggestion.locator("h3").inner_text()
+    with_suggestion.locator(".suggestions button").first.click()
+    page.wait_for_selector("#status:has-text('Geaccepteerd')")
+    assert accepted_summary not in page.locator("article.card h3").all_inner_texts()
     # dismiss the first card that offers reasons: the next call is made, and the view says so
     first = page.locator("article.card", has=page.locator("form.override")).first
     first.locator("select").select_option(index=1)

@@ -33,6 +33,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from jwt.algorithms import ECAlgorithm
 
 from alk_fhir.auth.jwks import FetchedJwks, Fetcher, JwksError, http_fetch
+from alk_fhir.cds.cards import IF_NONE_EXIST
 from alk_fhir.cds.discovery import SERVICES_BY_ID
 from alk_fhir.config import REPO_ROOT, Settings
 from alk_fhir.demo.smart import DEMO_USER, AuthorizeError, DemoAuth, may
@@ -413,7 +414,10 @@ async def accept(request: Request, patient_id: str) -> Response:
         if not isinstance(action, dict) or action.get("type") != "create":
             return _outcome(400, "not-supported", f"action {index}: only create actions are carried out here")
         res = action.get("resource")
-        condition = action.get("ifNoneExist")  # conditional create (FHIR R4 http.html#ccreate)
+        # conditional create (FHIR R4 http.html#ccreate), as the service asks for it: the Da Vinci CRD
+        # ``davinci-crd.if-none-exist`` action extension
+        extension = action.get("extension")
+        condition = extension.get(IF_NONE_EXIST) if isinstance(extension, dict) else None
         answer = _create(demo, res, patient_id, condition if isinstance(condition, str) else None)
         if answer.status_code >= 400:
             return answer
