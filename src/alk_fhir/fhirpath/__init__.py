@@ -119,10 +119,14 @@ _ours: dict[tuple[str, frozenset[str]], Any] = {}
 _UCUM = "http://unitsofmeasure.org"
 
 
-def compile_fhirpath(expression: str, host_functions: frozenset[str] = frozenset()) -> Evaluator:
+def compile_fhirpath(expression: str, host_functions: frozenset[str] = frozenset(), strict: bool = False) -> Evaluator:
     """``expression`` compiled by our engine, once; raises ``FHIRPathSyntaxError`` for text that is
     not FHIRPath and ``Unsupported`` (naming the construct) for what the engine does not implement.
-    ``host_functions`` names functions the caller supplies at evaluation (``memberOf``, ``resolve``)."""
+    ``host_functions`` names functions the caller supplies at evaluation (``memberOf``, ``resolve``).
+    ``strict`` asks for the suite's strict mode (paths checked against the model before evaluation),
+    which this engine does not implement: refused."""
+    if strict:
+        raise Unsupported("strict mode (checking paths against the model at compile time)")
     key = (expression, host_functions)
     found = _ours.get(key)
     if found is None:

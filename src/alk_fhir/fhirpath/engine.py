@@ -18,7 +18,7 @@ from typing import Any
 
 from alk_fhir.fhirpath import model
 from alk_fhir.fhirpath.parser import Node as Tree
-from alk_fhir.fhirpath.parser import parse
+from alk_fhir.fhirpath.parser import FHIRPathSyntaxError, parse
 from alk_fhir.fhirpath.values import (
     FDate,
     FDateTime,
@@ -155,6 +155,9 @@ def _children_named(item: Any, name: str) -> list[Any]:
     if found is None:
         return _untyped_children(data, name) if item.type in ("Resource", "DomainResource") else []
     ftype, fpath = found
+    if f"{item.path}.{name}" in model.CHOICE_NAMES:
+        raise FHIRPathEvaluationError(f"{name} is not an element name in FHIRPath (use the choice's "
+                                      f"base name with ofType())")
     if ftype == "choice":
         for suffix in model.choice_types(item.path, name):
             key = name + suffix
@@ -168,11 +171,7 @@ def _children_named(item: Any, name: str) -> list[Any]:
 def _items(value: Any, ext: Any, ftype: str, fpath: str | None) -> list[Any]:
     if value is None and ext is None:
         return []
-    if isinstance(value, list) or isinstance(ext, list):
-        vs = value if isinstance(value, list) else [None] * len(ext)
-        es = ext if isinstance(ext, list) else [None] * len(vs)
-        return [_node(v, e, ftype, fpath) for v, e in zip(vs, es, strict=False) if v is not None or e is not None]
-    return [_node(value, ext, ftype, fpath)]
+    return [_node(v, e, ftype, fpath) for v, e in _pairs(value, ext)]
 
 
 def _node(value: Any, ext: Any, ftype: str, fpath: str | None) -> Node:
@@ -199,9 +198,11 @@ def _untyped_children(data: dict[str, Any], name: str) -> list[Any]:
 
 def _pairs(value: Any, ext: Any) -> list[tuple[Any, Any]]:
     if isinstance(value, list) or isinstance(ext, list):
-        vs = value if isinstance(value, list) else [None] * len(ext)
-        es = ext if isinstance(ext, list) else [None] * len(vs)
-        return [(v, e) for v, e in zip(vs, es, strict=False) if v is not None or e is not None]
+        vs = value if isinstance(value, list) else []
+        es = ext if isinstance(ext, list) else []
+        n = max(len(vs), len(es))  # FHIR JSON: the two arrays align, either may be cut short
+        vs, es = vs + [None] * (n - len(vs)), es + [None] * (n - len(es))
+        return [(v, e) for v, e in zip(vs, es, strict=True) if v is not None or e is not None]
     return [(value, ext)]
 
 
@@ -227,7 +228,8 @@ def children(item: Any) -> list[Any]:
         if base in seen:
             continue
         seen.add(base)
-        if item.type is not None and item.path is not None and model.child(item.path, base) is None:
+        if item.type is not None and item.path is not None and (
+                model.child(item.path, base) is None or f"{item.path}.{base}" in model.CHOICE_NAMES):
             out.extend(_choice_child(item, base))
             continue
         out.extend(_children_named(item, base))
@@ -274,13 +276,9 @@ def is_type(item: Any, spec: tuple[str | None, str]) -> bool:
 
 def _known_type(spec: tuple[str | None, str]) -> None:
     ns, name = spec
-    if ns == "System" and name not in _SYSTEM_TYPES:
-        raise FHIRPathEvaluationError(f"unknown type System.{name}")
-    if ns == "FHIR" and not (name in model.PARENTS or name in model.PRIMITIVES):
-        raise FHIRPathEvaluationError(f"unknown type FHIR.{name}")
     if ns is None and not (name in _SYSTEM_TYPES or name in model.PARENTS or name in model.PRIMITIVES
                            or name in ("BackboneElement", "Element", "Resource", "DomainResource")):
-        raise Unsupported(f"type {name}")
+        raise FHIRPathSyntaxError(f"unknown type {name}")
 
 
 # ---- compilation ---------------------------------------------------------------------------------
@@ -309,6 +307,12 @@ def _var(tree: Tree) -> Fn:
             return ctx.env[name]
         except KeyError:
             raise FHIRPathEvaluationError(f"unknown variable %{name}") from None
+    if name.startswith("vs-"):  # FHIR R4 §2.1.9: %vs-[name] and %ext-[name] are canonical URLs
+        url = ["http://hl7.org/fhir/ValueSet/" + name[3:]]
+        return lambda ctx, focus: ctx.env.get(name, url)
+    if name.startswith("ext-"):
+        ext_url = ["http://hl7.org/fhir/StructureDefinition/" + name[4:]]
+        return lambda ctx, focus: ctx.env.get(name, ext_url)
     return run
 
 

@@ -251,6 +251,10 @@ def compile_call(name: str, left: Fn | None, args: list[Tree]) -> Fn:
     if not lo <= len(args) <= hi:
         raise Unsupported(f"{name}() with {len(args)} arguments")
     compiled = [compile_tree(a) for a in args]
+    if name == "sort":
+        for i, a in enumerate(args):
+            if a[0] == "unary" and a[1] == "-":
+                compiled[i].descending = compile_tree(a[2])  # type: ignore[attr-defined]
     lazy = name in _LAZY
 
     def run(ctx: Ctx, focus: list[Any]) -> list[Any]:
@@ -448,7 +452,36 @@ def _iif(ctx: Ctx, items: list[Any], focus: list[Any], fns: list[Fn]) -> list[An
 
 @_fn("sort", 0, 9, lazy=True)
 def _sort(ctx: Ctx, items: list[Any], focus: list[Any], fns: list[Fn]) -> list[Any]:
-    raise FHIRPathEvaluationError("sort() is not part of FHIRPath N1")
+    """``sort(key, -key…)`` (FHIRPath 2.1 draft, in the HL7 suite): ascending by each key in turn,
+    descending for a key written with a leading minus; empty keys sort first."""
+    import functools
+
+    from alk_fhir.fhirpath.values import compare
+
+    keys = [(getattr(f, "descending", None), f) for f in fns]
+
+    def key_values(index: int, item: Any) -> list[Any]:
+        out = []
+        for descending, f in keys:
+            fn = descending if descending is not None else f
+            out.append(single(fn(ctx.at(index), [item]), "sort()"))
+        return out
+
+    decorated = [(key_values(i, item) if keys else [value_of(item)], item) for i, item in enumerate(items)]
+
+    def order(x: tuple[list[Any], Any], y: tuple[list[Any], Any]) -> int:
+        for n, (a, b) in enumerate(zip(x[0], y[0], strict=True)):
+            if a is None or b is None:  # empty keys first, in either direction
+                c = 0 if a is b else -1 if a is None else 1
+            else:
+                c = compare(a, b) or 0
+                if keys and keys[n][0] is not None:
+                    c = -c
+            if c:
+                return c
+        return 0
+    decorated.sort(key=functools.cmp_to_key(order))
+    return [item for _, item in decorated]
 
 
 # subsetting
@@ -725,11 +758,17 @@ def _unescape(s: str, fmt: Any) -> str | None:
     if fmt == "html":
         return html.unescape(s)
     if fmt == "json":
-        try:
-            return str(json.loads(f'"{s}"'))
-        except ValueError:
-            return None
+        return _JSON_ESCAPE.sub(_json_char, s)
     return None
+
+
+_JSON_ESCAPE = re.compile(r'\\(["\\/bfnrt]|u[0-9a-fA-F]{4})')
+_JSON_CHARS = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+
+
+def _json_char(m: re.Match[str]) -> str:
+    code = m.group(1)
+    return chr(int(code[1:], 16)) if code[0] == "u" else _JSON_CHARS[code]
 
 
 # math

@@ -25,6 +25,8 @@ PRIMITIVES = frozenset({
 })
 RESOURCES = frozenset(t for t in PARENTS if _R4["type2Parent"].get(t) in ("DomainResource", "Resource")
                       ) | {"Resource", "DomainResource", "Bundle", "Parameters", "Binary"}
+# value[x] spelled out (valueQuantity): not FHIRPath names (FHIR R4 §2.1.9.1, polymorphism)
+CHOICE_NAMES = frozenset(f"{path}{t}" for path, types in CHOICES.items() for t in types)
 _BACKBONES = frozenset(p.rsplit(".", 1)[0] for p in PATH_TYPES if p.count(".") >= 2)
 
 

@@ -317,8 +317,9 @@ def add_temporal(t: _Temporal, q: Quantity, sign: int) -> _Temporal:
     else:
         base = datetime(parts[0], parts[1], parts[2], *(parts[3:5]), *([int(parts[5])] if len(parts) > 5 else []))
         frac = parts[5] - int(parts[5]) if len(parts) > 5 else Decimal(0)
-        delta = {"day": timedelta(days=n), "hour": timedelta(hours=n), "minute": timedelta(minutes=n)}.get(unit)
-        if delta is None:
+        if unit in ("day", "hour", "minute"):
+            delta = timedelta(**{unit + "s": n})
+        else:
             total = frac + Decimal(n)
             whole = int(total.to_integral_value(rounding="ROUND_FLOOR"))
             frac = total - whole
@@ -389,6 +390,8 @@ def equal(a: Any, b: Any) -> bool | None:
     if ta is str and tb is str:
         return a == b
     if isinstance(a, _Temporal) and isinstance(b, _Temporal):
+        if (ta is FTime) != (tb is FTime):
+            return False
         c = compare_temporal(a, b)
         return None if c is None else c == 0
     if ta is Quantity and tb is Quantity:
@@ -418,6 +421,10 @@ def equivalent(a: Any, b: Any) -> bool:
     if isinstance(a, _Temporal) and isinstance(b, _Temporal):
         return compare_temporal(a, b) == 0
     if ta is Quantity and tb is Quantity:
+        if a.unit != b.unit and (ca := _canonical(a)) is not None and (cb := _canonical(b)) is not None \
+                and ca[0] == cb[0]:
+            factor = _UCUM[_CALENDAR_TO_UCUM.get(a.unit, a.unit)][1]
+            return equivalent(a.value, cb[1] / factor)  # at the precision of the less precise
         return _quantity_compare(a, b, equivalence=True) == 0
     if ta is dict and tb is dict:
         return a == b
@@ -504,6 +511,8 @@ def multiply(a: Any, b: Any) -> Any:
         return Quantity(a.value * to_decimal(b), a.unit)
     if is_number(a) and type(b) is Quantity:
         return Quantity(b.value * to_decimal(a), b.unit)
+    if type(a) is Quantity and type(b) is Quantity:
+        return _unit_product(a, b, 1)
     raise FHIRPathEvaluationError(f"cannot multiply {type_name(a)} by {type_name(b)}")
 
 
@@ -517,11 +526,26 @@ def divide(a: Any, b: Any) -> Any:
         if to_decimal(b) == 0:
             return None
         return Quantity(_trim(a.value / to_decimal(b)), a.unit)
-    if type(a) is Quantity and type(b) is Quantity and a.unit == b.unit:
+    if type(a) is Quantity and type(b) is Quantity:
         if b.value == 0:
             return None
-        return Quantity(_trim(a.value / b.value), "1")
+        return _unit_product(a, b, -1)
     raise FHIRPathEvaluationError(f"cannot divide {type_name(a)} by {type_name(b)}")
+
+
+def _unit_product(a: Quantity, b: Quantity, power: int) -> Quantity:
+    """``a * b`` (power 1) or ``a / b`` (power -1) for UCUM units we know, in their base units
+    (2.0 'cm' * 2.0 'm' = 0.04 'm2', 4.0 'g' / 2.0 'm' = 2 'g/m', N1 §6.6.2)."""
+    if a.is_calendar() or b.is_calendar():
+        raise FHIRPathEvaluationError("cannot multiply or divide calendar durations")
+    ca, cb = _canonical(a), _canonical(b)
+    if ca is None or cb is None:
+        raise FHIRPathEvaluationError(f"cannot multiply or divide '{a.unit}' and '{b.unit}'")
+    if power == 1:
+        unit = "1" if ca[0] == cb[0] == "1" else (ca[0] + "2" if ca[0] == cb[0] else f"{ca[0]}.{cb[0]}")
+        return Quantity(ca[1] * cb[1], unit)
+    unit = "1" if ca[0] == cb[0] else f"{ca[0]}/{cb[0]}"
+    return Quantity(_trim(ca[1] / cb[1]), unit)
 
 
 def _trim(d: Decimal) -> Decimal:
