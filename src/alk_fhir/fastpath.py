@@ -190,12 +190,14 @@ def string_test(name: str, items: list[Any], arg: list[Any]) -> bool | None:
     if len(items) != 1 or not isinstance(items[0], str):
         if len(items) > 1:
             raise ValueError(f"{name}() on more than one item")
+        if items and not isinstance(items[0], NoValue):
+            raise ValueError(f"{name}() on a {type(items[0]).__name__}, not a string")
         return None
     if len(arg) != 1 or not isinstance(arg[0], str):
         return None
     s, x = items[0], arg[0]
-    if name == "matches":
-        return re.search(x, s) is not None
+    if name == "matches":  # single-line mode: '.' matches a new line too (N1 §5.6.9)
+        return re.search(x, s, re.DOTALL) is not None
     if name == "startsWith":
         return s.startswith(x)
     if name == "endsWith":
