@@ -647,7 +647,8 @@ class Generator:
                     return local
             raw, out = self.tmp("x"), self.tmp("v")
             self.emit(ind, f"{raw} = {var}.get({names[0]!r}) if type({var}) is dict else None")
-            self.emit(ind, f"{out} = ({key} if {'_' + names[0]!r} in {var} else []) if {raw} is None "
+            self.emit(ind, f"{out} = ({key} if type({var}) is dict and {'_' + names[0]!r} in {var} else []) "
+                           f"if {raw} is None "
                            f"else [{raw}] if type({raw}) is not list else {raw}[:] if None not in {raw} else {key}")
             self.available.append((ind, key, out))
             return out

@@ -23,7 +23,6 @@ from typing import Any
 import fhirpathpy
 from fhirpathpy.models import models
 
-from alk_fhir import fastpath
 from alk_fhir.fhirpath.engine import Ctx, Node, Unsupported, compile_tree, value_of, wrap
 from alk_fhir.fhirpath.functions import HOST_NAMES
 from alk_fhir.fhirpath.parser import FHIRPathSyntaxError, parse
@@ -81,6 +80,8 @@ def compile_evaluator(expression: str, variable_types: Mapping[str, str], focus_
     """An expression over typed ``%variables``, compiled to closures by ``fastpath`` when it fits its
     subset (microseconds, no lock), else evaluated by fhirpathpy, with the same results either way
     (tests/test_engine.py compares both on every plan condition)."""
+    from alk_fhir import fastpath  # fastpath builds on this package's parser: imported when used
+
     compile_expression(expression)  # parse errors surface here, with fhirpathpy's message
     fast = fastpath.compile_fast(expression, focus_type, dict(variable_types))
     if fast is None:
@@ -162,6 +163,16 @@ def evaluate(expression: str, resource: Any, variables: Mapping[str, Any] | None
     for an input the expression cannot be evaluated on (N1 execution errors)."""
     run = compile_fhirpath(expression, frozenset(functions or ()))
     return [python_value(v) for v in run(resource, variables, functions)]  # type: ignore[call-arg]
+
+
+def typed(value: Any, type_path: str) -> Any:
+    """An element given with its model path (``Patient``, ``HumanName``, ``Patient.contact``) as the
+    typed focus of an evaluation (invariants are evaluated on elements, not only on resources)."""
+    if isinstance(value, dict) and "resourceType" in value:
+        return wrap(value)
+    if "." in type_path:
+        return Node(value, "BackboneElement", type_path)
+    return Node(value, type_path, type_path)
 
 
 def python_value(item: Any) -> Any:

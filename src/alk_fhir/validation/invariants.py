@@ -381,20 +381,31 @@ def compile_constraint(constraint: dict[str, Any], type_path: str, where: str) -
     if not expression:
         return None
     fast = fastpath.compile_fast(expression, type_path)
-    if fast is None:  # fhirpathpy will evaluate it: parse it now, so a broken expression stops start-up
+    ours: Any = None
+    if fast is None:  # our engine, else fhirpathpy: parsed now, so a broken expression stops start-up
         try:
-            fhirpath.compile_expression(expression)
-        except fhirpath.FHIRPathError as exc:
+            ours = fhirpath.compile_fhirpath(expression)
+        except fhirpath.FHIRPathSyntaxError as exc:
             raise InvariantError(f"{where}: constraint {key}: {exc}") from exc
+        except fhirpath.Unsupported:
+            try:
+                fhirpath.compile_expression(expression)
+            except fhirpath.FHIRPathError as exc:
+                raise InvariantError(f"{where}: constraint {key}: {exc}") from exc
 
     def slow(value: Any, run: Run) -> list[Any]:
-        focus = value if isinstance(value, dict) and "resourceType" in value else typed_node(value, type_path)
         frame = run.frame
         env: dict[str, Any] = {"ucum": UCUM}
         if frame is not None:
             env["resource"] = frame.resource
             env["rootResource"] = frame.root
-        return fhirpath.evaluate(focus, expression, env)
+        if ours is not None:
+            try:
+                return [fhirpath.python_value(v) for v in ours(fhirpath.typed(value, type_path), env)]
+            except fhirpath.FHIRPathEvaluationError as exc:
+                raise fhirpath.FHIRPathError(str(exc)) from exc
+        focus = value if isinstance(value, dict) and "resourceType" in value else typed_node(value, type_path)
+        return fhirpath.evaluate_fhirpathpy(focus, expression, env)
 
     def check_fhirpath(value: Any, path: str, run: Run) -> None:
         try:
