@@ -72,3 +72,46 @@ def test_json_inputs_equal_a_fresh_conversion_of_the_xml() -> None:
         fresh = converter.convert(source.read_text(encoding="utf-8"))
         committed = (suite.SUITE_DIR / (source.stem + ".json")).read_text(encoding="utf-8")
         assert json.loads(fresh) == json.loads(committed), source.name
+
+
+@pytest.mark.parametrize("engine", ["recordpath", "fastpath"])
+def test_the_code_generators_never_answer_wrong(engine: str) -> None:
+    """The generators behind the facts (``recordpath``, untyped records) and behind invariants and
+    plan conditions (``fastpath``) share the parser and the operators: on the suite they answer right
+    or refuse at compile time, never wrong."""
+    outcome = suite.ENGINES[engine]()
+    assert outcome.crashed == {}
+    assert outcome.failed == {}
+    assert len(outcome.passed) > {"recordpath": 350, "fastpath": 180}[engine]
+
+
+@pytest.mark.parametrize("expression, expected", [
+    ("Patient.telecom.where(period.empty()).value", ["(03) 5555 6473", "(03) 3410 5613"]),
+    ("Patient.name.all(period.empty())", [False]),
+    ("iif(Patient.name.where(use = 'nickname').empty(), 'none', 'some')", ["none"]),
+    ("(1 | 2 | 3).aggregate(iif($total.empty(), $this, $total + $this))", [6]),
+    ("@2015T.is(DateTime)", [True]),
+    ("'a' + 'b'", ["ab"]),
+    ("7 days = 1 week", [True]),
+    ("1 year = 1 'a'", []),
+    ("@2012-04-15T15:00:00+02:00 = @2012-04-15T16:00:00+03:00", [True]),
+    ("@2012-04-15T15:30:31 = @2012-04-15T15:30:31.1", [False]),
+    ("@1973-12-25 + 7.7 days", ["1974-01-01"]),
+    ("'a\\nb'.matches('a.b')", [True]),
+    ("'P\\u0065ter' = 'Peter'", [True]),
+    ("Patient.name.repeat('x')", ["x"]),
+])
+def test_the_wrong_answers_named_in_issue_20(expression: str, expected: list[object]) -> None:
+    from alk_fhir import fhirpath
+    patient = suite.load_input("patient-example.xml")
+    assert fhirpath.evaluate(expression, patient) == expected
+
+
+def test_refusals_happen_before_evaluation() -> None:
+    from alk_fhir import fhirpath
+    with pytest.raises(fhirpath.Unsupported, match="lowBoundary"):
+        fhirpath.compile_fhirpath("Patient.birthDate.lowBoundary()")
+    with pytest.raises(fhirpath.FHIRPathSyntaxError):
+        fhirpath.compile_fhirpath("Patient.name.given.")
+    with pytest.raises(fhirpath.FHIRPathSyntaxError):
+        fhirpath.compile_fhirpath("@2015-01-01 @2016")  # a tail is never dropped
