@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from alk_fhir import __version__
-from alk_fhir.cli import apply_cmd, overview_cmd, package_cmd, register_cmd, report_cmd, serve_cmd, validate_cmd
+from alk_fhir.cli import apply_cmd, fhirpath_cmd, overview_cmd, package_cmd, register_cmd, report_cmd, serve_cmd, validate_cmd
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -23,3 +23,4 @@ main.add_command(validate_cmd.validate)
 main.add_command(overview_cmd.overview)
 main.add_command(report_cmd.report)
 main.add_command(register_cmd.register)
+main.add_command(fhirpath_cmd.fhirpath)

@@ -277,6 +277,15 @@ def compute_facts(ctx: PatientContext, pkg: Package, program: FactProgram | None
     ctx.facts = FactValues(record, program)
 
 
+def fact_environment(ctx: PatientContext) -> dict[str, Any]:
+    """The environment the fact definitions are evaluated in (data requirements, built-ins, the facts
+    themselves computed on first read): for evaluating other expressions as a fact would be
+    (``alk-fhir fhirpath``)."""
+    if not isinstance(ctx.facts, FactValues):
+        raise ValueError("the context's facts are not computed (build_context computes them)")
+    return ctx.facts._record
+
+
 _SHOWN = ("linkId", "answer", "role", "member", "valueBoolean", "valueCoding", "valueString", "valueDate",
           "valueInteger")
 

@@ -146,12 +146,12 @@ def _evaluator(compiled: Any) -> Evaluator:
             functions: Mapping[str, HostFunction] | None = None) -> list[Any]:
         root = [] if resource is None else [wrap(resource)]
         env: dict[str, list[Any]] = {"ucum": [_UCUM], "sct": ["http://snomed.info/sct"],
-                                     "loinc": ["http://loinc.org"], "context": root, "resource": root,
-                                     "rootResource": root}
-        for name, value in (variables or {}).items():
-            items = value if isinstance(value, list) else [] if value is None else [value]
-            env[name] = [wrap(v) for v in items]
-        return list(compiled(Ctx(env, functions or {}), root))
+                                     "loinc": ["http://loinc.org"]}
+        raw = variables if variables is not None else {}
+        for name in ("context", "resource", "rootResource"):
+            if name not in raw:
+                env[name] = root
+        return list(compiled(Ctx(env, functions or {}, raw=raw), root))
     return run  # type: ignore[return-value]
 
 

@@ -12,6 +12,7 @@ type from the R4 model when the input is a resource (``"resourceType"``), untype
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
@@ -76,7 +77,12 @@ def wrap(value: Any) -> Any:
         return Node(value, None, None)
     if isinstance(value, float):
         return to_decimal(value)
+    if isinstance(value, str):  # a variable's string: untyped (a record's date is a JSON string)
+        return Node(value, None, None)
     return value
+
+
+_UNTYPED_DATE = re.compile(r"^\d{4}-\d{2}(-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?)?$")
 
 
 def value_of(item: Any) -> Any:
@@ -93,6 +99,8 @@ def value_of(item: Any) -> Any:
     if data is None:
         return None
     if t is None:
+        if isinstance(data, str) and _UNTYPED_DATE.match(data):
+            return _parse_temporal(data) or data  # an untyped date string (records carry no types)
         return to_decimal(data) if isinstance(data, float) else data
     if t == "boolean":
         return bool(data)
@@ -128,16 +136,33 @@ def single(items: list[Any], what: str) -> Any:
 
 
 class Ctx:
-    """One evaluation: the variables, the host functions, and the ``$index``/``$total`` in scope."""
+    """One evaluation: the caller's variables (read, and wrapped, only when an expression reads them:
+    a facts environment computes a fact on its first read), the host functions (given the caller's
+    variables, as the facts' host functions expect), and the ``$index``/``$total`` in scope."""
 
-    __slots__ = ("env", "functions", "index", "total")
+    __slots__ = ("env", "functions", "index", "raw", "total")
 
     def __init__(self, env: dict[str, list[Any]], functions: Mapping[str, HostFunction],
-                 index: int | None = None, total: list[Any] | None = None) -> None:
+                 index: int | None = None, total: list[Any] | None = None,
+                 raw: Mapping[str, Any] | None = None) -> None:
         self.env, self.functions, self.index, self.total = env, functions, index, total
+        self.raw: Mapping[str, Any] = raw if raw is not None else {}
 
     def at(self, index: int | None, total: list[Any] | None = None) -> Ctx:
-        return Ctx(self.env, self.functions, index, self.total if total is None else total)
+        return Ctx(self.env, self.functions, index, self.total if total is None else total, self.raw)
+
+    def variable(self, name: str) -> list[Any]:
+        try:
+            return self.env[name]
+        except KeyError:
+            pass
+        try:
+            value = self.raw[name]
+        except KeyError:
+            raise FHIRPathEvaluationError(f"unknown variable %{name}") from None
+        items = value if isinstance(value, list) else [] if value is None else [value]
+        wrapped = self.env[name] = [wrap(v) for v in items]
+        return wrapped
 
 
 # ---- navigation ----------------------------------------------------------------------------------
@@ -303,16 +328,13 @@ def _var(tree: Tree) -> Fn:
     name = tree[1]
 
     def run(ctx: Ctx, focus: list[Any]) -> list[Any]:
-        try:
-            return ctx.env[name]
-        except KeyError:
-            raise FHIRPathEvaluationError(f"unknown variable %{name}") from None
+        return ctx.variable(name)
     if name.startswith("vs-"):  # FHIR R4 §2.1.9: %vs-[name] and %ext-[name] are canonical URLs
         url = ["http://hl7.org/fhir/ValueSet/" + name[3:]]
-        return lambda ctx, focus: ctx.env.get(name, url)
+        return lambda ctx, focus: ctx.env.get(name) or list(ctx.raw.get(name) or url)
     if name.startswith("ext-"):
         ext_url = ["http://hl7.org/fhir/StructureDefinition/" + name[4:]]
-        return lambda ctx, focus: ctx.env.get(name, ext_url)
+        return lambda ctx, focus: ctx.env.get(name) or list(ctx.raw.get(name) or ext_url)
     return run
 
 

@@ -273,7 +273,8 @@ def _host_call(name: str, left: Fn | None, args: list[Fn]) -> Fn:
         if fn is None:
             raise FHIRPathEvaluationError(f"no host function {name}()")
         plain = [_plain(i) for i in items]
-        return [_rewrap(v) for v in fn(plain, [[_plain(i) for i in a(ctx, focus)] for a in args], ctx.env)]
+        env = ctx.raw if isinstance(ctx.raw, dict) else dict(ctx.raw)
+        return [_rewrap(v) for v in fn(plain, [[_plain(i) for i in a(ctx, focus)] for a in args], env)]
     return run
 
 
