@@ -153,10 +153,7 @@ def run_suite(compile_case: Callable[[Case], Callable[[Any], list[Any]]], descri
         if expected is None:
             outcome.failed[case.name] = f"expected an error, got {result!r}"
             continue
-        if case.predicate:
-            got = [("boolean", "true" if result else "false")]
-        else:
-            got = [describe(item) for item in result]
+        got = [("boolean", "true" if result else "false")] if case.predicate else [describe(i) for i in result]
         exp = list(expected)
         ok = len(got) == len(exp) and (
             all(_same(e, g) for e, g in zip(exp, got, strict=True)) if case.ordered

@@ -23,7 +23,7 @@ import itertools
 import re
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from alk_fhir.fastpath import _CHOICES, Fn, NoValue, _eq, _num, _truth, collection_op, string_test
 from alk_fhir.fhirpath import model
@@ -875,7 +875,7 @@ class Generator:
         item, collection = (a, b) if op == "in" else (b, a)
         return f"_in({item}, {collection}, {op!r})", "T"
 
-    _BINARY: dict[str, Callable[[Generator, Tree, Focus, int], Code]] = {
+    _BINARY: ClassVar[dict[str, Callable[[Generator, Tree, Focus, int], Code]]] = {
         "and": and_, "or": or_, "xor": xor, "implies": implies, "=": equality, "!=": equality,
         "<": inequality, "<=": inequality, ">": inequality, ">=": inequality, "+": additive, "-": additive,
         "|": union, "in": membership, "contains": membership,

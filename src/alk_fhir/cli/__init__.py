@@ -5,7 +5,16 @@ from __future__ import annotations
 import click
 
 from alk_fhir import __version__
-from alk_fhir.cli import apply_cmd, fhirpath_cmd, overview_cmd, package_cmd, register_cmd, report_cmd, serve_cmd, validate_cmd
+from alk_fhir.cli import (
+    apply_cmd,
+    fhirpath_cmd,
+    overview_cmd,
+    package_cmd,
+    register_cmd,
+    report_cmd,
+    serve_cmd,
+    validate_cmd,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -138,7 +138,7 @@ def compile_fhirpath(expression: str, host_functions: frozenset[str] = frozenset
         finally:
             HOST_NAMES.reset(token)
         found = _ours[key] = _evaluator(compiled)
-    return found  # type: ignore[no-any-return]
+    return found
 
 
 def _evaluator(compiled: Any) -> Evaluator:
@@ -152,7 +152,7 @@ def _evaluator(compiled: Any) -> Evaluator:
             if name not in raw:
                 env[name] = root
         return list(compiled(Ctx(env, functions or {}, raw=raw), root))
-    return run  # type: ignore[return-value]
+    return run
 
 
 def evaluate(expression: str, resource: Any, variables: Mapping[str, Any] | None = None,

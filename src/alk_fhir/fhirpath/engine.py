@@ -18,8 +18,8 @@ from decimal import Decimal
 from typing import Any
 
 from alk_fhir.fhirpath import model
-from alk_fhir.fhirpath.parser import Node as Tree
 from alk_fhir.fhirpath.parser import FHIRPathSyntaxError, parse
+from alk_fhir.fhirpath.parser import Node as Tree
 from alk_fhir.fhirpath.values import (
     FDate,
     FDateTime,
@@ -513,7 +513,8 @@ def _binary(tree: Tree) -> Fn:
         same = op == "~"
         return lambda ctx, focus: [equivalent_lists(left(ctx, focus), right(ctx, focus)) == same]
     if op in ("<", "<=", ">", ">="):
-        test = {"<": lambda c: c < 0, "<=": lambda c: c <= 0, ">": lambda c: c > 0, ">=": lambda c: c >= 0}[op]
+        test: Callable[[int], bool] = {"<": lambda c: c < 0, "<=": lambda c: c <= 0, ">": lambda c: c > 0,
+                                       ">=": lambda c: c >= 0}[op]
 
         def cmp(ctx: Ctx, focus: list[Any]) -> list[Any]:
             a = single(left(ctx, focus), op)

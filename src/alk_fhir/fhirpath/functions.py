@@ -18,11 +18,9 @@ from collections.abc import Callable
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
-from alk_fhir.fhirpath import model
 from alk_fhir.fhirpath.engine import (
     Ctx,
     Fn,
-    FHIRPathEvaluationError,
     Node,
     Unsupported,
     _known_type,
@@ -42,6 +40,7 @@ from alk_fhir.fhirpath.values import (
     CALENDAR_UNITS,
     FDate,
     FDateTime,
+    FHIRPathEvaluationError,
     FTime,
     Quantity,
     _Temporal,
@@ -50,7 +49,6 @@ from alk_fhir.fhirpath.values import (
     now_datetime,
     parse_decimal,
     quantity_text,
-    to_decimal,
 )
 
 HOST_NAMES: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar("fhirpath_hosts", default=frozenset())
@@ -667,7 +665,7 @@ def _lower(s: str) -> str:
 def _replace(s: str, pattern: Any, substitution: Any) -> str:
     pattern, substitution = _need_str(pattern, "replace()"), _need_str(substitution, "replace()")
     if pattern == "":
-        return substitution + substitution.join(s) + substitution
+        return str(substitution + substitution.join(s) + substitution)
     return s.replace(pattern, substitution)
 
 
@@ -831,7 +829,7 @@ def _sqrt(v: Any) -> Any:
 _math("abs", lambda v: Quantity(abs(v.value), v.unit) if type(v) is Quantity else abs(v))
 _math("ceiling", lambda v: int(Decimal(v).to_integral_value(rounding=ROUND_CEILING)))
 _math("floor", lambda v: int(Decimal(v).to_integral_value(rounding=ROUND_FLOOR)))
-_math("truncate", lambda v: int(v) if type(v) is int else int(v))
+_math("truncate", lambda v: int(v))
 _math("exp", _exp_like(math.exp))
 _math("ln", lambda v: None if v <= 0 else Decimal(repr(math.log(float(v)))))
 _math("log", _log, 1)

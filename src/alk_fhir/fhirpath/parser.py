@@ -109,7 +109,7 @@ class _Parser:
             raise FHIRPathSyntaxError(f"expected {value!r} at position {pos}, found {text or 'the end'!r}")
 
     def fail(self, what: str) -> FHIRPathSyntaxError:
-        kind, text, pos = self.peek()
+        _, text, pos = self.peek()
         return FHIRPathSyntaxError(f"{what} at position {pos} (found {text or 'the end'!r})")
 
     def parse(self) -> Node:
@@ -181,7 +181,7 @@ class _Parser:
             return args
         while True:
             args.append(self.expression(0))
-            kind, text, pos = self.take()
+            _, text, pos = self.take()
             if text == ")":
                 return args
             if text != ",":

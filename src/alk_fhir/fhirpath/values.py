@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import calendar
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from typing import Any
 
@@ -130,7 +130,7 @@ class _Temporal:
         self.parts, self.tz, self.frac_digits = parts, tz, frac_digits
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and compare_temporal(self, other) == 0  # type: ignore[arg-type]
+        return type(other) is type(self) and compare_temporal(self, other) == 0
 
     def __hash__(self) -> int:
         return hash(self.parts[:3])
@@ -263,9 +263,9 @@ def _normalised(t: _Temporal) -> tuple[Any, ...]:
 
 def compare_temporal(a: _Temporal, b: _Temporal) -> int | None:
     """-1/0/1, or None when the values' precisions differ and their common part is equal (N1 §6.2)."""
-    if isinstance(a, FDate) and isinstance(b, FDateTime) or isinstance(a, FDateTime) and isinstance(b, FDate):
-        a = a if isinstance(a, FDateTime) else FDateTime.from_date(a)  # type: ignore[arg-type]
-        b = b if isinstance(b, FDateTime) else FDateTime.from_date(b)  # type: ignore[arg-type]
+    if (isinstance(a, FDate) and isinstance(b, FDateTime)) or (isinstance(a, FDateTime) and isinstance(b, FDate)):
+        a = a if isinstance(a, FDateTime) else FDateTime.from_date(a)
+        b = b if isinstance(b, FDateTime) else FDateTime.from_date(b)
     elif type(a) is not type(b):
         return None
     if isinstance(a, FDateTime) and len(a.parts) > 3 and len(b.parts) > 3 and (a.tz is None) != (b.tz is None):
@@ -288,7 +288,7 @@ def add_temporal(t: _Temporal, q: Quantity, sign: int) -> _Temporal:
     """``date + quantity`` (N1 §6.6.1): calendar arithmetic; for years, months, weeks and days the
     decimal part of the quantity is dropped, seconds keep it."""
     unit = _UCUM_TO_CALENDAR.get(q.unit, q.unit) if q.unit not in ("a", "mo") else None
-    if unit is None or unit not in _CAL_ORDER + ("week", "millisecond"):
+    if unit is None or unit not in (*_CAL_ORDER, "week", "millisecond"):
         raise FHIRPathEvaluationError(f"cannot add {quantity_text(q)} to a date or time")
     value = q.value * sign
     if unit == "week":
@@ -318,7 +318,7 @@ def add_temporal(t: _Temporal, q: Quantity, sign: int) -> _Temporal:
         base = datetime(parts[0], parts[1], parts[2], *(parts[3:5]), *([int(parts[5])] if len(parts) > 5 else []))
         frac = parts[5] - int(parts[5]) if len(parts) > 5 else Decimal(0)
         if unit in ("day", "hour", "minute"):
-            delta = timedelta(**{unit + "s": n})
+            delta = timedelta(**{unit + "s": int(n)})
         else:
             total = frac + Decimal(n)
             whole = int(total.to_integral_value(rounding="ROUND_FLOOR"))
@@ -350,7 +350,7 @@ def _add_time(t: FTime, unit: str, value: Decimal) -> FTime:
 
 
 def now_datetime() -> FDateTime:
-    now = datetime.now(timezone.utc).astimezone()
+    now = datetime.now(UTC).astimezone()
     offset = now.utcoffset()
     tz = int(offset.total_seconds() // 60) if offset is not None else 0
     sec = Decimal(now.second) + Decimal(now.microsecond // 1000) / 1000
@@ -384,11 +384,11 @@ def equal(a: Any, b: Any) -> bool | None:
     """``=`` on two single system values or elements (dicts)."""
     ta, tb = type(a), type(b)
     if ta is bool or tb is bool:
-        return a == b if ta is tb else False
+        return bool(a == b) if ta is tb else False
     if is_number(a) and is_number(b):
         return to_decimal(a) == to_decimal(b)
     if ta is str and tb is str:
-        return a == b
+        return bool(a == b)
     if isinstance(a, _Temporal) and isinstance(b, _Temporal):
         if (ta is FTime) != (tb is FTime):
             return False
@@ -397,7 +397,7 @@ def equal(a: Any, b: Any) -> bool | None:
     if ta is Quantity and tb is Quantity:
         return quantity_equal(a, b)
     if ta is dict and tb is dict:
-        return a == b
+        return bool(a == b)
     return False
 
 
@@ -410,7 +410,7 @@ def equivalent(a: Any, b: Any) -> bool:
     at the lower precision, dates of different precision are not equivalent."""
     ta, tb = type(a), type(b)
     if ta is bool or tb is bool:
-        return a == b if ta is tb else False
+        return bool(a == b) if ta is tb else False
     if is_number(a) and is_number(b):
         da, db = to_decimal(a), to_decimal(b)
         places = min(_scale(da), _scale(db))
@@ -427,7 +427,7 @@ def equivalent(a: Any, b: Any) -> bool:
             return equivalent(a.value, cb[1] / factor)  # at the precision of the less precise
         return _quantity_compare(a, b, equivalence=True) == 0
     if ta is dict and tb is dict:
-        return a == b
+        return bool(a == b)
     return False
 
 
