@@ -22,7 +22,6 @@ accepts with both engines over a corpus of instances and requires identical resu
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from decimal import Decimal
 from functools import lru_cache
@@ -32,9 +31,10 @@ from fhirpathpy.models import models
 
 from alk_fhir.fhirpath import model as _model
 from alk_fhir.fhirpath.engine import Unsupported
+from alk_fhir.fhirpath.functions import regex
 from alk_fhir.fhirpath.parser import Node as Tree
 from alk_fhir.fhirpath.parser import parse as _parse_text
-from alk_fhir.fhirpath.values import FHIRPathEvaluationError
+from alk_fhir.fhirpath.values import FHIRPathEvaluationError, equal
 
 _MODEL = models["r4"]
 _PATH2TYPE: dict[str, str] = _MODEL["path2Type"]
@@ -157,13 +157,13 @@ def _num(v: Any) -> Any:
 
 
 def _eq(a: Any, b: Any) -> bool:
-    if type(a) is bool or type(b) is bool:
-        return type(a) is type(b) and a is b
+    """``=`` of two items is ``values.equal`` (the one definition); a primitive without a value
+    equals nothing. Only ``True`` counts: an undecided comparison is not equal here."""
+    if type(a) is str and type(b) is str:  # the common case, without the call
+        return a == b
     if isinstance(a, NoValue) or isinstance(b, NoValue):
         return False
-    if isinstance(a, (int, float, Decimal)) and isinstance(b, (int, float, Decimal)):
-        return bool(_num(a) == _num(b))
-    return bool(a == b)
+    return equal(_num(a), _num(b)) is True
 
 
 def _equal(left: list[Any], right: list[Any]) -> list[Any]:
@@ -199,7 +199,7 @@ def string_test(name: str, items: list[Any], arg: list[Any]) -> bool | None:
         return None
     s, x = items[0], arg[0]
     if name == "matches":  # single-line mode: '.' matches a new line too (N1 §5.6.9)
-        return re.search(x, s, re.DOTALL) is not None
+        return regex(x).search(s) is not None
     if name == "startsWith":
         return s.startswith(x)
     if name == "endsWith":

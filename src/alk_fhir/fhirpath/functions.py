@@ -94,7 +94,7 @@ def _int_value(items: list[Any], what: str) -> int | None:
     return v
 
 
-def _regex(pattern: str) -> re.Pattern[str]:
+def regex(pattern: str) -> re.Pattern[str]:
     """A FHIRPath regular expression: single-line mode (``.`` matches a new line, N1 §5.6.9)."""
     try:
         return re.compile(pattern, re.DOTALL)
@@ -671,12 +671,12 @@ def _replace(s: str, pattern: Any, substitution: Any) -> str:
 
 @_string_fn("matches", 1)
 def _matches(s: str, pattern: Any) -> bool:
-    return _regex(_need_str(pattern, "matches()")).search(s) is not None
+    return regex(_need_str(pattern, "matches()")).search(s) is not None
 
 
 @_string_fn("matchesFull", 1)
 def _matches_full(s: str, pattern: Any) -> bool:
-    return _regex(_need_str(pattern, "matchesFull()")).fullmatch(s) is not None
+    return regex(_need_str(pattern, "matchesFull()")).fullmatch(s) is not None
 
 
 @_string_fn("replaceMatches", 2)
@@ -685,7 +685,7 @@ def _replace_matches(s: str, pattern: Any, substitution: Any) -> str:
     if pattern == "":
         return s
     template = re.sub(r"\$(\d+)", r"\\g<\1>", substitution.replace("\\", "\\\\"))
-    return _regex(pattern).sub(template, s)
+    return regex(pattern).sub(template, s)
 
 
 @_string_fn("length", 0)
