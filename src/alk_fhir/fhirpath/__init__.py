@@ -78,20 +78,26 @@ def is_true(resource: Any, expression: str, variables: Mapping[str, Any] | None 
 
 def compile_evaluator(expression: str, variable_types: Mapping[str, str], focus_type: str = "Patient") -> Compiled:
     """An expression over typed ``%variables``, compiled to closures by ``fastpath`` when it fits its
-    subset (microseconds, no lock), else evaluated by fhirpathpy, with the same results either way
-    (tests/test_engine.py compares both on every plan condition)."""
+    subset (microseconds), else by our engine; fhirpathpy only for what both refuse (no condition
+    or dynamicValue of the package today). tests/test_engine.py compares every plan condition with
+    fhirpathpy's answer."""
     from alk_fhir import fastpath  # fastpath builds on this package's parser: imported when used
 
-    compile_expression(expression)  # parse errors surface here, with fhirpathpy's message
-    fast = fastpath.compile_fast(expression, focus_type, dict(variable_types))
-    if fast is None:
+    try:
+        ours = compile_fhirpath(expression)
+    except FHIRPathSyntaxError as exc:
+        raise FHIRPathError(f"cannot parse FHIRPath {expression!r}: {exc}") from exc
+    except Unsupported:
+        compile_expression(expression)
         return lambda resource, variables: evaluate_fhirpathpy(resource, expression, variables)
-    compiled = fast
+    fast = fastpath.compile_fast(expression, focus_type, dict(variable_types))
 
     def run(resource: Any, variables: Mapping[str, Any] | None) -> list[Any]:
-        env = variables if isinstance(variables, dict) else dict(variables or {})
         try:
-            return compiled([resource] if resource else [], env)
+            if fast is None:
+                return [python_value(v) for v in ours(resource or None, variables)]
+            env = variables if isinstance(variables, dict) else dict(variables or {})
+            return fast([resource] if resource else [], env)
         except Exception as exc:
             raise FHIRPathError(f"cannot evaluate FHIRPath {expression!r}: {exc}") from exc
     return run

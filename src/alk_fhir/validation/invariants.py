@@ -23,9 +23,10 @@ results. Deliberate differences, each HL7's own later reading of the rule:
 at every key. A native is used only when the constraint carries the R4 expression verbatim, so a
 profile that reuses a key for another rule is evaluated as written. Every other constraint —
 including all of ours — goes to ``fastpath`` (compiled closures for the common FHIRPath subset) or,
-outside that subset, to fhirpathpy through ``alk_fhir.fhirpath`` (parsed once, typed by the
-element's path so choice elements and ``is()``/``as()`` work, ``%resource``/``%rootResource``
-set). A constraint holds only when the expression yields exactly ``true`` (empty or false is a
+outside that subset, to our FHIRPath engine (``alk_fhir.fhirpath.compile_fhirpath``: compiled once,
+typed by the element's path so choice elements and ``is()``/``as()`` work, ``%resource``/
+``%rootResource`` set); fhirpathpy only for an expression our engine refuses (of the 9,001 R4 core
+constraints, ``resolve()`` and ``htmlChecks()`` ones, which have natives). A constraint holds only when the expression yields exactly ``true`` (empty or false is a
 violation, as in the HL7 validator).
 
 fhirpathpy's docstring warns that it may annotate its input; the validator never relies on that
