@@ -11,7 +11,8 @@ they are compiled without static types: navigation follows the JSON (a choice el
 found as ``onsetDateTime``/``onsetPeriod``…, using the R4 model's choice names), and comparisons
 decide at run time between numbers, FHIR dates/dateTimes (compared at their common precision, empty
 when undecided, FHIRPath §6.1.5) and strings. The parser, the values and the operators on dates
-and quantities are the interpreter's (``alk_fhir.fhirpath.parser``/``values``): one semantics. The few FHIR-specific functions the facts need
+and quantities are the interpreter's (``alk_fhir.fhirpath.parser``/``values``): one semantics.
+The few FHIR-specific functions the facts need
 (``memberOf``, ``resolve``, and our ``namesMemberOf``) are supplied by the caller, so that this
 module stays free of terminology and of the record index. tests/test_facts.py evaluates every fact
 of the package with fhirpathpy (given the same functions) over every example record and requires the

@@ -26,8 +26,9 @@ including all of ours — goes to ``fastpath`` (compiled closures for the common
 outside that subset, to our FHIRPath engine (``alk_fhir.fhirpath.compile_fhirpath``: compiled once,
 typed by the element's path so choice elements and ``is()``/``as()`` work, ``%resource``/
 ``%rootResource`` set); fhirpathpy only for an expression our engine refuses (of the 9,001 R4 core
-constraints, ``resolve()`` and ``htmlChecks()`` ones, which have natives). A constraint holds only when the expression yields exactly ``true`` (empty or false is a
-violation, as in the HL7 validator).
+constraints, ``resolve()`` and ``htmlChecks()`` ones, which have natives). A constraint holds only
+when the expression yields exactly ``true`` (empty or false is a violation, as in the HL7
+validator).
 
 fhirpathpy's docstring warns that it may annotate its input; the validator never relies on that
 not happening: ``tests/test_validation.py`` deep-copies every example it validates and asserts the
