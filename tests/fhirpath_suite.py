@@ -70,7 +70,9 @@ def cases() -> list[Case]:
         for test in group.findall("test"):
             expr = test.find("expression")
             assert expr is not None
-            outputs = [(o.get("type") or "decimal", o.text or "") for o in test.findall("output")]
+            # an output without a type is a decimal in the suite, or a boolean written true/false
+            outputs = [(o.get("type") or ("boolean" if o.text in ("true", "false") else "decimal"), o.text or "")
+                       for o in test.findall("output")]
             name = test.get("name", "")
             if name in seen:  # the suite names testEquivalent23 twice
                 name += "#2"

@@ -56,7 +56,7 @@ HOST_NAMES: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar("fhi
 # functions of FHIRPath N1 / FHIR R4 this engine does not implement: refused by name
 _NOT_IMPLEMENTED = frozenset({
     "conformsTo", "htmlChecks", "elementDefinition", "slice", "checkModifiers", "lowBoundary",
-    "highBoundary", "precision", "comparable", "type", "defineVariable", "hasTemplateIdOf", "subsumes",
+    "highBoundary", "defineVariable", "hasTemplateIdOf", "subsumes",
     "subsumedBy", "getReferenceKey", "getResourceKey", "yearOf", "monthOf", "dayOf", "hourOf", "minuteOf",
     "secondOf", "millisecondOf", "timezoneOffsetOf", "dateOf", "timeOf", "duration", "difference",
     "weightedRandom", "coalesce",
@@ -881,6 +881,51 @@ def _today(ctx: Ctx, items: list[Any], args: list[Any], fns: list[Fn]) -> list[A
 def _time_of_day(ctx: Ctx, items: list[Any], args: list[Any], fns: list[Fn]) -> list[Any]:
     n = now_datetime()
     return [FTime(n.parts[3:], None, 3)]
+
+
+# reflection (N1 §10) and the precision of a value (FHIRPath 2.1 draft, in the HL7 suite)
+@_fn("type")
+def _type(ctx: Ctx, items: list[Any], args: list[Any], fns: list[Fn]) -> list[Any]:
+    """Each item's type as a ``SimpleTypeInfo``/``ClassInfo`` (``namespace``, ``name``)."""
+    from alk_fhir.fhirpath.engine import type_of
+    out: list[Any] = []
+    for item in items:
+        found = type_of(item)
+        if found is None:
+            raise FHIRPathEvaluationError("the type of an element of an untyped record is unknown")
+        out.append(Node({"namespace": found[0], "name": found[1]}, None, None))
+    return out
+
+
+@_fn("precision")
+def _precision(ctx: Ctx, items: list[Any], args: list[Any], fns: list[Fn]) -> list[Any]:
+    """Digits of precision: decimal places of a decimal, digits written of a date, time or dateTime."""
+    v = single(items, "precision()")
+    if v is None:
+        return []
+    if type(v) is Decimal:
+        exp = v.as_tuple().exponent
+        return [-exp if isinstance(exp, int) and exp < 0 else 0]
+    if type(v) is int:
+        return [0]
+    if isinstance(v, (FDate, FDateTime)):
+        widths = [4, 2, 2, 2, 2, 2]
+        return [sum(widths[:len(v.parts)]) + (v.frac_digits if len(v.parts) > 5 else 0)]
+    if isinstance(v, FTime):
+        return [2 * len(v.parts) + (v.frac_digits if len(v.parts) > 2 else 0)]
+    raise FHIRPathEvaluationError("precision() needs a decimal, date, time or dateTime")
+
+
+@_fn("comparable", 1)
+def _comparable(ctx: Ctx, items: list[Any], args: list[Any], fns: list[Fn]) -> list[Any]:
+    """Whether two quantities can be compared: units of one dimension we can convert between."""
+    from alk_fhir.fhirpath.values import quantities_comparable
+    a, b = single(items, "comparable()"), single(args[0], "comparable()")
+    if a is None or b is None:
+        return []
+    if type(a) is not Quantity or type(b) is not Quantity:
+        raise FHIRPathEvaluationError("comparable() needs quantities")
+    return [quantities_comparable(a, b)]
 
 
 # FHIR additions (FHIR R4 §2.1.9.1)

@@ -97,6 +97,13 @@ def _quantity_compare(a: Quantity, b: Quantity, equivalence: bool = False) -> in
     return _cmp(ca[1], cb[1])
 
 
+def quantities_comparable(a: Quantity, b: Quantity) -> bool:
+    if a.unit == b.unit:
+        return True
+    ca, cb = _canonical(a), _canonical(b)
+    return ca is not None and cb is not None and ca[0] == cb[0]
+
+
 def quantity_equal(a: Quantity, b: Quantity) -> bool | None:
     c = _quantity_compare(a, b)
     return None if c is None else c == 0
