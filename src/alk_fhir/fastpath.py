@@ -162,8 +162,9 @@ def _num(v: Any) -> Any:
 def _eq(a: Any, b: Any) -> bool:
     """``=`` of two items is ``values.equal`` (the one definition); a primitive without a value
     equals nothing. Only ``True`` counts: an undecided comparison is not equal here."""
-    if type(a) is str and type(b) is str:  # the common case, without the call
-        return a == b
+    kind = type(a)
+    if kind is type(b) and (kind is str or kind is bool or kind is int or kind is dict):  # common: no call
+        return bool(a == b)
     if isinstance(a, NoValue) or isinstance(b, NoValue):
         return False
     return equal(_num(a), _num(b)) is True

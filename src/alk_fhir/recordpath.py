@@ -158,7 +158,11 @@ def _dyn_compare(x: Any, y: Any) -> int | None:
         if dx is None and dy is None:
             return 0 if x == y else -1 if x < y else 1
         return None
-    if isinstance(x, NoValue) or isinstance(y, NoValue):
+    tx, ty = type(x), type(y)
+    if (tx is int or tx is float or tx is Decimal) and (ty is int or ty is float or ty is Decimal):
+        a, b = _num(x), _num(y)  # counts against thresholds: the common case, without the calls
+        return 0 if a == b else -1 if a < b else 1
+    if tx is NoValue or ty is NoValue:
         return None
     return compare(_num(x), _num(y))
 
@@ -762,9 +766,11 @@ class Generator:
         self.emit(ind + 1, f"{new} = []")
         self.emit(ind + 1, f"for {item} in {todo}:")
         step = self.as_list(self.expr(param, ("I", item), ind + 2))
+        key = self.tmp("k")
         self.emit(ind + 2, f"for {value} in {step}:")
-        self.emit(ind + 3, f"if _seen_key({value}) not in {seen}:")
-        self.emit(ind + 4, f"{seen}.add(_seen_key({value}))")
+        self.emit(ind + 3, f"{key} = id({value}) if type({value}) is dict else _seen_key({value})")
+        self.emit(ind + 3, f"if {key} not in {seen}:")
+        self.emit(ind + 4, f"{seen}.add({key})")
         self.emit(ind + 4, f"{new}.append({value})")
         self.emit(ind + 1, f"{out}.extend({new})")
         self.emit(ind + 1, f"{todo} = {new}")
