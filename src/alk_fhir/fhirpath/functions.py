@@ -55,8 +55,7 @@ HOST_NAMES: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar("fhi
 
 # functions of FHIRPath N1 / FHIR R4 this engine does not implement: refused by name
 _NOT_IMPLEMENTED = frozenset({
-    "conformsTo", "htmlChecks", "elementDefinition", "slice", "checkModifiers", "lowBoundary",
-    "highBoundary", "defineVariable", "hasTemplateIdOf", "subsumes",
+    "conformsTo", "htmlChecks", "elementDefinition", "slice", "checkModifiers", "defineVariable", "hasTemplateIdOf", "subsumes",
     "subsumedBy", "getReferenceKey", "getResourceKey", "yearOf", "monthOf", "dayOf", "hourOf", "minuteOf",
     "secondOf", "millisecondOf", "timezoneOffsetOf", "dateOf", "timeOf", "duration", "difference",
     "weightedRandom", "coalesce",
@@ -914,6 +913,81 @@ def _precision(ctx: Ctx, items: list[Any], args: list[Any], fns: list[Fn]) -> li
     if isinstance(v, FTime):
         return [2 * len(v.parts) + (v.frac_digits if len(v.parts) > 2 else 0)]
     raise FHIRPathEvaluationError("precision() needs a decimal, date, time or dateTime")
+
+
+def _decimal_boundary(v: Decimal, digits: int, high: bool) -> Decimal:
+    """The least (greatest) value a decimal written as ``v`` may stand for, to ``digits`` places:
+    half a unit of its last written place below (above), then cut to ``digits`` places downwards
+    (upwards, half-up), mirrored for negative numbers (the HL7 suite's reading of the 2.1 draft)."""
+    if v < 0:
+        return -_decimal_boundary(-v, digits, not high)
+    exp = v.as_tuple().exponent
+    half = Decimal(5).scaleb((exp if isinstance(exp, int) else 0) - 1)
+    place = Decimal(1).scaleb(-digits)
+    if high:
+        return (v + half).quantize(place, rounding=ROUND_HALF_UP)
+    return (v - half).quantize(place, rounding=ROUND_FLOOR)
+
+
+_DATE_DIGITS = {4: 1, 6: 2, 8: 3, 10: 4, 12: 5, 14: 6, 17: 6}
+_TIME_DIGITS = {2: 1, 4: 2, 6: 3, 9: 3}
+
+
+def _temporal_boundary(v: Any, digits: int | None, high: bool) -> Any:
+    """The earliest (latest) moment a date, dateTime or time stands for, to ``digits`` digits of
+    precision (4 a year … 17 milliseconds); a dateTime without a zone takes the earliest (+14:00)
+    or latest (-12:00) one."""
+    import calendar
+    if isinstance(v, FTime):
+        n = _TIME_DIGITS.get(9 if digits is None else digits)
+        if n is None:
+            return None
+        lows: list[Any] = [0, 0, Decimal(0)]
+        highs: list[Any] = [23, 59, Decimal("59.999")]
+        parts = list(v.parts) + (highs if high else lows)[len(v.parts):]
+        return FTime(tuple(parts[:n]), None, 3 if (digits or 9) == 9 else 0)
+    n = _DATE_DIGITS.get((17 if isinstance(v, FDateTime) else 8) if digits is None else digits)
+    if n is None:
+        return None
+    parts = list(v.parts)
+    while len(parts) < n:
+        i = len(parts)
+        if i in (1, 2):
+            parts.append((12 if i == 1 else calendar.monthrange(parts[0], parts[1])[1]) if high else 1)
+        else:
+            parts.append(([23, 59, Decimal("59.999")] if high else [0, 0, Decimal(0)])[i - 3])
+    parts = parts[:n]
+    if n <= 3 and isinstance(v, FDate):
+        return FDate(tuple(parts))
+    tz = v.tz if isinstance(v, FDateTime) else None
+    if n > 3 and tz is None:
+        tz = -12 * 60 if high else 14 * 60
+    frac = 3 if digits in (None, 17) and n == 6 else 0
+    return FDateTime(tuple(parts), tz if n > 3 else None, frac)
+
+
+def _boundary(high: bool) -> Impl:
+    def impl(ctx: Ctx, items: list[Any], args: list[Any], fns: list[Fn]) -> list[Any]:
+        v = single(items, "boundary")
+        digits = _int_value(args[0], "boundary") if args else None
+        if v is None or (args and digits is None):
+            return []
+        if type(v) in (int, Decimal) or type(v) is Quantity:
+            number = v.value if type(v) is Quantity else Decimal(v)
+            d = 8 if digits is None else digits
+            if not 0 <= d <= 31:
+                return []
+            r = _decimal_boundary(number, d, high)
+            return [Quantity(r, v.unit) if type(v) is Quantity else r]
+        if isinstance(v, (FDate, FDateTime, FTime)):
+            r = _temporal_boundary(v, digits, high)
+            return [] if r is None else [r]
+        raise FHIRPathEvaluationError("lowBoundary()/highBoundary() need a number, quantity, date or time")
+    return impl
+
+
+_fn("lowBoundary", 0, 1)(_boundary(False))
+_fn("highBoundary", 0, 1)(_boundary(True))
 
 
 @_fn("comparable", 1)
