@@ -55,10 +55,10 @@ HOST_NAMES: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar("fhi
 
 # functions of FHIRPath N1 / FHIR R4 this engine does not implement: refused by name
 _NOT_IMPLEMENTED = frozenset({
-    "conformsTo", "htmlChecks", "elementDefinition", "slice", "checkModifiers", "defineVariable", "hasTemplateIdOf", "subsumes",
-    "subsumedBy", "getReferenceKey", "getResourceKey", "yearOf", "monthOf", "dayOf", "hourOf", "minuteOf",
-    "secondOf", "millisecondOf", "timezoneOffsetOf", "dateOf", "timeOf", "duration", "difference",
-    "weightedRandom", "coalesce",
+    "conformsTo", "htmlChecks", "elementDefinition", "slice", "checkModifiers", "defineVariable",
+    "hasTemplateIdOf", "subsumes", "subsumedBy", "getReferenceKey", "getResourceKey", "yearOf", "monthOf",
+    "dayOf", "hourOf", "minuteOf", "secondOf", "millisecondOf", "timezoneOffsetOf", "dateOf", "timeOf",
+    "duration", "difference", "weightedRandom", "coalesce",
 })
 
 
