@@ -507,8 +507,10 @@ def _quantity_sum(a: Quantity, b: Quantity, sign: int) -> Quantity | None:
     ca, cb = _canonical(a), _canonical(b)
     if ca is None or cb is None or ca[0] != cb[0]:
         return None
-    factor = _UCUM[_CALENDAR_TO_UCUM.get(a.unit, a.unit)][1]
-    return Quantity((ca[1] + sign * cb[1]) / factor, a.unit)
+    # in the finer of the two units, where the sum is exact (1 week + 2 days = 9 days, not 1.2857… weeks)
+    fa, fb = _UCUM[_CALENDAR_TO_UCUM.get(a.unit, a.unit)][1], _UCUM[_CALENDAR_TO_UCUM.get(b.unit, b.unit)][1]
+    unit, factor = (a.unit, fa) if fa <= fb else (b.unit, fb)
+    return Quantity((ca[1] + sign * cb[1]) / factor, unit)
 
 
 def multiply(a: Any, b: Any) -> Any:
