@@ -34,10 +34,11 @@ browser:
 # Local development: CDS client JWTs are not required unless ALK_FHIR_CDS_AUTH says so, and the public
 # CDS Hooks sandbox may call the service from the browser (CORS) unless ALK_FHIR_CORS_ORIGINS says
 # otherwise (set it empty to allow no origin). Production defaults (alk-fhir serve) stay closed.
+# --demo: the demo EHR under /demo (example patients, SMART launch into the app, an EHR-style CDS view).
 SANDBOX_ORIGIN := https://sandbox.cds-hooks.org
 serve: install app
 	ALK_FHIR_CDS_AUTH=$${ALK_FHIR_CDS_AUTH:-off} ALK_FHIR_CORS_ORIGINS=$${ALK_FHIR_CORS_ORIGINS-$(SANDBOX_ORIGIN)} \
-		$(BIN)/alk-fhir serve --host $(HOST) --port $(PORT)
+		$(BIN)/alk-fhir serve --demo --host $(HOST) --port $(PORT)
 
 test: install-dev lint typecheck unit
 

@@ -21,7 +21,7 @@ from alk_fhir.config import REPO_ROOT
 INDIRECT = {"psycopg"}
 # Imported by the test and benchmark scripts of this repository itself (not distributions).
 LOCAL = {"alk_fhir", "fixtures", "apply", "app_support", "test_app_ehr", "test_cds_examples", "test_exchange_fake",
-         "test_facts", "test_store"}
+         "test_facts", "test_overview_api", "test_register", "test_store"}
 
 
 def _name(requirement: str) -> str:

@@ -427,7 +427,7 @@ def feedback(card: str, outcome: str = "accepted", **extra: Any) -> dict[str, An
     return {"card": card, "outcome": outcome, "outcomeTimestamp": "2024-03-01T10:15:00Z", **extra}
 
 
-def test_feedback_is_stored_per_service(store: Store) -> None:
+def test_feedback_is_stored_per_service_reduced_to_what_the_report_needs(store: Store) -> None:
     accepted = feedback("9368d37b-283f-44a0-93ea-547cebab93ed", acceptedSuggestions=[{"id": "s-1"}])
     overridden = feedback("c52a9b2f-5c04-4e0d-8a36-0ed1c5e8f0a1", "overridden",
                           overrideReason={"reason": {"code": "not-relevant", "system": "https://example.org/r"},
@@ -440,12 +440,18 @@ def test_feedback_is_stored_per_service(store: Store) -> None:
     listed = store.list_feedback("alk-patient-view")
     assert [(f.id, f.card, f.outcome) for f in listed] == [
         (id1, accepted["card"], "accepted"), (id2, overridden["card"], "overridden")]
-    assert listed[0].item == accepted and listed[1].item == overridden
-    assert listed[1].outcome_timestamp == "2024-03-01T10:15:00Z"
+    # a suggestion id that is no UUID could carry a name: kept as not-a-uuid; the day, not the time
+    assert listed[0].item == {"card": accepted["card"], "outcome": "accepted", "outcomeTimestamp": "2024-03-01",
+                              "acceptedSuggestions": [{"id": "not-a-uuid"}]}
+    # a foreign reason is "other", the comment is gone (only that there was one)
+    assert listed[1].item == {"card": overridden["card"], "outcome": "overridden", "outcomeTimestamp": "2024-03-01",
+                              "overrideReason": {"reason": {"code": "other"}, "commented": True}}
+    assert listed[1].outcome_timestamp == "2024-03-01"
     assert all(f.service_id == "alk-patient-view" and f.received_at.tzinfo for f in listed)
+    assert all((f.received_at.hour, f.received_at.minute, f.received_at.second) == (0, 0, 0) for f in listed)
     assert [f.id for f in store.list_feedback("alk-patient-view", card=overridden["card"])] == [id2]
     assert store.list_feedback("alk-unknown") == []
-    assert store.list_feedback("alk-patient-view", since=datetime.now(UTC) + timedelta(hours=1)) == []
+    assert store.list_feedback("alk-patient-view", since=datetime.now(UTC) + timedelta(days=1)) == []
 
 
 @pytest.mark.parametrize(("item", "message"), [
@@ -463,11 +469,12 @@ def test_invalid_feedback_is_rejected(store: Store, item: dict[str, Any], messag
 
 
 def test_feedback_items_of_one_request_are_stored_together(store: Store) -> None:
-    ids = store.save_feedback_items("alk-patient-view", [feedback("a"), feedback("b", "overridden")])
+    a, b, c, d = (str(uuid.UUID(int=n)) for n in range(1, 5))
+    ids = store.save_feedback_items("alk-patient-view", [feedback(a), feedback(b, "overridden")])
     assert [f.id for f in store.list_feedback("alk-patient-view")] == ids
     with pytest.raises(InvalidRecord, match="outcome"):
-        store.save_feedback_items("alk-patient-view", [feedback("c"), feedback("d", "maybe")])
-    assert [f.card for f in store.list_feedback("alk-patient-view")] == ["a", "b"]
+        store.save_feedback_items("alk-patient-view", [feedback(c), feedback(d, "maybe")])
+    assert [f.card for f in store.list_feedback("alk-patient-view")] == [a, b]
 
 
 # --- audit ------------------------------------------------------------------------------------------

@@ -10,6 +10,10 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from alk_fhir.store.retention import Retention
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,6 +58,8 @@ def _env_json(name: str) -> dict[str, str]:
 @dataclass(frozen=True)
 class Settings:
     base_url: str = "http://127.0.0.1:8080"
+    # ALK_FHIR_DEMO=1 (``alk-fhir serve --demo``, on in ``make serve``): the demo EHR under /demo
+    demo: bool = False
     database_url: str = "sqlite:///" + str(REPO_ROOT / "var" / "alk-fhir.sqlite3")
     package_dir: Path = REPO_ROOT / "profiles"
     # ALK_FHIR_CONCEPTMAPS: FHIR ConceptMap JSON files the installation supplies (separated by the OS path
@@ -90,6 +96,20 @@ class Settings:
     token_lifetime: int = 300
     auth_clock_skew: int = 60
     cds_token_max_lifetime: int = 300
+    # Retention (issue 22, README "Privacy"): what the store keeps, how long; `alk-fhir store purge` and
+    # start-up enforce it. ALK_FHIR_RETENTION_FEEDBACK_DAYS (CDS feedback), _SHOWN_MONTHS (cards shown),
+    # _VERSION_DAYS (superseded document versions; the current one is always kept), _COMMENT_DAYS
+    # (0: user comments and foreign override-reason text are not stored at all).
+    retention_feedback_days: int = 730
+    retention_shown_months: int = 24
+    retention_version_days: int = 365
+    retention_comment_days: int = 0
+
+    def retention(self) -> Retention:
+        from alk_fhir.store.retention import Retention
+
+        return Retention(feedback_days=self.retention_feedback_days, shown_months=self.retention_shown_months,
+                         version_days=self.retention_version_days, comment_days=self.retention_comment_days)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -99,6 +119,7 @@ class Settings:
         return cls(
             base_url=_env("ALK_FHIR_BASE_URL", cls.base_url).rstrip("/"),
             database_url=_env("ALK_FHIR_DATABASE_URL", cls.database_url),
+            demo=_env("ALK_FHIR_DEMO", "").strip().lower() in ("1", "true", "yes", "on"),
             package_dir=Path(_env("ALK_FHIR_PACKAGE_DIR", str(REPO_ROOT / "profiles"))),
             conceptmaps=tuple(Path(p) for p in _env("ALK_FHIR_CONCEPTMAPS", "").split(os.pathsep) if p.strip()),
             package_cache=Path(_env("ALK_FHIR_PACKAGE_CACHE", str(Path.home() / ".fhir" / "packages"))),
@@ -114,4 +135,8 @@ class Settings:
             token_lifetime=_env_int("ALK_FHIR_TOKEN_LIFETIME", 300, 1, 300),
             auth_clock_skew=_env_int("ALK_FHIR_AUTH_CLOCK_SKEW", 60, 0, 300),
             cds_token_max_lifetime=_env_int("ALK_FHIR_CDS_TOKEN_MAX_LIFETIME", 300, 1, 3600),
+            retention_feedback_days=_env_int("ALK_FHIR_RETENTION_FEEDBACK_DAYS", 730, 1, 3650),
+            retention_shown_months=_env_int("ALK_FHIR_RETENTION_SHOWN_MONTHS", 24, 1, 120),
+            retention_version_days=_env_int("ALK_FHIR_RETENTION_VERSION_DAYS", 365, 0, 3650),
+            retention_comment_days=_env_int("ALK_FHIR_RETENTION_COMMENT_DAYS", 0, 0, 365),
         )

@@ -5,7 +5,8 @@ each card's uuid and section to an in-process queue and returns (a lock and a de
 daemon thread, started on first use, collects for up to ``interval`` seconds and then writes one
 batch: per card its service, uuid, guideline section (the card's ``source.topic`` code in the
 ``alk-guideline`` system), plan action and month (UTC). The action comes from the card's uuid, which
-the card builder derives from the hookInstance and the action id: ``actions_of(hookInstance, sections)``
+the card builder derives from a per-process secret, the hookInstance and the action id (so nobody
+outside the process can link a uuid to a hookInstance): ``actions_of(hookInstance, sections)``
 (given by whoever wires the recorder, ``api``) maps the uuids the call's cards can have back to action
 ids (only the actions of the sections the cards cite need hashing). The
 hookInstance is used for that and dropped; nothing about the patient, the user or the EHR is kept.

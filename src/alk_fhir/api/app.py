@@ -40,8 +40,9 @@ from alk_fhir.apply import load_engine
 from alk_fhir.auth import CdsClientAuth, install_auth_state, smart_routes
 from alk_fhir.cds.routes import router as cds_router
 from alk_fhir.config import Settings
+from alk_fhir.demo import demo_settings, install_demo
 from alk_fhir.knowledge import Package, load_package
-from alk_fhir.store import StoreAuditSink, StoreJtiCache, open_store
+from alk_fhir.store import Store, StoreAuditSink, StoreJtiCache, open_store
 
 log = logging.getLogger("alk_fhir")
 
@@ -49,12 +50,27 @@ log = logging.getLogger("alk_fhir")
 @asynccontextmanager
 async def _store_backed_auth(app: FastAPI) -> AsyncIterator[None]:
     """At start-up (before the routers' own start-up): replay protection and audit in the database."""
-    install_auth_state(app, replay=StoreJtiCache(app.state.store), audit=StoreAuditSink(app.state.store))
+    extra: dict[str, Any] = {"fetcher": app.state.demo.fetcher()} if app.state.settings.demo else {}
+    install_auth_state(app, replay=StoreJtiCache(app.state.store), audit=StoreAuditSink(app.state.store), **extra)
     yield
+
+
+def purge_on_start(store: Store) -> None:
+    """Enforce the retention once at start-up (README "Privacy"); a purge that fails is logged, the
+    service still starts (``alk-fhir store purge`` can be run by hand)."""
+    try:
+        result = store.purge()
+    except Exception as exc:  # a locked or read-only database must not keep the service down
+        log.warning("retention purge at start-up failed: %s", exc)
+        return
+    if any(result.to_dict().values()):
+        log.info("retention purge: %s", result.to_dict())
 
 
 def create_app(settings: Settings | None = None, package: Package | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
+    if settings.demo:
+        settings = demo_settings(settings)  # the demo EHR is a trusted CDS client of this instance
     pkg = package or load_package(settings.package_dir, settings.conceptmaps)
     app = FastAPI(
         title="alk-fhir",
@@ -71,7 +87,8 @@ def create_app(settings: Settings | None = None, package: Package | None = None)
     app.state.capability_extra = []  # faces append CapabilityStatement.rest.resource entries
     app.state.capability_operations = []  # and system-level operations
     # One database for CDS feedback, seen JWT ids (replay protection shared by all workers) and audit.
-    app.state.store = open_store(settings.database_url)
+    app.state.store = open_store(settings.database_url, settings.retention())
+    purge_on_start(app.state.store)
     app.state.cds_feedback = app.state.store
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
@@ -102,6 +119,8 @@ def create_app(settings: Settings | None = None, package: Package | None = None)
     app.include_router(report_routes.install(app))  # learning loop: shown cards recorded, feedback report
     app.include_router(cds_router, dependencies=[Depends(CdsClientAuth())])  # every CDS call: client JWT
     app.include_router(app_routes.router)
+    if settings.demo:
+        install_demo(app)  # /demo: example patients, SMART launch, an EHR-style CDS view (nothing when off)
     app.include_router(knowledge_routes.router)
     return app
 

@@ -32,7 +32,7 @@ code{{background:#f3f3f3;padding:0 .2em}} dt{{font-weight:600;margin-top:.8em}} 
 <p>The Dutch NALK guideline on persistent physical symptoms (<i>Handreiking hardnekkige ALK</i>) as
 standard FHIR R4: a CDS Hooks 2.0 service, <code>PlanDefinition/$apply</code>, validation against the
 guideline's profiles, and the shared case overview exchanged between GP and GGz.</p>
-<dl>
+{demo}<dl>
 <dt><a href="/app/">/app/</a></dt>
 <dd>the clinician app (SMART on FHIR: launch it from an EHR, or standalone)</dd>
 <dt><a href="/docs">/docs</a></dt>
@@ -44,6 +44,12 @@ guideline's profiles, and the shared case overview exchanged between GP and GGz.
 <code>$validate</code>, <code>$apply</code>, case overviews)</dd>
 </dl>
 </main></body></html>
+"""
+
+
+DEMO = """<p class="demo"><strong>Start here: <a href="/demo/">/demo/</a></strong> — example patients in a
+demo EHR: open one in the clinician app (SMART launch) or see the CDS cards an EHR would show.
+<span lang="nl">Begin hier: voorbeeldpatiënten in een demo-EPD.</span></p>
 """
 
 
@@ -88,4 +94,4 @@ def home(request: Request) -> Response:
     cds_note = (" (each call carries the EHR's signed JWT)" if settings.cds_auth == "jwt"
                 else " (client JWTs are off on this instance: development only)")
     return HTMLResponse(PAGE.format(version=html.escape(__version__), base=html.escape(base),
-                                    cds_note=html.escape(cds_note)))
+                                    cds_note=html.escape(cds_note), demo=DEMO if settings.demo else ""))

@@ -27,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from alk_fhir.api.outcome import FHIRError
 from alk_fhir.auth import SCOPE_REPORT, Principal, RequirePartner, audit_access
 from alk_fhir.cds import Catalog, cds_state
-from alk_fhir.cds.cards import _NAMESPACE, CardOptions, _uuid
+from alk_fhir.cds.cards import _NAMESPACE, UUID_SALT, CardOptions, _uuid
 from alk_fhir.fhir import uuid5_from_sha1
 from alk_fhir.knowledge import CONCEPTS_SYSTEM
 from alk_fhir.report import FORMATS, MEDIA_TYPES, FeedbackReport, Labels, build_report, render
@@ -63,10 +63,10 @@ def report_labels(catalog: Catalog) -> Labels:
 
 
 def _uuids_fast(hook_instance: str, action_ids: Iterable[str]) -> dict[str, str]:
-    """The card uuids of a call, as ``cds.cards`` makes them (RFC 9562 uuid5 of ``hookInstance|actionId``
+    """The card uuids of a call, as ``cds.cards`` makes them (RFC 9562 uuid5 of ``salt|hookInstance|actionId``
     in its namespace), hashing the shared prefix once: a tenth of the cost of ``uuid.uuid5`` per action,
     and this runs for every CDS call (in the recorder's thread, beside the hot path)."""
-    prefix = hashlib.sha1(_NAMESPACE.bytes + f"{hook_instance}|".encode(), usedforsecurity=False)
+    prefix = hashlib.sha1(_NAMESPACE.bytes + f"{UUID_SALT}|{hook_instance}|".encode(), usedforsecurity=False)
     found = {}
     for action_id in action_ids:
         digest = prefix.copy()

@@ -24,13 +24,16 @@ Mapping (CDS Hooks 2.0, "Card Attributes"):
   SMART app (``smart``) with ``appContext`` naming the Questionnaire a Task asks for.
 
 Optional fields are omitted when they have no value, never ``null``/``""``/``[]``/``{}``.
-Card and suggestion ``uuid``s derive from ``hookInstance`` and the action id: unique per call
-(``hookInstance`` is), stable for the same call.
+Card and suggestion ``uuid``s derive from a secret of this process (:data:`UUID_SALT`, random at
+start-up), ``hookInstance`` and the action id: unique per call (``hookInstance`` is), stable for the
+same call on the same process, and not derivable from the hookInstance by anyone who lacks the salt,
+so an EHR's logs cannot link a card (or its feedback) back to the visit that showed it.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +51,7 @@ from alk_fhir.knowledge import CONCEPTS_SYSTEM, GUIDELINE_SYSTEM, Package
 JSON = dict[str, Any]
 SUMMARY_LIMIT = 140
 _NAMESPACE = uuid.UUID("0b7d1c54-7f0e-4a44-9d0c-3b5f2b8f6e21")
+UUID_SALT = secrets.token_hex(32)  # per process; never leaves it (see the module docstring)
 COLLECT_WITH_INPUT = "questionnaire"
 
 _WORDS: dict[str, Texts] = {
@@ -185,7 +189,7 @@ class CardOptions:
 
 
 def _uuid(options: CardOptions, *parts: str) -> str:
-    return uuid5_text(_NAMESPACE, "|".join((options.hook_instance, *parts)))
+    return uuid5_text(_NAMESPACE, "|".join((UUID_SALT, options.hook_instance, *parts)))
 
 
 def override_reasons(catalog: Catalog, lang: str) -> list[JSON]:

@@ -5,7 +5,8 @@ The body is ``{"feedback": [Feedback, …]}``; each Feedback has ``card`` (the c
 RFC 3339 §5.6), ``acceptedSuggestions`` (``[{"id": suggestion uuid}]``, required when accepted)
 and optionally ``overrideReason`` (``reason``: a Coding with ``system`` and ``code``, and/or
 ``userComment``). The whole body is checked first, so a bad entry stores nothing (400); then
-every entry is stored as received (``FeedbackSink``: the store in production).
+every entry is handed to the ``FeedbackSink`` (the store in production, which keeps only what the
+report needs: ``store.feedback.minimal``, issue 22).
 """
 
 from __future__ import annotations

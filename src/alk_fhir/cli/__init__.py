@@ -13,6 +13,7 @@ from alk_fhir.cli import (
     register_cmd,
     report_cmd,
     serve_cmd,
+    store_cmd,
     validate_cmd,
 )
 
@@ -33,3 +34,4 @@ main.add_command(overview_cmd.overview)
 main.add_command(report_cmd.report)
 main.add_command(register_cmd.register)
 main.add_command(fhirpath_cmd.fhirpath)
+main.add_command(store_cmd.store)

@@ -7,9 +7,9 @@ prefix: in both code systems a concept's code begins with the code of every ance
 (N02AA01 is-a N02AA is-a N02A; F45.0 is-a F45), so the prefix *is* the hierarchy. ICPC-1-NL is the
 same: NHG sub-codes extend their rubric after a dot (P75.01 is-a P75), under its URI and its OID.
 
-Two more questions the facts ask (Library alk-facts): ``member`` follows ConceptMaps (an
-installation's G-Standaard → ATC table) from a coding to the codes it maps to, and ``names`` gives
-the substance names of a ValueSet's own concepts, for products coded only in the G-Standaard.
+Codes are codes: a prefix only answers for a code of its system's syntax (``codesyntax``: ICD-10,
+ICPC-1-NL, ATC), so ``K58 Jan Pietersen 123456782`` is no member of a ValueSet that includes
+``is-a K58``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from alk_fhir.codesyntax import CODE_SYNTAX, valid_code
+
 PREFIX_HIERARCHY_SYSTEMS = frozenset({
     "http://www.whocc.no/atc",
     "http://hl7.org/fhir/sid/icd-10",
@@ -27,6 +29,7 @@ PREFIX_HIERARCHY_SYSTEMS = frozenset({
     "http://hl7.org/fhir/sid/icpc-1-nl",
     "urn:oid:2.16.840.1.113883.2.4.4.31.1",
 })
+__all__ = ["CODE_SYNTAX", "NotExpandable", "Terminology", "fold", "valid_code"]
 # ConceptMap equivalences under which a target code stands for the source (R4 concept-map-equivalence)
 _MAPPED = frozenset({"relatedto", "equivalent", "equal", "wider", "subsumes", "specializes"})
 
@@ -143,7 +146,7 @@ class Terminology:
 
     def is_a(self, system: str, code: str, ancestor: str) -> bool:
         if system in PREFIX_HIERARCHY_SYSTEMS:
-            return code.startswith(ancestor)
+            return code.startswith(ancestor) and valid_code(system, code)
         parents = self._parents.get(system, {})
         current: str | None = code
         while current is not None:
@@ -158,12 +161,14 @@ class Terminology:
             raise KeyError(f"unknown ValueSet {valueset_url}")
         if not system or not code or (system, code) in compiled.excluded:
             return False
-        if (system, code) in compiled.exact or system in compiled.whole_systems:
+        if (system, code) in compiled.exact:
             return True
+        if system in compiled.whole_systems:
+            return valid_code(system, code)
         key = (valueset_url.split("|", 1)[0], system, code)
         found = self._members.get(key)
         if found is None:
-            found = any(
+            found = valid_code(system, code) and any(
                 s == system and all((code != c or self_ok) and self.is_a(system, code, c) for c, self_ok in filters)
                 for s, filters in compiled.prefixes
             )

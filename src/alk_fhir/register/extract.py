@@ -6,8 +6,11 @@ contacts, psychiatric comorbidity, a recorded assessment) and the assessment (``
 the document's resources on the document's date. A recorded assessment (fact ``recordedAssessment``,
 an ``alk-assessment`` Observation with a conclusion), when the document carries one, gives the
 criteria and features instead (``criteria_source`` says which). Codes leave only when they are members of the
-package's ValueSets (conditions, treatments, outcomes, care-team roles, profile features), so no
-free text can pass as a code; dates leave only as a month or an age band.
+package's ValueSets (conditions, treatments, outcomes, care-team roles, profile features) and, in
+the systems with a known syntax (ICD-10, ICPC, ATC: ``codesyntax.CODE_SYNTAX``), have that syntax;
+guideline sections only when they are codes of the ``alk-guideline`` CodeSystem. So no free text
+can pass as a code: a malformed code or an unknown section is dropped and counted (``dropped``).
+Dates leave only as a month or an age band.
 
 Gaps of today's overview document (reported, not patched here): it holds no criteria questionnaire
 and no encounters, so criteria the clinician answered in the questionnaire are ``criterion-unknown``
@@ -17,10 +20,12 @@ unless the treatments decide them, questionnaire-only profile features are missi
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from alk_fhir.codesyntax import malformed_codes, valid_code
 from alk_fhir.context import build_context
 from alk_fhir.context.fhirdata import codings
 from alk_fhir.criteria import assess
@@ -110,10 +115,22 @@ def age_band(birth: date | None, on: date) -> str | None:
     return next((band for limit, band in AGE_BANDS if age < limit), "80+")
 
 
+MALFORMED = "malformed code"
+UNKNOWN_SECTION = "unknown guideline section"
+
+
 def _member_codes(pkg: Package, valueset: str, concept: Any) -> list[str]:
+    """``system|code`` of the codings that are well-formed members of the ValueSet (membership checks
+    the syntax too; checked here again because this is the last gate before the export)."""
     return [f"{c['system']}|{c['code']}" for c in codings(concept)
             if isinstance(c.get("system"), str) and isinstance(c.get("code"), str)
-            and pkg.any_in_valueset(VS + valueset, [c])]
+            and valid_code(c["system"], c["code"]) and pkg.any_in_valueset(VS + valueset, [c])]
+
+
+def count_malformed(node: Any, dropped: Counter[str]) -> None:
+    """Count every Coding in ``node`` whose code breaks its system's syntax: none of them can leave, and
+    the suppression account says how many there were."""
+    dropped[MALFORMED] += sum(1 for _ in malformed_codes(node))
 
 
 def _concept_code(pkg: Package, valueset: str, concept: Any) -> str | None:
@@ -173,10 +190,19 @@ def _recorded(pkg: Package, observation: JSON | None) -> tuple[str | None, dict[
     return (overall if overall in STATUSES else None), criteria, sorted(set(features))
 
 
-def _advice_sections(composition: JSON) -> list[str]:
-    found = {str(c["code"]) for section in composition.get("section") or [] if isinstance(section, dict)
-             and section.get("entry") for c in codings(section.get("code"))
-             if c.get("system") == GUIDELINE_SYSTEM and isinstance(c.get("code"), str)}
+def _advice_sections(pkg: Package, composition: JSON, dropped: Counter[str]) -> list[str]:
+    """Guideline sections with entries: only codes the ``alk-guideline`` CodeSystem defines."""
+    found = set()
+    for section in composition.get("section") or []:
+        if not isinstance(section, dict) or not section.get("entry"):
+            continue
+        for c in codings(section.get("code")):
+            if c.get("system") != GUIDELINE_SYSTEM or not isinstance(c.get("code"), str):
+                continue
+            if pkg.terminology.concept(GUIDELINE_SYSTEM, c["code"]) is None:
+                dropped[UNKNOWN_SECTION] += 1
+            else:
+                found.add(str(c["code"]))
     return sorted(found, key=lambda code: tuple(int(p) if p.isdigit() else 0 for p in code.split(".")))
 
 
@@ -184,8 +210,10 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def register_row(version: Version, pkg: Package, key: bytes) -> dict[str, Any]:
-    """The row of one document version; :class:`Skipped` when it cannot give one."""
+def register_row(version: Version, pkg: Package, key: bytes, dropped: Counter[str] | None = None) -> dict[str, Any]:
+    """The row of one document version; :class:`Skipped` when it cannot give one. Codes left out because
+    they are no codes (malformed, unknown section) are counted in ``dropped``."""
+    dropped = Counter() if dropped is None else dropped
     bundle = version.resource
     composition = _composition(bundle)
     patient = _patient(bundle, composition)
@@ -201,6 +229,7 @@ def register_row(version: Version, pkg: Package, key: bytes) -> dict[str, Any]:
     except Exception as exc:  # a record the engine cannot read: counted, never stops the export
         raise Skipped("could not be evaluated") from exc
     facts = ctx.facts
+    count_malformed(bundle, dropped)
     observations = sorted(_resources(facts.get("recordedAssessment")), key=lambda o: str(o.get("effectiveDateTime")))
     recorded = _recorded(pkg, observations[-1] if observations else None)
     if recorded is not None and recorded[1]:
@@ -238,5 +267,5 @@ def register_row(version: Version, pkg: Package, key: bytes) -> dict[str, Any]:
         "care_contacts": _int(facts.get("careContactCount")) if ctx.of_type("Encounter") else None,
         "treatments": _treatments(pkg, _resources(facts.get("alkTreatments"))),
         "care_team_roles": _roles(pkg, ctx.of_type("CareTeam")),
-        "advice_sections": _advice_sections(composition),
+        "advice_sections": _advice_sections(pkg, composition, dropped),
     }

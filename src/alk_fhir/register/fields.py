@@ -33,13 +33,15 @@ FIELDS: tuple[Field, ...] = (
     Field("version", "int", "Versie van het document in de store", "Version of the document in the store",
           "1, 2, …", nullable=False),
     Field("period", "string", "Maand van deze versie (Composition.date)", "Month of this version (Composition.date)",
-          "YYYY-MM", quasi=True),
+          "YYYY-MM; YYYY when generalised; null when suppressed", quasi=True),
     Field("age_band", "string", "Leeftijdsklasse op de datum van het document", "Age band on the document's date",
-          "0-17, 18-29, 30-39, 40-49, 50-59, 60-69, 70-79, 80+", quasi=True),
+          "0-17, 18-29, 30-39, 40-49, 50-59, 60-69, 70-79, 80+; 18-39, 40-59, 60-79 when generalised; "
+          "null when suppressed", quasi=True),
     Field("sex", "string", "Geslacht (Patient.gender)", "Administrative gender (Patient.gender)",
-          "male, female, other, unknown", quasi=True),
+          "male, female, other, unknown; null when suppressed", quasi=True),
     Field("alk_conditions", "list<string>", "Actieve ALK-aandoeningen", "Active ALK-related conditions",
-          f"system|code in {VS}alk-conditions", nullable=False),
+          f"system|code in {VS}alk-conditions; the ICD-10 category or ICPC rubric (system|K58) when "
+          "generalised; null when suppressed", quasi=True),
     Field("psychiatric_comorbidity", "bool", "Psychiatrische comorbiditeit (H §2.3)",
           "Psychiatric comorbidity (H §2.3)", f"a condition in {VS}alk-psychiatric-conditions"),
     Field("assessment", "string", "Hardnekkige ALK (H §1.1): één criterium voldaan is genoeg",
@@ -82,7 +84,7 @@ FIELDS: tuple[Field, ...] = (
     Field("advice_sections", "list<string>", "Paragrafen van de handreiking waarvan het overzicht inhoud heeft "
           "(bv. 3.1 zorgteam, 3.3 stappenplan, 4.3 consultatie)", "Guideline sections whose part of the overview "
           "holds entries (e.g. 3.1 care team, 3.3 step plan, 4.3 consultation)", "codes of the alk-guideline "
-          "CodeSystem", nullable=False),
+          "CodeSystem; the chapter (3) when generalised; null when suppressed", quasi=True),
 )
 NAMES = tuple(f.name for f in FIELDS)
 QUASI_IDENTIFIERS = tuple(f.name for f in FIELDS if f.quasi)
@@ -99,8 +101,17 @@ def dictionary_markdown() -> str:
         "Written by `alk-fhir register export` beside every export (`data-dictionary.md`, `.json`) and kept in",
         "the repository as `src/alk_fhir/register/DATA-DICTIONARY.md` (a test keeps the two the same).",
         "One row per patient per document version. No names, addresses, exact dates or free text: every value",
-        "is a pseudonym, a code, a count, a month or a band. QI = quasi-identifier, checked for k-anonymity",
-        "(`suppression.json` says which cells were suppressed). `H §` = Handreiking section.",
+        "is a pseudonym, a code, a count, a month or a band. QI = quasi-identifier. `H §` = Handreiking section.",
+        "",
+        "k-anonymity is per patient: the pseudonym links a patient's rows, so a patient's signature is the set",
+        "of their rows' QI values, and every signature published is shared by at least k patients (default 5).",
+        "Until it is, the patients of a too-small class are generalised, in all their rows, one step at a time:",
+        "period to its year; diagnosis codes to their ICD-10 category or ICPC rubric; sections to their chapter;",
+        "age band to a 20-year band; then period, diagnosis codes, sections, age band and sex are suppressed",
+        "(null), in that order; a patient still alone is left out. `suppression.json` counts every step taken.",
+        "Codes are exported only when they are valid codes of their system (ICD-10, ICPC, ATC syntax) and",
+        "members of the package's ValueSets, sections only when the alk-guideline CodeSystem defines them;",
+        "anything else is dropped and counted (`droppedCodes`).",
         "",
         "| column | type | QI | betekenis | meaning | values |",
         "| --- | --- | --- | --- | --- | --- |",

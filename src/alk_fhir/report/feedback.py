@@ -6,9 +6,11 @@ and its override reason's Coding. Output is a :class:`FeedbackReport`, the one t
 and JSON renderings read. Nothing in it names a patient, a professional or an organisation, and no
 string in it comes from a CDS client: override reasons are counted by code only when the code is one
 of ours (``Labels.reasons``), anything else is counted as ``other``; a comment is counted, never
-shown. Feedback whose card was never recorded as shown (sent before this server recorded cards, or
-for a card it never showed) is counted under section and action ``None``, so the report's totals
-are always the stored feedback's.
+shown. Every rendering shows a count of 1 to 4 as ``<5`` (:func:`cell`; bars of such counts are not
+drawn, :func:`plotted`) and no acceptance rate computed from one: a cell that small, in a month and
+for one piece of advice, could point at one consultation. Feedback whose card was never recorded as
+shown (sent before this server recorded cards, or for a card it never showed) is counted under
+section and action ``None``, so the report's totals are always the stored feedback's.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from dataclasses import dataclass, field
 from alk_fhir.store.learning import FeedbackFact, ShownCount
 
 Texts = Mapping[str, str]  # language ("nl", "en") -> text
+MIN_CELL = 5  # counts below this (and above 0) are shown as SMALL
+SMALL = f"<{MIN_CELL}"
 OTHER_REASON = "other"  # a reason Coding that is not one of our override reasons
 NO_REASON = "none"  # overridden without a reason Coding (perhaps with a comment)
 UNKNOWN: dict[str, str] = {"nl": "onbekend (kaart niet geregistreerd)", "en": "unknown (card not recorded)"}
@@ -27,6 +31,23 @@ EXTRA_REASONS: dict[str, dict[str, str]] = {
     OTHER_REASON: {"nl": "andere reden (code niet van de handreiking)", "en": "other reason (not one of our codes)"},
     NO_REASON: {"nl": "geen reden gekozen", "en": "no reason chosen"},
 }
+
+
+def cell(count: int) -> int | str:
+    """A count as a report may show it: ``<5`` for 1 to 4."""
+    return SMALL if 0 < count < MIN_CELL else count
+
+
+def plotted(count: int) -> int:
+    """A count as a chart may draw it: a small count is not drawn."""
+    return 0 if 0 < count < MIN_CELL else count
+
+
+def rate(part: int, whole: int) -> float | None:
+    """``part / whole``, unless either is a small cell (or ``whole`` is 0): a rate must not reveal one."""
+    if whole == 0 or cell(part) == SMALL or cell(whole) == SMALL:
+        return None
+    return part / whole
 
 
 @dataclass(frozen=True)
@@ -68,8 +89,8 @@ class Tally:
 
     @property
     def acceptance(self) -> float | None:
-        """Accepted per card shown (None when nothing was shown)."""
-        return self.accepted / self.shown if self.shown else None
+        """Accepted per card shown (None when nothing was shown, or either count is a small cell)."""
+        return rate(self.accepted, self.shown)
 
 
 Key = tuple[str, str | None, str | None]  # month, section, action id

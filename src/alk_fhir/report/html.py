@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from html import escape
 
-from alk_fhir.report.feedback import FeedbackReport, Tally
+from alk_fhir.report.feedback import MIN_CELL, FeedbackReport, Tally, cell
 from alk_fhir.report.svg import month_chart, section_chart
 
 STYLE = """
@@ -34,9 +34,11 @@ TEXTS: dict[str, tuple[str, str]] = {  # Dutch, English
               "For the guideline working group: how often each piece of advice was shown, accepted and "
               "overridden, with the reasons, per month."),
     "privacy": ("Dit rapport bevat geen gegevens over patiënten of professionals: alleen aantallen per advies. "
-                "Toelichtingen bij het niet opvolgen worden geteld, nooit getoond.",
+                f"Toelichtingen bij het niet opvolgen worden geteld, nooit getoond. Aantallen van 1 tot {MIN_CELL} "
+                f"staan als <{MIN_CELL}.",
                 "This report holds no data about patients or professionals: counts per piece of advice only. "
-                "Comments on overrides are counted, never shown."),
+                f"Comments on overrides are counted, never shown. Counts from 1 to {MIN_CELL - 1} are shown as "
+                f"<{MIN_CELL}."),
     "months": ("Geaccepteerd en niet opgevolgd tellen in de maand van de terugkoppeling, getoond in de maand "
                "van tonen. Terugkoppeling op een kaart die deze server niet als getoond registreerde, staat "
                "onder onbekend.",
@@ -49,6 +51,10 @@ def _text(key: str) -> str:
     return _both(*TEXTS[key])
 
 
+def _n(count: int) -> str:
+    return escape(str(cell(count)))
+
+
 def _pct(tally: Tally) -> str:
     rate = tally.acceptance
     return "–" if rate is None else f"{round(100 * rate)} %"
@@ -59,15 +65,15 @@ def _reasons(tally: Tally, report: FeedbackReport) -> str:
     for code in report.labels.reason_codes():
         if tally.reasons[code]:
             texts = report.labels.reason(code)
-            parts.append(f"{_both(texts['nl'], texts['en'])}: {tally.reasons[code]}")
+            parts.append(f"{_both(texts['nl'], texts['en'])}: {_n(tally.reasons[code])}")
     if tally.comments:
-        parts.append(f"{_both('met toelichting', 'with a comment')}: {tally.comments}")
+        parts.append(f"{_both('met toelichting', 'with a comment')}: {_n(tally.comments)}")
     return "<br>".join(parts)
 
 
 def _counts(tally: Tally, report: FeedbackReport) -> str:
-    return (f'<td class="n">{tally.shown}</td><td class="n">{tally.accepted}</td>'
-            f'<td class="n">{tally.overridden}</td><td class="n">{_pct(tally)}</td>'
+    return (f'<td class="n">{_n(tally.shown)}</td><td class="n">{_n(tally.accepted)}</td>'
+            f'<td class="n">{_n(tally.overridden)}</td><td class="n">{_pct(tally)}</td>'
             f"<td>{_reasons(tally, report)}</td>")
 
 
@@ -88,8 +94,8 @@ def render_html(report: FeedbackReport) -> str:
            f"<p>{_text('intro')}</p>",
            f"<p>{_both('Periode', 'period')}: {escape(period)}"
            + (f" ({_both('vanaf', 'from')} {escape(report.since)})" if report.since else "")
-           + f". {_both('Getoond', 'shown')}: {total.shown}; {_both('geaccepteerd', 'accepted')}: {total.accepted}; "
-           f"{_both('niet opgevolgd', 'overridden')}: {total.overridden}.</p>",
+           + f". {_both('Getoond', 'shown')}: {_n(total.shown)}; {_both('geaccepteerd', 'accepted')}: "
+           f"{_n(total.accepted)}; {_both('niet opgevolgd', 'overridden')}: {_n(total.overridden)}.</p>",
            f"<p>{_text('privacy')}</p>"]
 
     out.append(f"<h2>{_both('Per maand', 'per month')}</h2>")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
-from alk_fhir.report.feedback import Tally
+from alk_fhir.report.feedback import Tally, cell, plotted
 
 COLOURS = {"shown": "#9aa5b1", "accepted": "#2f855a", "overridden": "#c05621", "rest": "#d9dee3"}
 SERIES = {  # Dutch / English
@@ -52,7 +52,8 @@ def month_chart(months: Sequence[tuple[str, Tally]], title: str) -> str:
     """Grouped bars per month."""
     group, bar, left, top, height = 3 * 12 + 14, 12, 44, 34, 160
     width = left + max(1, len(months)) * group + 20
-    biggest, step = _axis(max([max(t.shown, t.accepted, t.overridden) for _, t in months] or [1]))
+    biggest, step = _axis(max([max(plotted(t.shown), plotted(t.accepted), plotted(t.overridden))
+                               for _, t in months] or [1]) or 1)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{max(width, 600)}" height="{top + height + 40}" '
            f'viewBox="0 0 {max(width, 600)} {top + height + 40}"><title>{escape(title)}</title>',
            _legend(("shown", "accepted", "overridden"), left, 14)]
@@ -64,9 +65,10 @@ def month_chart(months: Sequence[tuple[str, Tally]], title: str) -> str:
         x0 = left + m * group + 7
         for k, (key, value) in enumerate((("shown", tally.shown), ("accepted", tally.accepted),
                                           ("overridden", tally.overridden))):
-            h = round(height * value / biggest)
+            h = round(height * plotted(value) / biggest)
             out.append(f'<rect x="{x0 + k * bar}" y="{top + height - h}" width="{bar - 2}" height="{h}" '
-                       f'fill="{COLOURS[key]}"><title>{escape(month)}: {escape(SERIES[key])} {value}</title></rect>')
+                       f'fill="{COLOURS[key]}"><title>{escape(month)}: {escape(SERIES[key])} '
+                       f'{escape(str(cell(value)))}</title></rect>')
         out.append(f'<text x="{x0 + 1.5 * bar}" y="{top + height + 16}" text-anchor="middle" {FONT}>'
                    f'{escape(month)}</text>')
     out.append("</svg>")
@@ -77,7 +79,8 @@ def section_chart(sections: Sequence[tuple[str, Tally]], title: str) -> str:
     """One stacked horizontal bar per section label: accepted, overridden, no feedback."""
     label_width, bar_width, row, top = 330, 380, 24, 30
     height = top + max(1, len(sections)) * row + 10
-    biggest = max([max(t.shown, t.accepted + t.overridden) for _, t in sections] or [1]) or 1
+    biggest = max([max(plotted(t.shown), plotted(t.accepted) + plotted(t.overridden)) for _, t in sections]
+                  or [1]) or 1
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{label_width + bar_width + 60}" '
            f'height="{height}" viewBox="0 0 {label_width + bar_width + 60} {height}"><title>{escape(title)}</title>',
            _legend(("accepted", "overridden", "rest"), 8, 14)]
@@ -85,13 +88,15 @@ def section_chart(sections: Sequence[tuple[str, Tally]], title: str) -> str:
         y = top + r * row
         out.append(f'<text x="4" y="{y + 13}" {FONT}><title>{escape(label)}</title>{escape(_label(label))}</text>')
         x = label_width
-        rest = max(0, tally.shown - tally.accepted - tally.overridden)
-        for key, value in (("accepted", tally.accepted), ("overridden", tally.overridden), ("rest", rest)):
+        accepted, overridden = plotted(tally.accepted), plotted(tally.overridden)
+        rest = max(0, plotted(tally.shown) - accepted - overridden)
+        for key, value, shown in (("accepted", accepted, tally.accepted), ("overridden", overridden, tally.overridden),
+                                  ("rest", rest, rest)):
             w = round(bar_width * value / biggest)
             if w:
                 out.append(f'<rect x="{x}" y="{y}" width="{w}" height="16" fill="{COLOURS[key]}">'
-                           f'<title>{escape(label)}: {escape(SERIES[key])} {value}</title></rect>')
+                           f'<title>{escape(label)}: {escape(SERIES[key])} {escape(str(cell(shown)))}</title></rect>')
             x += w
-        out.append(f'<text x="{x + 6}" y="{y + 13}" {FONT}>{tally.shown}</text>')
+        out.append(f'<text x="{x + 6}" y="{y + 13}" {FONT}>{escape(str(cell(tally.shown)))}</text>')
     out.append("</svg>")
     return "".join(out)

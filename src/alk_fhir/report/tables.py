@@ -2,7 +2,7 @@
 
 Column and member names are English; every title comes in Dutch and English. Override reasons get
 one CSV column each (``reason:<code>``), in the order of the package's override-reasons group,
-then ``reason:other`` and ``reason:none``.
+then ``reason:other`` and ``reason:none``. A count of 1 to 4 is the string ``"<5"`` (``feedback.cell``).
 """
 
 from __future__ import annotations
@@ -12,18 +12,19 @@ import io
 import json
 from typing import Any
 
-from alk_fhir.report.feedback import FeedbackReport, Key, Tally
+from alk_fhir.report.feedback import FeedbackReport, Key, Tally, cell
 
 FORMAT_VERSION = 1
 
 
 def _counts(tally: Tally, report: FeedbackReport) -> dict[str, Any]:
     return {
-        "shown": tally.shown,
-        "accepted": tally.accepted,
-        "overridden": tally.overridden,
-        "overrideReasons": {code: tally.reasons[code] for code in report.labels.reason_codes() if tally.reasons[code]},
-        "overrideComments": tally.comments,
+        "shown": cell(tally.shown),
+        "accepted": cell(tally.accepted),
+        "overridden": cell(tally.overridden),
+        "overrideReasons": {code: cell(tally.reasons[code]) for code in report.labels.reason_codes()
+                            if tally.reasons[code]},
+        "overrideComments": cell(tally.comments),
     }
 
 
@@ -63,6 +64,6 @@ def to_csv(report: FeedbackReport) -> str:
     for (month, section, action), tally in report.rows():
         s, a = labels.section(section), labels.action(action)
         writer.writerow([month, section or "", s["nl"], s["en"], action or "", a["nl"], a["en"],
-                         tally.shown, tally.accepted, tally.overridden, *(tally.reasons[c] for c in codes),
-                         tally.comments])
+                         cell(tally.shown), cell(tally.accepted), cell(tally.overridden),
+                         *(cell(tally.reasons[c]) for c in codes), cell(tally.comments)])
     return out.getvalue()

@@ -3,7 +3,8 @@
 SQLite file by default, PostgreSQL when ``ALK_FHIR_DATABASE_URL`` is a ``postgresql://`` URL
 (psycopg 3; a ``?options=-csearch_path%3Dmyschema`` query selects a schema). ``open_store(url)``
 migrates the database to the newest schema with the Alembic scripts shipped in ``migrations/``.
-Imports nothing else from alk_fhir, so any face can use it.
+Imports nothing else from alk_fhir (but the leaf ``codesyntax``: a document whose codes break their
+system's syntax is refused), so any face can use it.
 
     store = open_store(Settings.from_env().database_url)
     result = store.put_document(bundle, identifier=(system, value),  # the document's Bundle.identifier
@@ -16,11 +17,14 @@ from alk_fhir.store.db import InvalidRecord, StoreError, current_revision, head_
 from alk_fhir.store.documents import PutResult, StoredDocument, content_hash, logical_id
 from alk_fhir.store.facade import Store, StoreAuditSink, StoreJtiCache, open_store
 from alk_fhir.store.feedback import FeedbackRecord
+from alk_fhir.store.retention import PurgeResult, Retention
 
 __all__ = [
     "FeedbackRecord",
     "InvalidRecord",
+    "PurgeResult",
     "PutResult",
+    "Retention",
     "Store",
     "StoreAuditSink",
     "StoreError",

@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import Select, exists, select
 from sqlalchemy.orm import Session
 
+from alk_fhir.codesyntax import malformed_codes
 from alk_fhir.store.clock import as_utc, fhir_instant, to_millis, utc_now
 from alk_fhir.store.db import InvalidRecord, insert_ignore
 from alk_fhir.store.models import TOKEN_MAX, Document, DocumentOrg, DocumentPatient, DocumentVersion
@@ -148,6 +149,8 @@ def put_document(
     """
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         raise InvalidRecord("not a Bundle resource")
+    for code_system, _ in malformed_codes(bundle):  # free text in a code (issue 22): never stored
+        raise InvalidRecord(f"a code of {code_system} does not have that code system's syntax")
     system, value = _identifier(identifier)
     if not isinstance(author_org, str) or not author_org:
         raise InvalidRecord("author_org is required")

@@ -14,16 +14,18 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from alk_fhir.store import audit, documents, feedback, learning, replay
+from alk_fhir.store import audit, documents, feedback, learning, replay, retention
 from alk_fhir.store.db import create_store_engine, migrate, read_session, run_write
 from alk_fhir.store.documents import PutResult, StoredDocument
 from alk_fhir.store.feedback import FeedbackRecord
 from alk_fhir.store.learning import DocumentVersionRecord, FeedbackFact, ShownCount
+from alk_fhir.store.retention import PurgeResult, Retention
 
 
 class Store:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, retention: Retention | None = None) -> None:
         self.engine = engine
+        self.retention = retention or Retention()
         self._next_jti_purge = 0
 
     @property
@@ -61,11 +63,20 @@ class Store:
 
     # CDS Hooks feedback
     def save_feedback(self, service_id: str, feedback_item: dict[str, Any]) -> int:
-        return run_write(self.engine, lambda s: feedback.save_feedback(s, service_id, feedback_item))
+        keep = self.retention.comment_days > 0
+        return run_write(self.engine, lambda s: feedback.save_feedback(s, service_id, feedback_item, keep_text=keep))
 
     def save_feedback_items(self, service_id: str, items: Sequence[dict[str, Any]]) -> list[int]:
         """All entries of one feedback POST (``{"feedback": [...]}``), all stored or none."""
-        return run_write(self.engine, lambda s: [feedback.save_feedback(s, service_id, i) for i in items])
+        keep = self.retention.comment_days > 0
+        return run_write(self.engine, lambda s: [feedback.save_feedback(s, service_id, i, keep_text=keep)
+                                                 for i in items])
+
+    # Retention (issue 22)
+    def purge(self, *, now: datetime | None = None) -> PurgeResult:
+        """Delete what ``self.retention`` no longer allows (feedback, shown cards, superseded versions)
+        and strip free text kept beyond ``comment_days``; one transaction."""
+        return run_write(self.engine, lambda s: retention.purge(s, self.retention, now=now))
 
     def list_feedback(self, service_id: str, *, card: str | None = None,
                       since: datetime | None = None) -> list[FeedbackRecord]:
@@ -132,12 +143,13 @@ class StoreJtiCache:
         return self.store.remember_jti(key, expires_at)
 
 
-def open_store(url: str) -> Store:
-    """Connect to ``url`` (e.g. ``Settings.database_url``) and migrate the database to head."""
+def open_store(url: str, retention: Retention | None = None) -> Store:
+    """Connect to ``url`` (e.g. ``Settings.database_url``) and migrate the database to head; the store
+    keeps data as ``retention`` says (default: ``Retention()``)."""
     engine = create_store_engine(url)
     try:
         migrate(engine)
     except Exception:
         engine.dispose()
         raise
-    return Store(engine)
+    return Store(engine, retention)

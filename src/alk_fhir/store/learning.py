@@ -6,8 +6,9 @@
 - :func:`shown_counts`: how often each (month, section, action) was shown.
 - :func:`feedback_facts`: every stored CDS Hooks feedback entry reduced to what a report may use:
   the month of its ``outcomeTimestamp`` (UTC), the outcome, the section and action of its card (None
-  when the card was not recorded as shown), the override reason's Coding and whether a comment was
-  written, never the comment itself.
+  when the card was not recorded as shown), the override reason's Coding (ours, or ``other``) and
+  whether a comment was written, never the comment itself (the store does not keep it:
+  ``feedback.minimal``).
 - :func:`document_versions`: every stored document version, oldest first, for the case register.
 """
 
@@ -122,8 +123,8 @@ def _reason(item: Any) -> tuple[str | None, str | None, bool]:
     system = reason.get("system") if isinstance(reason, dict) else None
     code = reason.get("code") if isinstance(reason, dict) else None
     comment = override.get("userComment")
-    return (system if isinstance(system, str) else None, code if isinstance(code, str) else None,
-            isinstance(comment, str) and bool(comment.strip()))
+    commented = override.get("commented") is True or (isinstance(comment, str) and bool(comment.strip()))
+    return system if isinstance(system, str) else None, code if isinstance(code, str) else None, commented
 
 
 def feedback_facts(session: Session, *, since: str | None = None) -> list[FeedbackFact]:

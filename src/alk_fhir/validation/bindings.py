@@ -9,7 +9,10 @@ Our ValueSets are answered by ``Package.terminology``. Base ValueSets (care-team
 from the core package and are expanded here once, at compile time, when they are small
 enumerations of complete core CodeSystems; a ValueSet that cannot be expanded that way (e.g. all
 of BCP-13 MIME types) is not checked and is listed in ``unchecked``. A Coding whose system is one
-of ours or a complete core CodeSystem must name a code that exists in it.
+of ours or a complete core CodeSystem must name a code that exists in it, and a Coding of ICD-10,
+ICD-10-NL, ICPC-1-NL or ATC must have that system's code syntax (``codesyntax.CODE_SYNTAX``): free
+text in a code is an error whatever the binding strength, since whatever reads codes (the register,
+the facts) must be able to trust that a code is one.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from alk_fhir.codesyntax import CODE_SYNTAX, valid_code
 from alk_fhir.knowledge.valuesets import Terminology
 from alk_fhir.validation.defs import Definitions
 from alk_fhir.validation.invariants import ValueCheck
@@ -158,12 +162,17 @@ def compile_binding(terms: Terminologies, binding: dict[str, Any], type_code: st
 
 
 def compile_coding_check(terms: Terminologies) -> ValueCheck:
-    """Every Coding: a code of a code system we hold completely must exist in it."""
+    """Every Coding: a code of a code system we hold completely must exist in it; a code of a system
+    with a known syntax must have it."""
     def check(value: Any, path: str, run: Run) -> None:
         if not isinstance(value, dict):
             return
         system, code = value.get("system"), value.get("code")
         if not isinstance(system, str) or not isinstance(code, str):
+            return
+        if system in CODE_SYNTAX and not valid_code(system, code):
+            run.error("code-invalid", f"'{code}' is not a code of {system}: it does not have the code "
+                      "system's syntax", path)
             return
         codes = terms.system_codes(system)
         if codes is not None and code not in codes:
