@@ -167,6 +167,8 @@ def evaluate(expression: str, resource: Any, variables: Mapping[str, Any] | None
     with ``%name`` variables and host functions; the result as Python values (see the module doc).
     ``Unsupported``/``FHIRPathSyntaxError`` are raised before evaluation, ``FHIRPathEvaluationError``
     for an input the expression cannot be evaluated on (N1 execution errors)."""
+    if not isinstance(expression, str):  # the order before issue 20 was (resource, expression)
+        raise TypeError("evaluate(expression, resource, variables): the expression comes first")
     run = compile_fhirpath(expression, frozenset(functions or ()))
     return [python_value(v) for v in run(resource, variables, functions)]  # type: ignore[call-arg]
 
