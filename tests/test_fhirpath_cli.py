@@ -95,6 +95,16 @@ def test_a_patient_record_has_the_facts_environment() -> None:
     assert json.loads(focus.output) == ["Hendriks"]
 
 
+def test_over_a_record_names_what_the_facts_compiler_refuses() -> None:
+    result = CliRunner().invoke(
+        main, ["fhirpath", "%conditions.code.coding.code.first().is(code)", str(RECORD), "--date", "2026-11-23"])
+    assert result.exit_code == 0, result.output
+    assert "refused by the facts compiler (recordpath): function is/1" in result.stderr
+    fine = CliRunner().invoke(
+        main, ["fhirpath", "%conditions.count()", str(RECORD), "--date", "2026-11-23"])
+    assert fine.exit_code == 0 and fine.stderr == ""
+
+
 @pytest.mark.parametrize("name", CORPUS)
 def test_the_interpreter_agrees_with_every_compiled_fact(package: Package, name: str) -> None:
     ctx = build_context(record(name), package, date(2026, 11, 23))

@@ -5,7 +5,9 @@ with the facts' host functions (``memberOf``, ``namesMemberOf``, ``resolve``) an
 as a JSON array. FILE is a FHIR resource; a Bundle holding a Patient is read as a patient record,
 as the CDS service and ``$apply`` read it, so ``%conditions``, ``%today`` and every fact of the
 package's Library are variables and the Patient is the focus. ``--var name=value`` adds or overrides
-a variable (the value is JSON when it parses as JSON, else a string).
+a variable (the value is JSON when it parses as JSON, else a string). Over a record, a construct the
+facts compiler (``recordpath``) does not take is named on stderr, so that an author knows before
+putting the expression into the Library.
 
 Exit status: 0 with the result; 1 when the expression cannot be evaluated on this input (FHIRPath
 N1 execution errors); 2 when the expression is not FHIRPath, uses a construct the engine does not
@@ -102,3 +104,21 @@ def fhirpath(expression: str, file: Path | None, variables: tuple[str, ...], tod
         where = f" over {file}" if file is not None else ""
         raise click.ClickException(f"cannot evaluate {expression!r}{where}: {exc}") from exc
     sys.stdout.write(json.dumps(fp.to_json(result), indent=2, ensure_ascii=False) + "\n")
+    if functions:  # a patient record: would the facts compiler take this as a fact definition?
+        refusal = _as_fact(expression, set(env))
+        if refusal:
+            click.echo(f"note: as a fact definition of the Library this is refused by the facts compiler "
+                       f"(recordpath): {refusal}", err=True)
+
+
+def _as_fact(expression: str, variables: set[str]) -> str | None:
+    """Why ``recordpath`` would refuse ``expression`` as a fact definition, or None."""
+    from alk_fhir import recordpath
+    from alk_fhir.context.facts import HOST_FUNCTIONS
+
+    try:
+        recordpath.compile_record_expression(expression, {v for v in variables if not v.startswith(" ")},
+                                             dict(HOST_FUNCTIONS))
+    except recordpath.Unsupported as exc:
+        return str(exc)
+    return None
