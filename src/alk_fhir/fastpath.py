@@ -1,13 +1,15 @@
 """A small FHIRPath compiler for the expressions invariants and rule conditions are made of, with
-fhirpathpy as fallback.
+our interpreter (``alk_fhir.fhirpath``) for the rest.
 
 Why: fhirpathpy interprets its syntax tree on every call (about 40 µs for ``a.exists() implies
 b.exists()``); a questionnaire response alone evaluates ``qrs-1`` on every item. Invariants use a
 narrow part of FHIRPath — navigation, ``exists/empty/not/count/where/all/first``, boolean logic,
-equality and literals — so this module compiles exactly that part, from fhirpathpy's own parse
-tree, into Python closures (about 1 µs), and answers ``None`` for anything else (type operators,
+equality and literals — so this module compiles exactly that part, from the syntax tree of our
+parser (``alk_fhir.fhirpath.parser``, shared with the interpreter and ``recordpath``), into
+Python closures (about 1 µs), and answers ``None`` for anything else (type operators,
 date/quantity comparison, unknown functions, navigation whose type it cannot tell), which then
-goes to fhirpathpy unchanged. The guideline's PlanDefinition conditions (``%persistentAlk and
+goes to the interpreter. Equality and ``matches()`` are the interpreter's own (``values.equal``,
+``functions.regex``). The guideline's PlanDefinition conditions (``%persistentAlk and
 %hasCaseCoordinator.not()``) use the same subset over typed ``%variables`` (the facts the Library
 declares), so ``$apply`` evaluates them here too. The facts themselves, FHIRPath over records whose
 types vary, are compiled by ``alk_fhir.recordpath`` (which shares this module's parser and values).
@@ -17,19 +19,25 @@ propagation for operators, three-valued ``and/or/xor/implies``, singleton evalua
 collections in boolean context. Choice elements (``value`` → ``valueQuantity``) are resolved with
 the same R4 model fhirpathpy uses (``choiceTypePaths``), tracked statically from the focus type.
 ``tests/test_validation_fhirpath.py`` evaluates every core and package invariant this module
-accepts with both engines over a corpus of instances and requires identical results.
+accepts with fhirpathpy too over a corpus of instances and requires identical results;
+``tests/test_fhirpath_suite.py`` runs the HL7 FHIRPath suite through it (0 wrong answers).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
 from fhirpathpy.models import models
-from fhirpathpy.parser import parse as _untyped_parse
+
+from alk_fhir.fhirpath import model as _model
+from alk_fhir.fhirpath.engine import Unsupported
+from alk_fhir.fhirpath.functions import regex
+from alk_fhir.fhirpath.parser import Node as Tree
+from alk_fhir.fhirpath.parser import parse as _parse_text
+from alk_fhir.fhirpath.values import FHIRPathEvaluationError, equal
 
 _MODEL = models["r4"]
 _PATH2TYPE: dict[str, str] = _MODEL["path2Type"]
@@ -38,23 +46,18 @@ _ELSEWHERE: dict[str, str] = _MODEL["pathsDefinedElsewhere"]
 _PARENTS: dict[str, str] = _MODEL["type2Parent"]
 
 Fn = Callable[[list[Any], dict[str, Any]], list[Any]]
-_parse: Callable[[str], dict[str, Any]] = _untyped_parse
 
 
 @lru_cache(maxsize=2048)
-def parse(expression: str) -> dict[str, Any]:
-    """fhirpathpy's parse tree (parsing costs milliseconds; each expression is parsed once)."""
-    return _parse(expression)
+def parse(expression: str) -> Tree:
+    """Our parser's syntax tree (``alk_fhir.fhirpath.parser``), once per expression."""
+    return _parse_text(expression)
 
 BOOL, INT, DEC, STR = "System.Boolean", "System.Integer", "System.Decimal", "System.String"
 _NUMERIC = {INT, DEC, "integer", "decimal", "positiveInt", "unsignedInt", "System.Integer", "System.Decimal"}
 _STRINGS = {STR, "string", "code", "id", "uri", "url", "canonical", "markdown", "oid", "uuid", "base64Binary"}
 _TEMPORAL = {"date", "dateTime", "instant", "time", "System.Date", "System.DateTime", "System.Time"}
 _QUANTITIES = {"Quantity", "Age", "Count", "Distance", "Duration", "MoneyQuantity", "SimpleQuantity"}
-
-
-class Unsupported(Exception):
-    """Outside the compiled subset: the caller uses fhirpathpy."""
 
 
 class NoValue:
@@ -75,7 +78,7 @@ def compile_fast(expression: str, type_path: str, variables: dict[str, str] | No
     resource_type = first if "Resource" in _chain(first)[1:] else None
     try:
         tree = parse(expression)
-        fn, _ = _Compiler(resource_type, variables or {}).expr(tree["children"][0], type_path)
+        fn, _ = _Compiler(resource_type, variables or {}).expr(tree, type_path)
     except Unsupported:
         return None
     except Exception:  # the parser's own errors: leave them to fhirpathpy's message
@@ -100,6 +103,8 @@ def _child(type_path: str | None, name: str) -> list[tuple[str, str]]:
         raise Unsupported(f"navigation from {type_path}")
     for base in _chain(type_path):
         path = f"{base}.{name}"
+        if path in _model.CHOICE_NAMES:
+            raise Unsupported(f"{name}: a choice element is named by its base name")
         path = _ELSEWHERE.get(path, path)
         if path in _CHOICES:
             return [(name + t[:1].upper() + t[1:], t[:1].lower() + t[1:] if t[:1].lower() + t[1:] in _PRIMS else t)
@@ -155,13 +160,14 @@ def _num(v: Any) -> Any:
 
 
 def _eq(a: Any, b: Any) -> bool:
-    if type(a) is bool or type(b) is bool:
-        return type(a) is type(b) and a is b
+    """``=`` of two items is ``values.equal`` (the one definition); a primitive without a value
+    equals nothing. Only ``True`` counts: an undecided comparison is not equal here."""
+    kind = type(a)
+    if kind is type(b) and (kind is str or kind is bool or kind is int or kind is dict):  # common: no call
+        return bool(a == b)
     if isinstance(a, NoValue) or isinstance(b, NoValue):
         return False
-    if isinstance(a, (int, float, Decimal)) and isinstance(b, (int, float, Decimal)):
-        return bool(_num(a) == _num(b))
-    return bool(a == b)
+    return equal(_num(a), _num(b)) is True
 
 
 def _equal(left: list[Any], right: list[Any]) -> list[Any]:
@@ -190,12 +196,14 @@ def string_test(name: str, items: list[Any], arg: list[Any]) -> bool | None:
     if len(items) != 1 or not isinstance(items[0], str):
         if len(items) > 1:
             raise ValueError(f"{name}() on more than one item")
+        if items and not isinstance(items[0], NoValue):
+            raise FHIRPathEvaluationError(f"{name}() on a {type(items[0]).__name__}, not a string")
         return None
     if len(arg) != 1 or not isinstance(arg[0], str):
         return None
     s, x = items[0], arg[0]
-    if name == "matches":
-        return re.search(x, s) is not None
+    if name == "matches":  # single-line mode: '.' matches a new line too (N1 §5.6.9)
+        return regex(x).search(s) is not None
     if name == "startsWith":
         return s.startswith(x)
     if name == "endsWith":
@@ -208,50 +216,40 @@ class _Compiler:
         self.resource_type = resource_type
         self.variables = variables
 
-    def expr(self, node: dict[str, Any], scope: str | None) -> tuple[Fn, str | None]:
-        kind = node["type"]
-        method = getattr(self, "_" + kind, None)
-        if method is None:
+    def expr(self, node: Tree, scope: str | None) -> tuple[Fn, str | None]:
+        kind = node[0]
+        if kind == "binary":
+            method = _BINARY.get(node[1])
+            if method is None:
+                raise Unsupported(f"operator {node[1]}")
+            return method(self, node, scope)
+        handler = {"lit": _Compiler.literal, "empty": _Compiler.empty, "var": _Compiler.variable,
+                   "this": _Compiler.this, "member": _Compiler.member, "call": _Compiler.call}.get(kind)
+        if handler is None:
             raise Unsupported(kind)
-        result: tuple[Fn, str | None] = method(node, scope)
-        return result
+        return handler(self, node, scope)
 
     # terms
-    def _TermExpression(self, node: dict[str, Any], scope: str | None) -> tuple[Fn, str | None]:
-        return self.expr(node["children"][0], scope)
-
-    def _ParenthesizedTerm(self, node: dict[str, Any], scope: str | None) -> tuple[Fn, str | None]:
-        return self.expr(node["children"][0], scope)
-
-    def _InvocationTerm(self, node: dict[str, Any], scope: str | None) -> tuple[Fn, str | None]:
-        inner = node["children"][0]
-        if inner["type"] == "ThisInvocation":
-            return (lambda focus, env: focus), scope
-        return self._invoke(inner, lambda focus, env: focus, scope, scope)
-
-    def _LiteralTerm(self, node: dict[str, Any], scope: str | None) -> tuple[Fn, str | None]:
-        lit = node["children"][0]
-        text = lit["terminalNodeText"][0] if lit.get("terminalNodeText") else ""
-        kind = lit["type"]
-        if kind == "NullLiteral":
-            return (lambda focus, env: []), None
-        if kind == "BooleanLiteral":
-            value = text == "true"
+    def literal(self, node: Tree, scope: str | None) -> tuple[Fn, str | None]:
+        value = node[1]
+        if type(value) is bool:
             return (lambda focus, env: [value]), BOOL
-        if kind == "StringLiteral":
-            s = _unescape(text[1:-1])
-            return (lambda focus, env: [s]), STR
-        if kind == "NumberLiteral":
-            if "." in text:
-                d = Decimal(text)
-                return (lambda focus, env: [d]), DEC
-            i = int(text)
-            return (lambda focus, env: [i]), INT
-        raise Unsupported(kind)
+        if type(value) is str:
+            return (lambda focus, env: [value]), STR
+        if type(value) is int:
+            return (lambda focus, env: [value]), INT
+        if type(value) is Decimal:
+            return (lambda focus, env: [value]), DEC
+        raise Unsupported(f"literal {value!r}")
 
-    def _ExternalConstantTerm(self, node: dict[str, Any], scope: str | None) -> tuple[Fn, str | None]:
-        ident = node["children"][0]["children"][0]
-        name = ident["terminalNodeText"][0] if ident.get("terminalNodeText") else ident.get("text", "")
+    def empty(self, node: Tree, scope: str | None) -> tuple[Fn, str | None]:
+        return (lambda focus, env: []), None
+
+    def this(self, node: Tree, scope: str | None) -> tuple[Fn, str | None]:
+        return (lambda focus, env: focus), scope
+
+    def variable(self, node: Tree, scope: str | None) -> tuple[Fn, str | None]:
+        name = node[1]
         if name == "ucum":
             return (lambda focus, env: ["http://unitsofmeasure.org"]), STR
         if name == "resource" and self.resource_type:
@@ -263,29 +261,28 @@ class _Compiler:
             return variable, self.variables[name]
         raise Unsupported(f"%{name}")
 
-    # invocations
-    def _InvocationExpression(self, node: dict[str, Any], scope: str | None) -> tuple[Fn, str | None]:
-        left, ltype = self.expr(node["children"][0], scope)
-        return self._invoke(node["children"][1], left, ltype, scope)
+    def member(self, node: Tree, scope: str | None) -> tuple[Fn, str | None]:
+        _, base, name = node
+        if base is None:
+            left: Fn = _identity
+            ltype = scope
+        else:
+            left, ltype = self.expr(base, scope)
+        targets = _child(ltype, name)
+        if len(targets) == 1:
+            key, t = targets[0]
+            return (lambda focus, env: _navigate(left(focus, env), key)), t
+        keys = [k for k, _ in targets]
+        return (lambda focus, env: [v for k in keys for v in _navigate(left(focus, env), k)]), None
 
-    def _invoke(self, inv: dict[str, Any], left: Fn, ltype: str | None,
-                scope: str | None) -> tuple[Fn, str | None]:
-        if inv["type"] == "MemberInvocation":
-            name = _identifier(inv["children"][0])
-            targets = _child(ltype, name)
-            if len(targets) == 1:
-                key, t = targets[0]
-                return (lambda focus, env: _navigate(left(focus, env), key)), t
-            keys = [k for k, _ in targets]
-            return (lambda focus, env: [v for k in keys for v in _navigate(left(focus, env), k)]), None
-        if inv["type"] == "FunctionInvocation":
-            functn = inv["children"][0]
-            name = _identifier(functn["children"][0])
-            params = functn["children"][1]["children"] if len(functn["children"]) > 1 else []
-            return self._function(name, params, left, ltype, scope)
-        raise Unsupported(inv["type"])
+    def call(self, node: Tree, scope: str | None) -> tuple[Fn, str | None]:
+        _, base, name, args = node
+        if base is None:
+            return self._function(name, args, _identity, scope, scope)
+        left, ltype = self.expr(base, scope)
+        return self._function(name, args, left, ltype, scope)
 
-    def _function(self, name: str, params: list[dict[str, Any]], left: Fn, ltype: str | None,
+    def _function(self, name: str, params: list[Tree], left: Fn, ltype: str | None,
                   scope: str | None) -> tuple[Fn, str | None]:
         n = len(params)
         if name == "exists" and n == 0:
@@ -349,12 +346,10 @@ class _Compiler:
         return fn
 
     # operators
-    def _EqualityExpression(self, node: dict[str, Any], scope: str | None) -> tuple[Fn, str | None]:
-        op = node["terminalNodeText"][0]
-        if op not in ("=", "!="):
-            raise Unsupported(op)
-        left, lt = self.expr(node["children"][0], scope)
-        right, rt = self.expr(node["children"][1], scope)
+    def equality(self, node: Tree, scope: str | None) -> tuple[Fn, str | None]:
+        op = node[1]
+        left, lt = self.expr(node[2], scope)
+        right, rt = self.expr(node[3], scope)
         for t in (lt, rt):
             if t is None or t in _TEMPORAL or t in _QUANTITIES:
                 raise Unsupported(f"equality on {t}")
@@ -366,10 +361,10 @@ class _Compiler:
             return [not r[0]] if r else []
         return not_equal, BOOL
 
-    def _InequalityExpression(self, node: dict[str, Any], scope: str | None) -> tuple[Fn, str | None]:
-        op = node["terminalNodeText"][0]
-        left, lt = self.expr(node["children"][0], scope)
-        right, rt = self.expr(node["children"][1], scope)
+    def inequality(self, node: Tree, scope: str | None) -> tuple[Fn, str | None]:
+        op = node[1]
+        left, lt = self.expr(node[2], scope)
+        right, rt = self.expr(node[3], scope)
         if not ((lt in _NUMERIC and rt in _NUMERIC) or (lt in _STRINGS and rt in _STRINGS)):
             raise Unsupported(f"comparison of {lt} and {rt}")
         compare: Callable[[Any, Any], bool] = {
@@ -390,9 +385,9 @@ class _Compiler:
             return [compare(_num(x), _num(y))]
         return fn, BOOL
 
-    def _AndExpression(self, node: dict[str, Any], scope: str | None) -> tuple[Fn, str | None]:
-        left, _ = self.expr(node["children"][0], scope)
-        right, _ = self.expr(node["children"][1], scope)
+    def and_(self, node: Tree, scope: str | None) -> tuple[Fn, str | None]:
+        left, _ = self.expr(node[2], scope)
+        right, _ = self.expr(node[3], scope)
 
         def fn(focus: list[Any], env: dict[str, Any]) -> list[Any]:
             a = _truth(left(focus, env))
@@ -404,10 +399,10 @@ class _Compiler:
             return [True] if a and b else []
         return fn, BOOL
 
-    def _OrExpression(self, node: dict[str, Any], scope: str | None) -> tuple[Fn, str | None]:
-        op = node["terminalNodeText"][0]
-        left, _ = self.expr(node["children"][0], scope)
-        right, _ = self.expr(node["children"][1], scope)
+    def or_(self, node: Tree, scope: str | None) -> tuple[Fn, str | None]:
+        op = node[1]
+        left, _ = self.expr(node[2], scope)
+        right, _ = self.expr(node[3], scope)
         if op == "xor":
             def xor(focus: list[Any], env: dict[str, Any]) -> list[Any]:
                 a, b = _truth(left(focus, env)), _truth(right(focus, env))
@@ -424,9 +419,9 @@ class _Compiler:
             return [False] if a is False and b is False else []
         return or_, BOOL
 
-    def _ImpliesExpression(self, node: dict[str, Any], scope: str | None) -> tuple[Fn, str | None]:
-        left, _ = self.expr(node["children"][0], scope)
-        right, _ = self.expr(node["children"][1], scope)
+    def implies(self, node: Tree, scope: str | None) -> tuple[Fn, str | None]:
+        left, _ = self.expr(node[2], scope)
+        right, _ = self.expr(node[3], scope)
 
         def fn(focus: list[Any], env: dict[str, Any]) -> list[Any]:
             a = _truth(left(focus, env))
@@ -440,9 +435,9 @@ class _Compiler:
             return []
         return fn, BOOL
 
-    def _UnionExpression(self, node: dict[str, Any], scope: str | None) -> tuple[Fn, str | None]:
-        left, lt = self.expr(node["children"][0], scope)
-        right, rt = self.expr(node["children"][1], scope)
+    def union(self, node: Tree, scope: str | None) -> tuple[Fn, str | None]:
+        left, lt = self.expr(node[2], scope)
+        right, rt = self.expr(node[3], scope)
 
         def fn(focus: list[Any], env: dict[str, Any]) -> list[Any]:
             out: list[Any] = []
@@ -452,10 +447,10 @@ class _Compiler:
             return out
         return fn, lt if lt == rt else None
 
-    def _MembershipExpression(self, node: dict[str, Any], scope: str | None) -> tuple[Fn, str | None]:
-        op = node["terminalNodeText"][0]
-        left, lt = self.expr(node["children"][0], scope)
-        right, rt = self.expr(node["children"][1], scope)
+    def membership(self, node: Tree, scope: str | None) -> tuple[Fn, str | None]:
+        op = node[1]
+        left, lt = self.expr(node[2], scope)
+        right, rt = self.expr(node[3], scope)
         for t in (lt, rt):
             if t is None or t in _TEMPORAL or t in _QUANTITIES:
                 raise Unsupported(f"membership on {t}")
@@ -471,10 +466,15 @@ class _Compiler:
         return fn, BOOL
 
 
-def _identifier(node: dict[str, Any]) -> str:
-    text = node["terminalNodeText"][0] if node.get("terminalNodeText") else node.get("text", "")
-    return str(text).strip("`")
 
 
-def _unescape(s: str) -> str:
-    return re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t", "r": "\r", "f": "\f"}.get(m.group(1), m.group(1)), s)
+def _identity(focus: list[Any], env: dict[str, Any]) -> list[Any]:
+    return focus
+
+
+_BINARY: dict[str, Callable[[_Compiler, Tree, str | None], tuple[Fn, str | None]]] = {
+    "=": _Compiler.equality, "!=": _Compiler.equality, "<": _Compiler.inequality, "<=": _Compiler.inequality,
+    ">": _Compiler.inequality, ">=": _Compiler.inequality, "and": _Compiler.and_, "or": _Compiler.or_,
+    "xor": _Compiler.or_, "implies": _Compiler.implies, "|": _Compiler.union, "in": _Compiler.membership,
+    "contains": _Compiler.membership,
+}

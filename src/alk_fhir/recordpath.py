@@ -10,11 +10,14 @@ from EpisodeOfCare.diagnosis, ``answer.value`` of any type, ``performed`` as dat
 they are compiled without static types: navigation follows the JSON (a choice element ``onset`` is
 found as ``onsetDateTime``/``onsetPeriod``…, using the R4 model's choice names), and comparisons
 decide at run time between numbers, FHIR dates/dateTimes (compared at their common precision, empty
-when undecided, FHIRPath §6.1.5) and strings. The few FHIR-specific functions the facts need
+when undecided, FHIRPath §6.1.5) and strings. The parser, the values and the operators on dates
+and quantities are the interpreter's (``alk_fhir.fhirpath.parser``/``values``): one semantics.
+The few FHIR-specific functions the facts need
 (``memberOf``, ``resolve``, and our ``namesMemberOf``) are supplied by the caller, so that this
 module stays free of terminology and of the record index. tests/test_facts.py evaluates every fact
 of the package with fhirpathpy (given the same functions) over every example record and requires the
-same values.
+same values; tests/test_fhirpath_cli.py does the same with our interpreter, and
+tests/test_fhirpath_suite.py runs the HL7 FHIRPath suite through this generator (0 wrong answers).
 """
 
 from __future__ import annotations
@@ -23,36 +26,35 @@ import itertools
 import re
 from collections.abc import Callable
 from decimal import Decimal
-from functools import lru_cache
-from typing import Any
+from typing import Any, ClassVar
 
-from alk_fhir.fastpath import (
-    _CHOICES,
-    Fn,
-    NoValue,
-    Unsupported,
-    _eq,
-    _identifier,
-    _num,
-    _truth,
-    _unescape,
-    collection_op,
-    parse,
-    string_test,
+from alk_fhir.fastpath import _CHOICES, Fn, NoValue, _eq, _num, _truth, collection_op, string_test
+from alk_fhir.fhirpath import model
+from alk_fhir.fhirpath.engine import Unsupported
+from alk_fhir.fhirpath.parser import Node as Tree
+from alk_fhir.fhirpath.parser import parse
+from alk_fhir.fhirpath.values import (
+    FDate,
+    FDateTime,
+    FHIRPathEvaluationError,
+    Quantity,
+    add_temporal,
+    compare,
+    compare_temporal,
 )
 
 __all__ = ["Fn", "HostFunction", "HostPredicate", "Quantity", "Unsupported", "compile_record_expression"]
 
 _DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2})"
                    r"(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?(?:Z|[+-]\d{2}:\d{2})?)?)?)?$")
-_CALENDAR_UNITS = {"year": "year", "years": "year", "month": "month", "months": "month", "week": "week",
-                   "weeks": "week", "day": "day", "days": "day", "'a'": "year", "'mo'": "month", "'wk'": "week",
-                   "'d'": "day"}
+# quantity literals the facts may use: calendar durations (date arithmetic, FHIRPath N1 §6.6.1)
+_CALENDAR_DURATIONS = frozenset({"year", "month", "week", "day", "hour", "minute", "second", "millisecond"})
 _CHOICE_SUFFIXES: dict[str, tuple[str, ...]] = {}
 for _choice_path, _types in _CHOICES.items():
     _name = _choice_path.rsplit(".", 1)[-1]
     _CHOICE_SUFFIXES[_name] = tuple(sorted(set(_CHOICE_SUFFIXES.get(_name, ()))
                                            | {t[:1].upper() + t[1:] for t in _types}))
+_EXPANDED_CHOICES = frozenset(p.rsplit(".", 1)[1] for p in model.CHOICE_NAMES)
 _CHOICE_KEYS: dict[str, frozenset[str]] = {n: frozenset(n + t for t in ts) for n, ts in _CHOICE_SUFFIXES.items()}
 # choice elements with at most four types: looked up by key rather than by scanning the item
 _FEW_CHOICES: dict[str, tuple[str, ...]] = {n: tuple(sorted(k)) for n, k in _CHOICE_KEYS.items() if len(k) <= 4}
@@ -74,92 +76,33 @@ HostFunction = Callable[[list[Any], list[Any], dict[str, Any]], list[Any]]
 HostPredicate = Callable[[tuple[str, ...]], Callable[[list[Any]], bool | None]]
 
 
-class Quantity:
-    """A FHIRPath quantity; only calendar durations are needed (``12 months``, ``1 year``)."""
-
-    __slots__ = ("unit", "value")
-
-    def __init__(self, value: Decimal, unit: str) -> None:
-        self.value, self.unit = value, unit
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Quantity) and (self.value, self.unit) == (other.value, other.unit)
-
-    def __hash__(self) -> int:
-        return hash((self.value, self.unit))
-
-    def __repr__(self) -> str:
-        return f"{self.value} {self.unit}"
+_TEMPORALS: dict[str, FDate | FDateTime | None] = {}  # a record's dates repeat across facts and requests
 
 
-def _date_parts(value: Any) -> tuple[int, ...] | None:
-    if not isinstance(value, str) or not value[:1].isdigit():
-        return None
-    return _parsed_date(value)
-
-
-_DATES: dict[str, tuple[int, ...] | None] = {}  # a record's dates repeat across facts and requests
-
-
-def _parsed_date(value: str) -> tuple[int, ...] | None:
+def _temporal(value: str) -> FDate | FDateTime | None:
+    """A record's date or dateTime string as a FHIRPath value (time zone and fractional seconds kept,
+    N1 §6.2); None for a string that is not one. Records carry no types, so a string is read as a
+    date when it has the form of one."""
     try:
-        return _DATES[value]
+        return _TEMPORALS[value]
     except KeyError:
         pass
-    m = _DATE.match(value)
-    parts = None if m is None else tuple(int(g) for g in m.groups() if g is not None)
-    if len(_DATES) >= 65_536:
-        _DATES.clear()
-    _DATES[value] = parts
-    return parts
+    found: FDate | FDateTime | None = None
+    if _DATE.match(value) is not None:
+        try:
+            found = FDateTime.parse(value) if "T" in value else FDate.parse(value)
+        except FHIRPathEvaluationError:
+            found = None
+    if len(_TEMPORALS) >= 65_536:
+        _TEMPORALS.clear()
+    _TEMPORALS[value] = found
+    return found
 
 
-def _compare_dates(a: tuple[int, ...], b: tuple[int, ...]) -> int | None:
-    """-1/0/1, or None when the common precision cannot decide (FHIRPath §6.1.5, no timezone shift)."""
-    if len(a) == len(b):
-        return 0 if a == b else -1 if a < b else 1
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            return -1 if x < y else 1
-    return 0 if len(a) == len(b) else None
-
-
-@lru_cache(maxsize=1024)
-def _shift(value: str, quantity: Quantity, sign: int) -> str | None:
-    parts = _date_parts(value)
-    if parts is None or quantity.value != int(quantity.value):
+def _date_parts(value: Any) -> FDate | FDateTime | None:
+    if not isinstance(value, str) or not value[:1].isdigit():
         return None
-    n = int(quantity.value) * sign
-    year, month, day = parts[0], parts[1] if len(parts) > 1 else None, parts[2] if len(parts) > 2 else None
-    unit = quantity.unit
-    if unit == "year":
-        year += n
-    elif unit == "month":
-        if month is None:
-            return None
-        total = year * 12 + (month - 1) + n
-        year, month = divmod(total, 12)
-        month += 1
-    elif unit in ("week", "day"):
-        if day is None or month is None:
-            return None
-        from datetime import date as _d
-        from datetime import timedelta as _td
-        shifted = _d(year, month, day) + _td(days=n * (7 if unit == "week" else 1))
-        year, month, day = shifted.year, shifted.month, shifted.day
-    else:
-        return None
-    if not 1 <= year <= 9999:
-        return None
-    if day is not None and month is not None:
-        import calendar
-        day = min(day, calendar.monthrange(year, month)[1])
-    out = f"{year:04d}"
-    if month is not None:
-        out += f"-{month:02d}"
-    if day is not None:
-        out += f"-{day:02d}"
-    return out + value[10:] if len(value) > 10 and day is not None else out
+    return _temporal(value)
 
 
 def _choice_value(item: dict[str, Any], name: str) -> Any:
@@ -190,33 +133,38 @@ def _dyn_navigate(items: list[Any], name: str) -> list[Any]:
             continue
         value = item.get(name)
         if value is None:
+            if "_" + name in item:
+                out.extend(_extension_only(None, item["_" + name]))
+                continue
             if not choice:
                 continue
             value = _choice_value(item, name)
             if value is None:
                 continue
         if type(value) is list:
-            out.extend(v for v in value if v is not None)
+            out.extend(value if None not in value else _extension_only(value, item.get("_" + name)))
         else:
             out.append(value)
     return out
 
 
 def _dyn_compare(x: Any, y: Any) -> int | None:
+    """``<``/``>`` of two record values, by ``values.compare`` (the one FHIRPath order)."""
     if type(x) is str and type(y) is str:  # dates and dateTimes, most often
-        dx = _parsed_date(x) if x[:1].isdigit() else None
-        dy = _parsed_date(y) if y[:1].isdigit() else None
+        dx = _temporal(x) if x[:1].isdigit() else None
+        dy = _temporal(y) if y[:1].isdigit() else None
         if dx is not None and dy is not None:
-            return _compare_dates(dx, dy)
+            return compare_temporal(dx, dy)
         if dx is None and dy is None:
             return 0 if x == y else -1 if x < y else 1
         return None
-    if type(x) is bool or type(y) is bool or isinstance(x, NoValue) or isinstance(y, NoValue):
-        return None
-    if isinstance(x, (int, float, Decimal)) and isinstance(y, (int, float, Decimal)):
-        a, b = _num(x), _num(y)
+    tx, ty = type(x), type(y)
+    if (tx is int or tx is float or tx is Decimal) and (ty is int or ty is float or ty is Decimal):
+        a, b = _num(x), _num(y)  # counts against thresholds: the common case, without the calls
         return 0 if a == b else -1 if a < b else 1
-    return None
+    if tx is NoValue or ty is NoValue:
+        return None
+    return compare(_num(x), _num(y))
 
 
 def _dyn_eq(a: Any, b: Any) -> bool | None:
@@ -225,9 +173,9 @@ def _dyn_eq(a: Any, b: Any) -> bool | None:
             return True
         if not (a[:1].isdigit() and b[:1].isdigit()):
             return False
-        da, db = _parsed_date(a), _parsed_date(b)
+        da, db = _temporal(a), _temporal(b)
         if da is not None and db is not None:
-            c = _compare_dates(da, db)
+            c = compare_temporal(da, db)
             return None if c is None else c == 0
         return False
     return _eq(a, b)
@@ -268,38 +216,35 @@ def _union_all(parts: tuple[list[Any], ...]) -> list[Any]:
     return out
 
 
-def _string_literal(node: dict[str, Any]) -> str | None:
+def _string_literal(node: Tree) -> str | None:
     """The value of a string literal term ('active'), else None."""
-    while node.get("type") in ("TermExpression", "LiteralTerm") and node.get("children"):
-        node = node["children"][0]
-    if node.get("type") != "StringLiteral":
-        return None
-    return _unescape(str(node["terminalNodeText"][0])[1:-1])
+    return node[1] if node[0] == "lit" and type(node[1]) is str else None
 
 
-def _constant(node: dict[str, Any]) -> bool:
+def _constant(node: Tree) -> bool:
     """An expression of only %variables and literals: the same value for every item of one evaluation."""
-    kind = node.get("type")
-    if kind in ("ExternalConstantTerm", "LiteralTerm"):
+    if node[0] in ("var", "lit"):
         return True
-    if kind in ("AdditiveExpression", "TermExpression", "ParenthesizedTerm"):
-        return all(_constant(c) for c in node.get("children", []))
+    if node[0] == "binary" and node[1] in ("+", "-"):
+        return _constant(node[2]) and _constant(node[3])
     return False
 
 
-def _type_specifier(node: dict[str, Any]) -> str:
+def _type_specifier(node: Tree) -> str:
     """The type name in ``ofType(Name)``: the parser gives a member invocation of that identifier."""
-    while node.get("children") and node["type"] != "Identifier":
-        node = node["children"][0]
-    return _identifier(node) if node["type"] == "Identifier" else ""
+    if node[0] == "member" and node[1] is None:
+        return str(node[2])
+    if node[0] == "member" and node[1] == ("member", None, "FHIR"):
+        return str(node[2])
+    raise Unsupported("a qualified or computed type name")
 
 
-def _member_chain(node: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+def _member_chain(node: Tree) -> tuple[Tree, list[str]]:
     """``x.a.b.c`` as (x, [a, b, c]): a path navigated by one call instead of one per step."""
     names: list[str] = []
-    while node.get("type") == "InvocationExpression" and node["children"][1]["type"] == "MemberInvocation":
-        names.append(_identifier(node["children"][1]["children"][0]))
-        node = node["children"][0]
+    while node[0] == "member" and node[1] is not None:
+        names.append(node[2])
+        node = node[1]
     return node, names[::-1]
 
 
@@ -321,12 +266,32 @@ def _nav1(item: Any, name: str) -> list[Any]:
         return []
     value = item.get(name)
     if value is None:
+        if "_" + name in item:
+            return _extension_only(None, item["_" + name])
         if name not in _CHOICE_KEYS:
             return []
         value = _choice_value(item, name)
         if value is None:
             return []
-    return [v for v in value if v is not None] if type(value) is list else [value]
+    if type(value) is list:
+        return value[:] if None not in value else _extension_only(value, item.get("_" + name))
+    return [value]
+
+
+def _extension_only(values: list[Any] | None, parts: Any) -> list[Any]:
+    """A primitive with extensions but no value (FHIR JSON ``"_given": [{…}]`` beside a null) is an
+    item too, without a value (``NoValue``): it counts, and ``hasValue()`` is false for it."""
+    if values is None:
+        if type(parts) is dict:
+            return [NoValue(parts)]
+        return [NoValue(p) for p in parts if p is not None] if type(parts) is list else []
+    out: list[Any] = []
+    for i, v in enumerate(values):
+        if v is not None:
+            out.append(v)
+        elif type(parts) is list and i < len(parts) and parts[i] is not None:
+            out.append(NoValue(parts[i]))
+    return out
 
 
 def _path(items: list[Any], names: tuple[str, ...]) -> list[Any]:
@@ -453,18 +418,56 @@ def _in(item: list[Any], collection: list[Any], op: str) -> bool | None:
 
 
 def _add(a: list[Any], b: list[Any], sign: int) -> list[Any]:
-    if len(a) != 1 or len(b) != 1:
+    """``a + b`` / ``a - b``: numbers, strings (``+`` concatenates), a record's date plus a calendar
+    duration (``values.add_temporal``); other operands are an error (N1 §6.6)."""
+    if not a or not b:
         return []
+    if len(a) > 1 or len(b) > 1:
+        raise FHIRPathEvaluationError("arithmetic on more than one item")
     x, y = a[0], b[0]
-    if isinstance(y, Quantity) and isinstance(x, str):
-        shifted = _shift(x, y, sign)
-        return [] if shifted is None else [shifted]
-    if type(x) in (int, Decimal) and type(y) in (int, Decimal):
+    if isinstance(y, Quantity) and type(x) is str:
+        t = _date_parts(x)
+        if t is None:
+            raise FHIRPathEvaluationError(f"cannot add a quantity to {x!r}")
+        return [add_temporal(t, y, sign).text()]
+    if type(x) is str and type(y) is str and sign == 1:
+        return [x + y]
+    if type(x) in (int, Decimal, float) and type(y) in (int, Decimal, float):
+        x, y = _num(x), _num(y)
         return [x + y if sign == 1 else x - y]
-    return []
+    raise FHIRPathEvaluationError(f"cannot {'add' if sign == 1 else 'subtract'} {type(y).__name__} "
+                                  f"{'to' if sign == 1 else 'from'} {type(x).__name__}")
+
+
+def _one_or_none(items: list[Any], what: str) -> None:
+    if len(items) > 1:
+        raise FHIRPathEvaluationError(f"{what} on more than one item")
+
+
+def _criterion(items: list[Any]) -> bool | None:
+    """A condition that must be a boolean (iif()): other values are an error, not true (N1 §5.5.1)."""
+    if not items:
+        return None
+    if len(items) == 1 and type(items[0]) is bool:
+        return items[0]
+    raise FHIRPathEvaluationError("iif() needs a boolean criterion")
+
+
+def _seen_key(v: Any) -> Any:
+    """repeat()'s identity of an item: a record element by identity, a value by value (N1 §5.2.3:
+    an item equal to one found before is not added again)."""
+    kind = type(v)
+    if kind is dict:
+        return id(v)
+    if kind is int or kind is float or kind is Decimal:
+        return (Decimal, _num(v).normalize() if kind is not int else Decimal(v))
+    if kind is str or kind is bool:
+        return (kind, v)
+    return (kind, repr(v))
 
 
 _RUNTIME: dict[str, Any] = {
+    "_one_or_none": _one_or_none, "_criterion": _criterion, "_seen_key": _seen_key,
     "_UNSET": _UNSET, "_var": _var, "_nav1": _nav1, "_nav": _dyn_navigate, "_path": _path, "_path1": _path1,
     "_tl": _tl, "_truth": _truth, "_not": _not, "_has_value": _has_value, "_is_distinct": _is_distinct,
     "_distinct": _distinct, "_of_resource_type": _of_resource_type, "_of_primitive": _of_primitive,
@@ -480,8 +483,8 @@ Focus = tuple[str, str]  # ("L", name of a list) | ("I", name of one item)
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class _Generator:
-    """Python statements for one fact definition, from fhirpathpy's parse tree.
+class Generator:
+    """Python statements for one fact definition, from our parser's syntax tree.
 
     Every sub-expression is emitted as statements that leave its value in a local; loops
     (``where``, ``select``, ``exists``, ``aggregate``…) become ``for`` loops over the items and the
@@ -547,60 +550,55 @@ class _Generator:
         kind, name = focus
         return name if kind == "L" else f"[{name}]"
 
-    def function(self, tree: dict[str, Any], fn_name: str) -> str:
+    def function(self, tree: Tree, fn_name: str) -> str:
         body_start = len(self.lines)
-        result = self.as_list(self.expr(tree["children"][0], ("L", "focus"), 1))
+        result = self.as_list(self.expr(tree, ("L", "focus"), 1))
         self.emit(1, f"return {result}")
         cache = [f"    {local} = _UNSET" for local in self.cached.values()]
         self.lines[body_start:body_start] = [f"def {fn_name}(focus, env):", *cache]
         return "\n".join(self.lines)
 
     # dispatch
-    def expr(self, node: dict[str, Any], focus: Focus, ind: int) -> Code:
-        method = getattr(self, "_" + node["type"], None)
-        if method is None:
-            raise Unsupported(node["type"])
-        code: Code = method(node, focus, ind)
-        return code
+    def expr(self, node: Tree, focus: Focus, ind: int) -> Code:
+        kind = node[0]
+        if kind == "binary":
+            method = self._BINARY.get(node[1])
+            if method is None:
+                raise Unsupported(f"operator {node[1]}")
+            code: Code = method(self, node, focus, ind)
+            return code
+        handler = {"lit": Generator.literal, "empty": Generator.empty, "var": Generator.variable,
+                   "this": Generator.this, "total": Generator.total, "member": Generator.member,
+                   "call": Generator.call}.get(kind)
+        if handler is None:
+            raise Unsupported({"unary": "unary + or -", "indexer": "indexer [ ]", "index": "$index",
+                               "type": "is/as"}.get(kind, kind))
+        return handler(self, node, focus, ind)
 
-    def _TermExpression(self, node: dict[str, Any], focus: Focus, ind: int) -> Code:
-        return self.expr(node["children"][0], focus, ind)
+    def literal(self, node: Tree, focus: Focus, ind: int) -> Code:
+        value = node[1]
+        if type(value) is bool:
+            return ("True" if value else "False"), "T"
+        if type(value) is str:
+            return f"[{value!r}]", "L"
+        if type(value) is int:
+            return f"[{value}]", "L"
+        if type(value) is Decimal:
+            return f"[{self.constant(value)}]", "L"
+        if type(value) in (FDate, FDateTime):
+            # records carry dates as JSON strings: the literal as one (compared as a date, see _temporal)
+            return f"[{value.text()!r}]", "L"
+        if type(value) is Quantity:
+            if value.unit not in _CALENDAR_DURATIONS:
+                raise Unsupported(f"quantity unit '{value.unit}'")
+            return f"[{self.constant(value)}]", "L"
+        raise Unsupported(f"literal {value!r}")
 
-    _ParenthesizedTerm = _TermExpression
+    def empty(self, node: Tree, focus: Focus, ind: int) -> Code:
+        return "[]", "L"
 
-    def _LiteralTerm(self, node: dict[str, Any], focus: Focus, ind: int) -> Code:
-        lit = node["children"][0]
-        kind = lit["type"]
-        text = lit["terminalNodeText"][0] if lit.get("terminalNodeText") else ""
-        if kind == "NullLiteral":
-            return "[]", "L"
-        if kind == "BooleanLiteral":
-            return ("True" if text == "true" else "False"), "T"
-        if kind == "StringLiteral":
-            return f"[{_unescape(text[1:-1])!r}]", "L"
-        if kind == "NumberLiteral":
-            return (f"[{self.constant(Decimal(text))}]" if "." in text else f"[{int(text)}]"), "L"
-        if kind in ("DateTimeLiteral", "DateLiteral"):
-            if _date_parts(text[1:]) is None:
-                raise Unsupported(f"date literal {text}")
-            return f"[{text[1:]!r}]", "L"
-        if kind == "QuantityLiteral":
-            q = lit["children"][0]
-            value = Decimal(q["terminalNodeText"][0])
-            unit_node = q["children"][0] if q.get("children") else None
-            unit_text = ""
-            if unit_node is not None:
-                unit_text = (unit_node.get("terminalNodeText") or [""])[0] or (
-                    unit_node["children"][0]["terminalNodeText"][0] if unit_node.get("children") else "")
-            unit = _CALENDAR_UNITS.get(unit_text)
-            if unit is None:
-                raise Unsupported(f"quantity unit {unit_text}")
-            return f"[{self.constant(Quantity(value, unit))}]", "L"
-        raise Unsupported(kind)
-
-    def _ExternalConstantTerm(self, node: dict[str, Any], focus: Focus, ind: int) -> Code:
-        ident = node["children"][0]["children"][0]
-        name = _identifier(ident)
+    def variable(self, node: Tree, focus: Focus, ind: int) -> Code:
+        name = node[1]
         if name not in self.variables:
             raise Unsupported(f"%{name} is not declared")
         local = self.cached.get(name)
@@ -611,23 +609,41 @@ class _Generator:
         self.emit(ind + 1, f"{local} = _var(env, {name!r})")
         return local, "L"
 
-    def _InvocationTerm(self, node: dict[str, Any], focus: Focus, ind: int) -> Code:
-        inner = node["children"][0]
-        kind = inner["type"]
-        if kind == "ThisInvocation":
-            return self.list_of(focus), "L"
-        if kind == "TotalInvocation":
-            return (self.totals[-1] if self.totals else "[]"), "L"
-        if kind == "MemberInvocation":
-            name = _identifier(inner["children"][0])
+    def this(self, node: Tree, focus: Focus, ind: int) -> Code:
+        return self.list_of(focus), "L"
+
+    def total(self, node: Tree, focus: Focus, ind: int) -> Code:
+        if not self.totals:
+            raise Unsupported("$total outside aggregate()")
+        return self.totals[-1], "L"
+
+    def member(self, node: Tree, focus: Focus, ind: int) -> Code:
+        if node[1] is None:
+            name = node[2]
             if name[:1].isupper():  # ``Condition.code``: a leading type name filters the focus by type
                 return f"_of_resource_type({self.list_of(focus)}, {name!r})", "L"
             return self.navigate(focus, (name,), ind), "L"
-        if kind == "FunctionInvocation":
-            return self.function_call(inner, focus, focus, ind)
-        raise Unsupported(kind)
+        base, names = _member_chain(node)
+        start = _leading_member(base)
+        if start is not None:  # ``period.start``: a path from the focus
+            return self.navigate(focus, (start, *names), ind), "L"
+        left = self.bind(self.as_list(self.expr(base, focus, ind)), ind)
+        return self.navigate(("L", left), tuple(names), ind), "L"
+
+    def call(self, node: Tree, focus: Focus, ind: int) -> Code:
+        _, base, name, args = node
+        if base is None:
+            return self.function_call(node, focus, focus, ind)
+        operands = _union_operands(base)
+        if len(operands) > 1 and (name, len(args)) == ("first", 0):
+            return self.first_of_union(operands, focus, ind)
+        left = self.bind(self.as_list(self.expr(base, focus, ind)), ind)
+        return self.function_call(node, ("L", left), focus, ind)
 
     def navigate(self, focus: Focus, names: tuple[str, ...], ind: int) -> str:
+        for name in names:
+            if name in _EXPANDED_CHOICES:
+                raise Unsupported(f"{name}: a choice element is named by its base name (FHIRPath over FHIR)")
         kind, var = focus
         if kind == "I" and len(names) == 1 and names[0] not in _CHOICE_KEYS:
             # one element of one item (``status``, ``code`` inside where()): inline, no call
@@ -638,32 +654,16 @@ class _Generator:
                     return local
             raw, out = self.tmp("x"), self.tmp("v")
             self.emit(ind, f"{raw} = {var}.get({names[0]!r}) if type({var}) is dict else None")
-            self.emit(ind, f"{out} = [] if {raw} is None else [{raw}] if type({raw}) is not list "
-                           f"else [e for e in {raw} if e is not None]")
+            self.emit(ind, f"{out} = ({key} if type({var}) is dict and {'_' + names[0]!r} in {var} else []) "
+                           f"if {raw} is None "
+                           f"else [{raw}] if type({raw}) is not list else {raw}[:] if None not in {raw} else {key}")
             self.available.append((ind, key, out))
             return out
         if kind == "I":
             return f"_nav1({var}, {names[0]!r})" if len(names) == 1 else f"_path1({var}, {names!r})"
         return f"_nav({var}, {names[0]!r})" if len(names) == 1 else f"_path({var}, {names!r})"
 
-    def _InvocationExpression(self, node: dict[str, Any], focus: Focus, ind: int) -> Code:
-        base, names = _member_chain(node)
-        if names:
-            start = _leading_member(base)
-            if start is not None:  # ``period.start``: a path from the focus
-                return self.navigate(focus, (start, *names), ind), "L"
-            left = self.bind(self.as_list(self.expr(base, focus, ind)), ind)
-            return self.navigate(("L", left), tuple(names), ind), "L"
-        inv = node["children"][1]
-        if inv["type"] != "FunctionInvocation":
-            raise Unsupported(inv["type"])
-        operands = _union_operands(node["children"][0])
-        if len(operands) > 1 and _function_name(inv) == ("first", 0):
-            return self.first_of_union(operands, focus, ind)
-        left = self.bind(self.as_list(self.expr(node["children"][0], focus, ind)), ind)
-        return self.function_call(inv, ("L", left), focus, ind)
-
-    def first_of_union(self, operands: list[dict[str, Any]], focus: Focus, ind: int) -> Code:
+    def first_of_union(self, operands: list[Tree], focus: Focus, ind: int) -> Code:
         """``(a | b | c).first()``: the first item of the first operand that has one (a union keeps
         the order of its operands), evaluating the later operands only when the earlier are empty."""
         out = self.tmp("r")
@@ -674,17 +674,15 @@ class _Generator:
         return f"{out}[:1]", "L"
 
     # functions
-    def function_call(self, inv: dict[str, Any], left: Focus, focus: Focus, ind: int) -> Code:
+    def function_call(self, inv: Tree, left: Focus, focus: Focus, ind: int) -> Code:
         """``left.name(params)``; ``focus`` is what the arguments of set functions are evaluated on."""
-        functn = inv["children"][0]
-        name = _identifier(functn["children"][0])
-        params = functn["children"][1]["children"] if len(functn["children"]) > 1 else []
+        name, params = inv[2], inv[3]
         n = len(params)
         items = self.list_of(left)
         if name in self.functions or name in self.predicates:
             return self.host(name, params, items, focus, ind)
         if n == 0:
-            simple = {"exists": (f"bool({items})", "T"), "empty": (f"not {items}", "T"),
+            simple = {"exists": (f"bool({items})", "T"), "empty": (f"(not {items})", "T"),
                       "count": (f"[len({items})]", "L"), "not": (f"_not({items})", "T"),
                       "hasValue": (f"_has_value({items})", "T"), "isDistinct": (f"_is_distinct({items})", "T"),
                       "distinct": (f"_distinct({items})", "L"), "first": (f"{items}[:1]", "L"),
@@ -698,8 +696,9 @@ class _Generator:
             type_name = _type_specifier(params[0])
             if type_name in _PRIMITIVE_TEST:
                 return f"_of_primitive({items}, {type_name!r})", "L"
-            if not type_name[:1].isupper():
-                raise Unsupported(f"ofType({type_name})")
+            if not type_name[:1].isupper() or not model.is_resource_type(type_name):
+                # a record's JSON names no element types: only resources (resourceType) can be told
+                raise Unsupported(f"ofType({type_name}) over an untyped record")
             return f"_of_resource_type({items}, {type_name!r})", "L"
         if name == "iif" and n in (2, 3):
             return self.iif(params, left, ind)
@@ -714,7 +713,7 @@ class _Generator:
             return f"_collection({name!r}, {items}, {other})", "L"
         raise Unsupported(f"function {name}/{n}")
 
-    def host(self, name: str, params: list[dict[str, Any]], items: str, focus: Focus, ind: int) -> Code:
+    def host(self, name: str, params: list[Tree], items: str, focus: Focus, ind: int) -> Code:
         literals = [_string_literal(p) for p in params]
         if name in self.predicates and all(v is not None for v in literals):
             # memberOf('…'): specialised for its argument, answering true/false/empty directly
@@ -727,7 +726,7 @@ class _Generator:
             args = "[" + ", ".join(self.as_list(self.expr(p, focus, ind)) for p in params) + "]"
         return f"{fn}({items}, {args}, env)", "L"
 
-    def loop(self, name: str, param: dict[str, Any], items: str, ind: int) -> Code:
+    def loop(self, name: str, param: Tree, items: str, ind: int) -> Code:
         out, item = self.tmp("r"), self.tmp("i")
         start = {"where": "[]", "select": "[]", "exists": "False", "all": "True", "repeat": "[]"}[name]
         if name == "repeat":
@@ -744,7 +743,7 @@ class _Generator:
             else:
                 self.emit(ind + 1, f"{out}.extend({expr})")
             return out, "L"
-        test = f"{code[0]} is True" if code[1] == "T" else f"{code[0]} == [True]"
+        test = f"({code[0]}) is True" if code[1] == "T" else f"({code[0]}) == [True]"
         if name == "where":
             self.emit(ind + 1, f"if {test}:")
             self.emit(ind + 2, f"{out}.append({item})")
@@ -758,7 +757,7 @@ class _Generator:
         self.emit(ind + 2, "break")
         return out, "T"
 
-    def repeat(self, param: dict[str, Any], items: str, ind: int) -> Code:
+    def repeat(self, param: Tree, items: str, ind: int) -> Code:
         out, seen, todo, new, item, value = (self.tmp(p) for p in ("r", "s", "t", "n", "i", "x"))
         self.emit(ind, f"{out} = []")
         self.emit(ind, f"{seen} = set()")
@@ -767,18 +766,22 @@ class _Generator:
         self.emit(ind + 1, f"{new} = []")
         self.emit(ind + 1, f"for {item} in {todo}:")
         step = self.as_list(self.expr(param, ("I", item), ind + 2))
+        key = self.tmp("k")
         self.emit(ind + 2, f"for {value} in {step}:")
-        self.emit(ind + 3, f"if id({value}) not in {seen}:")
+        self.emit(ind + 3, f"{key} = id({value}) if type({value}) is dict else _seen_key({value})")
+        self.emit(ind + 3, f"if {key} not in {seen}:")
+        self.emit(ind + 4, f"{seen}.add({key})")
         self.emit(ind + 4, f"{new}.append({value})")
-        # items found in this round are new only against earlier rounds (as FHIRPath's repeat())
-        self.emit(ind + 1, f"{seen}.update(map(id, {new}))")
         self.emit(ind + 1, f"{out}.extend({new})")
         self.emit(ind + 1, f"{todo} = {new}")
         return out, "L"
 
-    def iif(self, params: list[dict[str, Any]], left: Focus, ind: int) -> Code:
+    def iif(self, params: list[Tree], left: Focus, ind: int) -> Code:
         out = self.tmp("r")
-        cond = self.as_truth(self.expr(params[0], left, ind))
+        if left[0] == "L":  # iif() on more than one item is an error (N1 §5.5.1)
+            self.emit(ind, f"_one_or_none({left[1]}, 'iif()')")
+        expr, mode = self.expr(params[0], left, ind)
+        cond = f"({expr})" if mode == "T" else f"_criterion({expr})"
         self.emit(ind, f"if {cond} is True:")
         self.emit(ind + 1, f"{out} = {self.as_list(self.expr(params[1], left, ind + 1))}")
         self.emit(ind, "else:")
@@ -786,7 +789,7 @@ class _Generator:
         self.emit(ind + 1, f"{out} = {other}")
         return out, "L"
 
-    def aggregate(self, params: list[dict[str, Any]], items: str, focus: Focus, ind: int) -> Code:
+    def aggregate(self, params: list[Tree], items: str, focus: Focus, ind: int) -> Code:
         total, item = self.tmp("g"), self.tmp("i")
         init = self.as_list(self.expr(params[1], focus, ind)) if len(params) == 2 else "[]"
         self.emit(ind, f"{total} = {init}")
@@ -800,40 +803,38 @@ class _Generator:
         return total, "L"
 
     # operators
-    def logic(self, node: dict[str, Any], focus: Focus, ind: int, decided: str, answer: str, rest: str) -> Code:
+    def logic(self, node: Tree, focus: Focus, ind: int, decided: str, answer: str, rest: str) -> Code:
         """A three-valued operator (FHIRPath §6.5): when the left side is ``decided`` the answer is
         ``answer`` and the right side is not evaluated; otherwise ``rest`` (over ``{a}``, ``{b}``)."""
         out = self.tmp("b")
-        a = self.bind(self.as_truth(self.expr(node["children"][0], focus, ind)), ind)
+        a = self.bind(self.as_truth(self.expr(node[2], focus, ind)), ind)
         self.emit(ind, f"if {a} is {decided}:")
         self.emit(ind + 1, f"{out} = {answer}")
         self.emit(ind, "else:")
-        b = self.bind(self.as_truth(self.expr(node["children"][1], focus, ind + 1)), ind + 1)
+        b = self.bind(self.as_truth(self.expr(node[3], focus, ind + 1)), ind + 1)
         self.emit(ind + 1, f"{out} = " + rest.format(a=a, b=b))
         return out, "T"
 
-    def _AndExpression(self, node: dict[str, Any], focus: Focus, ind: int) -> Code:
+    def and_(self, node: Tree, focus: Focus, ind: int) -> Code:
         return self.logic(node, focus, ind, "False", "False",
                           "False if {b} is False else True if {a} is True and {b} is True else None")
 
-    def _OrExpression(self, node: dict[str, Any], focus: Focus, ind: int) -> Code:
-        if node["terminalNodeText"][0] == "xor":
-            a = self.bind(self.as_truth(self.expr(node["children"][0], focus, ind)), ind)
-            b = self.bind(self.as_truth(self.expr(node["children"][1], focus, ind)), ind)
-            return f"(None if {a} is None or {b} is None else {a} != {b})", "T"
+    def xor(self, node: Tree, focus: Focus, ind: int) -> Code:
+        a = self.bind(self.as_truth(self.expr(node[2], focus, ind)), ind)
+        b = self.bind(self.as_truth(self.expr(node[3], focus, ind)), ind)
+        return f"(None if {a} is None or {b} is None else {a} != {b})", "T"
+
+    def or_(self, node: Tree, focus: Focus, ind: int) -> Code:
         return self.logic(node, focus, ind, "True", "True",
                           "True if {b} is True else False if {a} is False and {b} is False else None")
 
-    def _ImpliesExpression(self, node: dict[str, Any], focus: Focus, ind: int) -> Code:
+    def implies(self, node: Tree, focus: Focus, ind: int) -> Code:
         return self.logic(node, focus, ind, "False", "True",
                           "True if {b} is True else False if {a} is True and {b} is False else None")
 
-    def _EqualityExpression(self, node: dict[str, Any], focus: Focus, ind: int) -> Code:
-        op = node["terminalNodeText"][0]
-        if op not in ("=", "!="):
-            raise Unsupported(op)
-        same = op == "="
-        left_node, right_node = node["children"]
+    def equality(self, node: Tree, focus: Focus, ind: int) -> Code:
+        same = node[1] == "="
+        left_node, right_node = node[2], node[3]
         literal = _string_literal(right_node)
         if literal is not None and _date_parts(literal) is None:  # status = 'active': the common case
             start = _leading_member(left_node)
@@ -849,66 +850,59 @@ class _Generator:
         b = self.as_list(self.expr(right_node, focus, ind))
         return f"_equal({a}, {b}, {same})", "T"
 
-    def _InequalityExpression(self, node: dict[str, Any], focus: Focus, ind: int) -> Code:
-        op = node["terminalNodeText"][0]
-        a = self.bind(self.as_list(self.expr(node["children"][0], focus, ind)), ind)
-        b = self.as_list(self.expr(node["children"][1], focus, ind))
+    def inequality(self, node: Tree, focus: Focus, ind: int) -> Code:
+        op = node[1]
+        a = self.bind(self.as_list(self.expr(node[2], focus, ind)), ind)
+        b = self.as_list(self.expr(node[3], focus, ind))
         c = self.tmp("o")
         self.emit(ind, f"{c} = _compare({a}, {b})")
         return f"(None if {c} is None else {c} {op} 0)", "T"
 
-    def _AdditiveExpression(self, node: dict[str, Any], focus: Focus, ind: int) -> Code:
-        op = node["terminalNodeText"][0]
-        if op not in ("+", "-"):
-            raise Unsupported(op)
-        sign = 1 if op == "+" else -1
+    def additive(self, node: Tree, focus: Focus, ind: int) -> Code:
+        sign = 1 if node[1] == "+" else -1
         if _constant(node):  # e.g. %today - %careContactsWindow: once per evaluation, not per item
             local = self.tmp("c")
             self.cached[" " + local] = local
             self.emit(ind, f"if {local} is _UNSET:")
-            a = self.bind(self.as_list(self.expr(node["children"][0], focus, ind + 1)), ind + 1)
-            b = self.as_list(self.expr(node["children"][1], focus, ind + 1))
+            a = self.bind(self.as_list(self.expr(node[2], focus, ind + 1)), ind + 1)
+            b = self.as_list(self.expr(node[3], focus, ind + 1))
             self.emit(ind + 1, f"{local} = _add({a}, {b}, {sign})")
             return local, "L"
-        a = self.bind(self.as_list(self.expr(node["children"][0], focus, ind)), ind)
-        b = self.as_list(self.expr(node["children"][1], focus, ind))
+        a = self.bind(self.as_list(self.expr(node[2], focus, ind)), ind)
+        b = self.as_list(self.expr(node[3], focus, ind))
         return f"_add({a}, {b}, {sign})", "L"
 
-    def _UnionExpression(self, node: dict[str, Any], focus: Focus, ind: int) -> Code:
+    def union(self, node: Tree, focus: Focus, ind: int) -> Code:
         # a | b | c as one union of three (the same items, without the intermediate collections)
         parts = [self.bind(self.as_list(self.expr(o, focus, ind)), ind) for o in _union_operands(node)]
         return (f"_union({parts[0]}, {parts[1]})" if len(parts) == 2 else f"_union_all(({', '.join(parts)},))"), "L"
 
-    def _MembershipExpression(self, node: dict[str, Any], focus: Focus, ind: int) -> Code:
-        op = node["terminalNodeText"][0]
-        a = self.bind(self.as_list(self.expr(node["children"][0], focus, ind)), ind)
-        b = self.as_list(self.expr(node["children"][1], focus, ind))
+    def membership(self, node: Tree, focus: Focus, ind: int) -> Code:
+        op = node[1]
+        a = self.bind(self.as_list(self.expr(node[2], focus, ind)), ind)
+        b = self.as_list(self.expr(node[3], focus, ind))
         item, collection = (a, b) if op == "in" else (b, a)
         return f"_in({item}, {collection}, {op!r})", "T"
 
+    _BINARY: ClassVar[dict[str, Callable[[Generator, Tree, Focus, int], Code]]] = {
+        "and": and_, "or": or_, "xor": xor, "implies": implies, "=": equality, "!=": equality,
+        "<": inequality, "<=": inequality, ">": inequality, ">=": inequality, "+": additive, "-": additive,
+        "|": union, "in": membership, "contains": membership,
+    }
 
-def _union_operands(node: dict[str, Any]) -> list[dict[str, Any]]:
+
+def _union_operands(node: Tree) -> list[Tree]:
     """The operands of ``a | b | c`` (parenthesised or not); ``[node]`` for anything else."""
-    while node.get("type") in ("TermExpression", "ParenthesizedTerm") and len(node.get("children", [])) == 1:
-        node = node["children"][0]
-    if node.get("type") != "UnionExpression":
+    if node[0] != "binary" or node[1] != "|":
         return [node]
-    return [*_union_operands(node["children"][0]), *_union_operands(node["children"][1])]
+    return [*_union_operands(node[2]), *_union_operands(node[3])]
 
 
-def _function_name(inv: dict[str, Any]) -> tuple[str, int]:
-    functn = inv["children"][0]
-    params = functn["children"][1]["children"] if len(functn["children"]) > 1 else []
-    return _identifier(functn["children"][0]), len(params)
-
-
-def _leading_member(node: dict[str, Any]) -> str | None:
+def _leading_member(node: Tree) -> str | None:
     """``name`` when ``node`` is a bare member name navigated from the focus (not a type name)."""
-    while node.get("type") in ("TermExpression", "InvocationTerm") and node.get("children"):
-        node = node["children"][0]
-    if node.get("type") != "MemberInvocation":
+    if node[0] != "member" or node[1] is not None:
         return None
-    name = _identifier(node["children"][0])
+    name = str(node[2])
     return None if name[:1].isupper() else name
 
 
@@ -916,9 +910,9 @@ def compile_record_expression(expression: str, variables: set[str], functions: d
                               name: str = "expression", predicates: dict[str, HostPredicate] | None = None) -> Fn:
     """A Python function for a fact definition, generated once; raises ``Unsupported`` (with the
     reason) outside the subset, so that a package using more of FHIRPath is refused at start-up
-    rather than evaluated slowly."""
+    rather than evaluated slowly, and ``FHIRPathSyntaxError`` for text that is not FHIRPath."""
     tree = parse(expression)
-    gen = _Generator(variables, functions, predicates or {})
+    gen = Generator(variables, functions, predicates or {})
     source = gen.function(tree, "fact")
     namespace = {**_RUNTIME, **gen.globals}
     exec(compile(source, f"<fact {name}>", "exec"), namespace)  # our own generated source

@@ -7,6 +7,7 @@ import click
 from alk_fhir import __version__
 from alk_fhir.cli import (
     apply_cmd,
+    fhirpath_cmd,
     overview_cmd,
     package_cmd,
     register_cmd,
@@ -32,4 +33,5 @@ main.add_command(validate_cmd.validate)
 main.add_command(overview_cmd.overview)
 main.add_command(report_cmd.report)
 main.add_command(register_cmd.register)
+main.add_command(fhirpath_cmd.fhirpath)
 main.add_command(store_cmd.store)

@@ -24,6 +24,7 @@ from alk_fhir import recordpath
 from alk_fhir.context.build import PatientContext, resolve_reference, resources_of
 from alk_fhir.context.fhirdata import JSON, resource_key
 from alk_fhir.fhirpath import variables_in
+from alk_fhir.fhirpath.values import FHIRPathEvaluationError
 from alk_fhir.knowledge import CANONICAL_BASE, BrokenPackage, Package
 from alk_fhir.knowledge.canonical import FACTS_LIBRARY
 from alk_fhir.knowledge.valuesets import Terminology
@@ -241,7 +242,12 @@ class _Record(dict[str, Any]):
         fact = self.definitions.get(name)
         if fact is None:
             raise KeyError(name)
-        value: list[Any] = fact.run(self.focus, self)
+        try:
+            value: list[Any] = fact.run(self.focus, self)
+        except FHIRPathEvaluationError:
+            # FHIRPath N1 signals an error to the caller (a string function on a malformed element,
+            # say): the fact is unknown for this record, and a malformed record is not fatal (issue 4)
+            value = []
         self[name] = value
         return value
 
@@ -290,6 +296,15 @@ def compute_facts(ctx: PatientContext, pkg: Package, program: FactProgram | None
     for req, rtype in program.requirements.items():
         record[req] = ctx.of_type(rtype)
     ctx.facts = FactValues(record, program)
+
+
+def fact_environment(ctx: PatientContext) -> dict[str, Any]:
+    """The environment the fact definitions are evaluated in (data requirements, built-ins, the facts
+    themselves computed on first read): for evaluating other expressions as a fact would be
+    (``alk-fhir fhirpath``)."""
+    if not isinstance(ctx.facts, FactValues):
+        raise ValueError("the context's facts are not computed (build_context computes them)")
+    return ctx.facts._record
 
 
 def unread_types(data: Any, program: FactProgram) -> dict[str, int]:

@@ -23,10 +23,12 @@ results. Deliberate differences, each HL7's own later reading of the rule:
 at every key. A native is used only when the constraint carries the R4 expression verbatim, so a
 profile that reuses a key for another rule is evaluated as written. Every other constraint —
 including all of ours — goes to ``fastpath`` (compiled closures for the common FHIRPath subset) or,
-outside that subset, to fhirpathpy through ``alk_fhir.fhirpath`` (parsed once, typed by the
-element's path so choice elements and ``is()``/``as()`` work, ``%resource``/``%rootResource``
-set). A constraint holds only when the expression yields exactly ``true`` (empty or false is a
-violation, as in the HL7 validator).
+outside that subset, to our FHIRPath engine (``alk_fhir.fhirpath.compile_fhirpath``: compiled once,
+typed by the element's path so choice elements and ``is()``/``as()`` work, ``%resource``/
+``%rootResource`` set); fhirpathpy only for an expression our engine refuses (of the 9,001 R4 core
+constraints, ``resolve()`` and ``htmlChecks()`` ones, which have natives). A constraint holds only
+when the expression yields exactly ``true`` (empty or false is a violation, as in the HL7
+validator).
 
 fhirpathpy's docstring warns that it may annotate its input; the validator never relies on that
 not happening: ``tests/test_validation.py`` deep-copies every example it validates and asserts the
@@ -381,20 +383,31 @@ def compile_constraint(constraint: dict[str, Any], type_path: str, where: str) -
     if not expression:
         return None
     fast = fastpath.compile_fast(expression, type_path)
-    if fast is None:  # fhirpathpy will evaluate it: parse it now, so a broken expression stops start-up
+    ours: Any = None
+    if fast is None:  # our engine, else fhirpathpy: parsed now, so a broken expression stops start-up
         try:
-            fhirpath.compile_expression(expression)
-        except fhirpath.FHIRPathError as exc:
+            ours = fhirpath.compile_fhirpath(expression)
+        except fhirpath.FHIRPathSyntaxError as exc:
             raise InvariantError(f"{where}: constraint {key}: {exc}") from exc
+        except fhirpath.Unsupported:
+            try:
+                fhirpath.compile_expression(expression)
+            except fhirpath.FHIRPathError as exc:
+                raise InvariantError(f"{where}: constraint {key}: {exc}") from exc
 
     def slow(value: Any, run: Run) -> list[Any]:
-        focus = value if isinstance(value, dict) and "resourceType" in value else typed_node(value, type_path)
         frame = run.frame
         env: dict[str, Any] = {"ucum": UCUM}
         if frame is not None:
             env["resource"] = frame.resource
             env["rootResource"] = frame.root
-        return fhirpath.evaluate(focus, expression, env)
+        if ours is not None:
+            try:
+                return [fhirpath.python_value(v) for v in ours(fhirpath.typed(value, type_path), env)]
+            except fhirpath.FHIRPathEvaluationError as exc:
+                raise fhirpath.FHIRPathError(str(exc)) from exc
+        focus = value if isinstance(value, dict) and "resourceType" in value else typed_node(value, type_path)
+        return fhirpath.evaluate_fhirpathpy(focus, expression, env)
 
     def check_fhirpath(value: Any, path: str, run: Run) -> None:
         try:
