@@ -1,10 +1,11 @@
 """Who may add to and read a case-overview document (issue 25), on the real app with partner tokens.
 
-Defects this pins down: another partner posting its own document under the GP's ``Bundle.identifier``
-became version 2 of the GP's document (the GP then got 404 on its own document, the GGz read the
-other's content as current), and the refusal that replaced it (409) told the partner the identifier
-existed: now the partner gets a document of its own, answered as for any new identifier; a document
-whose exchange Consent had expired or not yet started was stored and readable; after a version withdrew the consent the former recipient still read version 1.
+Defects this pins down: another partner posting its own document under the GP's ``Bundle.identifier`` became
+version 2 of the GP's document (the GP then got 404 on its own document, the GGz read the other's content as
+current), and the refusal that replaced it (409) told the partner the identifier existed: now the partner
+gets a document of its own, answered as for any new identifier; a document whose exchange Consent had
+expired or not yet started was stored and readable; after a version withdrew the consent the former
+recipient still read version 1.
 """
 
 from __future__ import annotations

@@ -26,12 +26,12 @@ is (owner, identifier): a partner posting an identifier another organisation's d
 new document (201, exactly as for an identifier nobody uses), never a version of the other's, so a create
 tells it nothing about documents it is not a party to; the AuditEvent marks it (outcome 4) and names the
 other owner. There is no update (PUT) interaction: ``PUT /fhir/Bundle/{id}`` is 405 for every id.
-"Addressed to it" is the consent rule of ``overview.consent`` (status, period, parties, nested deny), applied twice: when a version is stored (the organisations
-the writer may share it with that day are recorded with it; a new document that no Consent in force
-lets the writer share is refused, 403) and on every read, to the document's current version on the
-day of the read: once a period has ended, or a newer version withdraws the consent, the former
-recipient reads no version at all. A document it may not read answers 404 exactly as an unknown one
-does, so ids cannot be probed.
+"Addressed to it" is the consent rule of ``overview.consent`` (status, period, parties, nested deny),
+applied twice: when a version is stored (the organisations the writer may share it with that day are
+recorded with it; a new document that no Consent in force lets the writer share is refused, 403) and on
+every read, to the document's current version on the day of the read: once a period has ended, or a newer
+version withdraws the consent, the former recipient reads no version at all. A document it may not read
+answers 404 exactly as an unknown one does, so ids cannot be probed.
 Every access, allowed or refused, is recorded as an AuditEvent.
 """
 
