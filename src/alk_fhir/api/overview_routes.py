@@ -10,6 +10,8 @@ FHIR R4 RESTful API (http.html), for one resource type and one kind of Bundle:
   ``If-None-Exist: identifier=system|value`` (conditional create, http.html#ccreate) must name the
   document's own identifier; the guarantee it asks for — a retry never makes a second resource — is
   what the identifier-keyed store gives, and an unchanged retry never makes a second version either.
+  The condition is judged over the documents the writer keeps (a search as the writer sees nothing of
+  another organisation's document with that identifier).
   ``Prefer: return=minimal`` / ``return=OperationOutcome`` are honoured (http.html#ops); the outcome
   codes a stored version (``MSG_CREATED``/``MSG_UPDATED``), so a sender can tell it from "already there".
 - ``GET /fhir/Bundle/{id}``, ``GET /fhir/Bundle/{id}/_history``, ``GET /fhir/Bundle/{id}/_history/{vid}``

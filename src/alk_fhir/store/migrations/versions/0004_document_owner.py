@@ -12,7 +12,8 @@ that reveals the owner's. Existing documents keep their ids (recipients hold lin
 
 SQLite cannot drop a constraint in place: batch mode rebuilds the table, which ``db.migrate`` runs
 with foreign keys off (a DROP TABLE with them on would cascade to every version).
-Downgrade fails when two owners keep one identifier (the old constraint cannot hold then).
+Downgrade fails when two owners keep one identifier (the old constraint cannot hold then); on SQLite
+it too must run with foreign keys off (the ``alembic`` command line's own engine has them off).
 """
 
 from __future__ import annotations
