@@ -1,15 +1,18 @@
 """Who may add to and read a case-overview document (issue 25), on the real app with partner tokens.
 
-Defects this pins down: another partner posting its own document under the GP's ``Bundle.identifier``
-became version 2 of the GP's document (the GP then got 404 on its own document, the GGz read the
-other's content as current); a document whose exchange Consent had expired or not yet started was
-stored and readable; after a version withdrew the consent the former recipient still read version 1.
+Defects this pins down: another partner posting its own document under the GP's ``Bundle.identifier`` became
+version 2 of the GP's document (the GP then got 404 on its own document, the GGz read the other's content as
+current), and the refusal that replaced it (409) told the partner the identifier existed: now the partner
+gets a document of its own, answered as for any new identifier; a document whose exchange Consent had
+expired or not yet started was stored and readable; after a version withdrew the consent the former
+recipient still read version 1.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -17,11 +20,23 @@ from typing import Any
 
 import pytest
 
-from alk_fhir.overview import document_context, sharing_parties
+from alk_fhir.overview import composition_of, custodian_orgs, document_context, sharing_parties
 from alk_fhir.overview.consent import last_day
-from alk_fhir.store import NotOwner, open_store
-from fixtures.overview.kit import BSN, GGZ_ORG, GGZ_URA, GP_ORG, GP_URA, OTHER_URA, PATIENT_BSN, T2, URA, package
-from test_overview_api import Env, bearer, gp_document, last_refusal, post, running
+from alk_fhir.store import logical_id, open_store
+from fixtures.overview.kit import (
+    BSN,
+    GGZ_ORG,
+    GGZ_URA,
+    GP_ORG,
+    GP_URA,
+    OTHER_ORG,
+    OTHER_URA,
+    PATIENT_BSN,
+    T2,
+    URA,
+    package,
+)
+from test_overview_api import Env, bearer, gp_document, last_refusal, post, refusals, running
 from test_store import BACKENDS, database_url  # noqa: F401 (the fixture)
 
 CONSENT_START, CONSENT_END = date(2026, 10, 1), date(2027, 10, 1)  # the example patient's exchange Consent
@@ -67,54 +82,143 @@ def reads(env: Env, who: dict[str, str], doc_id: str) -> list[int]:
 
 # --- ownership -------------------------------------------------------------------------------------
 
-def test_another_partner_cannot_add_a_version_to_the_gps_document(env: Env) -> None:
+def with_identifier(doc: dict[str, Any], value: str) -> dict[str, Any]:
+    out = copy.deepcopy(doc)
+    out["identifier"]["value"] = value
+    return out
+
+
+FRESH = "urn:uuid:5f0c1d2e-0000-4000-8000-00000000f00d"  # an identifier no one has used
+
+
+def shape(answer: Any) -> tuple[Any, ...]:
+    """What a create answer looks like, with what must differ between two documents (their ids,
+    their times) reduced to its form: status, header names, Location/ETag patterns, body outline."""
+    body = answer.json() if answer.content else None
+    location = re.sub(r"/Bundle/[0-9a-f-]{36}/", "/Bundle/{id}/", answer.headers.get("Location", ""))
+    if isinstance(body, dict) and body.get("resourceType") == "Bundle":
+        body = (sorted(body), body["meta"]["versionId"], sorted(body["meta"]))
+    headers = sorted(k for k in answer.headers if k not in ("date", "content-length"))
+    return answer.status_code, headers, location, answer.headers.get("ETag"), body
+
+
+@pytest.mark.parametrize("prefer", [None, "return=minimal", "return=OperationOutcome"])
+def test_posting_another_organisations_identifier_is_answered_as_a_fresh_one(env: Env, prefer: str | None) -> None:
+    """The partner gets its own document (201), exactly as for an identifier no one uses: nothing in the
+    answer tells it that the GP keeps a document with that identifier. The GP's document, its versions
+    and what the GGz reads of it stay as they were; the audit marks the post (outcome 4) and names the GP."""
     gp, ggz, other = bearer(env, "gp"), bearer(env, "ggz"), bearer(env, "other")
+    extra = {"Prefer": prefer} if prefer else {}
     doc = gp_document()
     created = post(env, doc, gp)
     assert created.status_code == 201
-    doc_id = created.json()["id"]
+    doc_id, original = created.json()["id"], created.json()
+    ggz_before = [env.client.get(f"/fhir/Bundle/{doc_id}{s}", headers=ggz).json()
+                  for s in ("", "/_history/1")]
+    refusals_before = len(refusals(env))
 
     forged = as_other(doc)
     assert forged["identifier"] == doc["identifier"]
-    taken = post(env, forged, other, Prefer="return=OperationOutcome")
-    assert taken.status_code == 409, taken.text
-    outcome = taken.json()
-    assert outcome["resourceType"] == "OperationOutcome" and outcome["issue"][0]["code"] == "conflict"
-    assert "Location" not in taken.headers and "ETag" not in taken.headers
-    for secret in (doc_id, GP_URA, "_history", "W/"):  # neither the id, nor the owner, nor a version
-        assert secret not in taken.text, secret
+    fresh = post(env, with_identifier(forged, FRESH), other, **extra)
+    assert len(refusals(env)) == refusals_before  # a fresh identifier is no refusal
+    taken = post(env, forged, other, **extra)
+    assert taken.status_code == 201, taken.text
+    assert shape(taken) == shape(fresh)
+    if prefer == "return=OperationOutcome":
+        assert taken.json() == fresh.json()  # "stored as version 1", MSG_CREATED
+    for secret in (doc_id, GP_URA):  # neither the owner's id nor the owner
+        assert secret not in taken.text and secret not in str(taken.headers), secret
+    own_id = taken.headers["Location"].split("/Bundle/")[1].split("/")[0]
+    assert own_id != doc_id
+
     refusal = last_refusal(env)
     assert refusal["subtype"][0]["code"] == "create" and refusal["outcome"] == "4"
     assert refusal["entity"][0]["what"]["identifier"] == doc["identifier"]
+    assert refusal["entity"][0]["what"]["reference"] == f"Bundle/{own_id}/_history/1"
     assert f"kept by {URA}|{GP_URA}" in refusal["outcomeDesc"]  # the audit names the owner
+    assert len(refusals(env)) == refusals_before + 1
 
-    # Nothing changed: the GP reads its own document, the GGz reads the GP's content, one version.
+    # The GP's document is untouched: same content, one version, the GGz reads what it read.
     mine = env.client.get(f"/fhir/Bundle/{doc_id}", headers=gp)
-    assert mine.status_code == 200 and mine.json()["meta"]["versionId"] == "1"
-    theirs = env.client.get(f"/fhir/Bundle/{doc_id}/_history", headers=ggz).json()
-    assert theirs["total"] == 1 and theirs["entry"][0]["resource"] == mine.json()
-    assert reads(env, other, doc_id) == [404, 404, 404, 0]
+    assert mine.status_code == 200 and mine.json() == original
+    assert env.client.get(f"/fhir/Bundle/{doc_id}/_history", headers=gp).json()["total"] == 1
+    assert [env.client.get(f"/fhir/Bundle/{doc_id}{s}", headers=ggz).json()
+            for s in ("", "/_history/1")] == ggz_before
+    assert reads(env, other, doc_id) == [404, 404, 404, 2]  # not the GP's; its own two documents
 
-    # The owner still adds versions.
+    # The partner's document is its own: it adds versions to it, and the GP never sees it.
+    assert env.client.get(f"/fhir/Bundle/{own_id}", headers=gp).status_code == 404
+    assert post(env, newer(forged), other).headers["ETag"] == 'W/"2"'
+    assert env.client.get(f"/fhir/Bundle/{doc_id}", headers=gp).json() == original
+
+    # The owner still adds versions to its own document.
     assert post(env, newer(doc), gp).status_code == 200
     assert env.client.get(f"/fhir/Bundle/{doc_id}", headers=ggz).json()["meta"]["versionId"] == "2"
 
+    # A recipient of both finds both by the identifier, told apart by id and custodian.
+    found = env.client.get(f"/fhir/Bundle?identifier={doc['identifier']['system']}|{doc['identifier']['value']}",
+                           headers=ggz).json()
+    custodians = {e["resource"]["id"]: composition_custodian(e["resource"]) for e in found["entry"]}
+    assert set(custodians) == {doc_id, own_id} and len(set(custodians.values())) == 2
+    mine_only = env.client.get(f"/fhir/Bundle?identifier={doc['identifier']['value']}", headers=gp).json()
+    assert [e["resource"]["id"] for e in mine_only["entry"]] == [doc_id]
+
+
+def composition_custodian(doc: dict[str, Any]) -> Any:
+    """The identifiers of the organisation a document's Composition names as custodian."""
+    return tuple(sorted(custodian_orgs(document_context(doc, package()), composition_of(doc))))
+
+
+def test_a_refused_post_of_another_organisations_identifier_reads_as_a_fresh_one(env: Env) -> None:
+    """Without a Consent in force the partner's first version is refused (403): the same refusal whether
+    or not the GP keeps a document with that identifier (the check looks at the partner's own documents)."""
+    gp, other = bearer(env, "gp"), bearer(env, "other")
+    doc = gp_document()
+    assert post(env, doc, gp).status_code == 201
+    on(env, date(2027, 10, 2))  # the exchange Consent's period has ended
+    forged = as_other(doc)
+    taken, fresh = post(env, forged, other), post(env, with_identifier(forged, FRESH), other)
+    assert taken.status_code == fresh.status_code == 403
+    assert taken.json()["issue"] == fresh.json()["issue"]
+
+
+def test_there_is_no_update_that_tells_a_known_id_from_an_unknown_one(env: Env) -> None:
+    """``PUT``/``PATCH``/``DELETE`` on a Bundle id: the same answer for the GP's document and an unknown id."""
+    gp, other = bearer(env, "gp"), bearer(env, "other")
+    doc_id = post(env, gp_document(), gp).json()["id"]
+    body = json.dumps(as_other(gp_document()))
+    for method in ("PUT", "PATCH", "DELETE"):
+        answers = [env.client.request(method, f"/fhir/Bundle/{i}", content=body,
+                                      headers={**other, "Content-Type": "application/fhir+json"})
+                   for i in (doc_id, "5f0c1d2e-0000-4000-8000-000000000000")]
+        assert answers[0].status_code == answers[1].status_code == 405, method
+        assert answers[0].content == answers[1].content
+    assert env.client.get(f"/fhir/Bundle/{doc_id}/_history", headers=gp).json()["total"] == 1
+
 
 @pytest.mark.parametrize("database_url", BACKENDS, indirect=True)
-def test_the_store_itself_refuses_a_version_from_another_organisation(database_url: str) -> None:  # noqa: F811
+def test_the_store_keeps_one_document_per_owner_and_identifier(database_url: str) -> None:  # noqa: F811
     store = open_store(database_url)
     try:
         bundle = {"resourceType": "Bundle", "type": "document", "timestamp": "2026-11-23T10:00:00Z"}
         key = ("urn:ietf:rfc:3986", "urn:uuid:0b6a6f1e-0000-4000-8000-000000000001")
         first = store.put_document(bundle, identifier=key, author_org=GP_ORG, recipients=[GGZ_ORG],
                                    patient_identifiers=[f"{BSN}|{PATIENT_BSN}"])
-        with pytest.raises(NotOwner) as refused:
-            store.put_document({**bundle, "timestamp": "2026-11-24T10:00:00Z"}, identifier=key,
-                               author_org=f"{URA}|{OTHER_URA}", recipients=[GGZ_ORG], patient_identifiers=[])
-        assert refused.value.owner == GP_ORG
+        assert first.id == logical_id(GP_ORG, *key) and first.same_identifier_owners == ()
+        theirs = store.put_document({**bundle, "timestamp": "2026-11-24T10:00:00Z"}, identifier=key,
+                                    author_org=OTHER_ORG, recipients=[GGZ_ORG], patient_identifiers=[])
+        assert (theirs.id, theirs.version_id, theirs.created) == (logical_id(OTHER_ORG, *key), 1, True)
+        assert theirs.same_identifier_owners == (GP_ORG,)
         assert [d.version_id for d in store.history(first.id)] == [1]
-        assert store.put_document({**bundle, "timestamp": "2026-11-24T10:00:00Z"}, identifier=key,
-                                  author_org=GP_ORG, recipients=[GGZ_ORG], patient_identifiers=[]).version_id == 2
+        assert store.get_document(first.id).resource["timestamp"] == "2026-11-23T10:00:00Z"  # type: ignore[union-attr]
+        second = store.put_document({**bundle, "timestamp": "2026-11-24T10:00:00Z"}, identifier=key,
+                                    author_org=GP_ORG, recipients=[GGZ_ORG], patient_identifiers=[])
+        assert (second.id, second.version_id, second.same_identifier_owners) == (first.id, 2, ())
+        assert store.find_document(GP_ORG, key).version_id == 2  # type: ignore[union-attr]
+        assert store.find_document(OTHER_ORG, key).id == theirs.id  # type: ignore[union-attr]
+        assert store.find_document(GGZ_ORG, key) is None
+        assert [d.id for d in store.search_by_identifier(*key, visible_to=GP_ORG)] == [first.id]
+        assert {d.id for d in store.search_by_identifier(*key, visible_to=GGZ_ORG)} == {first.id, theirs.id}
     finally:
         store.close()
 

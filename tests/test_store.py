@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, func, inspect, select, text
@@ -34,7 +36,7 @@ from alk_fhir.store import (
     open_store,
 )
 from alk_fhir.store import documents as documents_module
-from alk_fhir.store.db import create_store_engine, normalise_url, read_session
+from alk_fhir.store.db import _alembic_config, create_store_engine, normalise_url, read_session, writer
 from alk_fhir.store.models import VERSION_TABLE, Base, DocumentOrg, DocumentPatient, DocumentVersion
 
 T = TypeVar("T")
@@ -146,7 +148,7 @@ def test_migrates_an_empty_database_to_head_and_matches_the_models(database_url:
 
     opened = open_store(database_url)
     try:
-        assert current_revision(opened.engine) == head_revision() == "0003"
+        assert current_revision(opened.engine) == head_revision() == "0004"
         assert set(inspect(opened.engine).get_table_names()) >= OUR_TABLES
         with opened.engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
@@ -164,6 +166,81 @@ def test_migrates_an_empty_database_to_head_and_matches_the_models(database_url:
         assert current_revision(again.engine) == head_revision()
     finally:
         again.close()
+
+
+def _old_tables() -> dict[str, Any]:
+    """The document tables as migration 0003 left them (no owner column), for writing old rows."""
+    def table(name: str, *columns: sa.ColumnClause[Any]) -> Any:
+        return sa.table(name, *columns)
+    return {
+        "doc": table("alk_document", sa.column("id"), sa.column("identifier_system"), sa.column("identifier_value"),
+                     sa.column("current_version"), sa.column("created_at", sa.DateTime(timezone=True)),
+                     sa.column("updated_at", sa.DateTime(timezone=True))),
+        "version": table("alk_document_version", sa.column("pk"), sa.column("document_id"), sa.column("version_id"),
+                         sa.column("content_hash"), sa.column("resource", sa.JSON()),
+                         sa.column("last_updated", sa.DateTime(timezone=True)), sa.column("author_org")),
+        "org": table("alk_document_org", sa.column("version_pk"), sa.column("org"), sa.column("role")),
+        "patient": table("alk_document_patient", sa.column("version_pk"), sa.column("system"), sa.column("value")),
+    }
+
+
+def test_migration_0004_gives_existing_documents_their_first_authors_as_owners(database_url: str) -> None:
+    """A database at 0003 holding two documents (one with two versions) upgrades to head: every row kept
+    (a SQLite table rebuild with foreign keys on would have cascaded to the versions), ids unchanged,
+    owner = the first version's author; the owner then adds a version to the same document, another
+    organisation posting the identifier gets a document of its own."""
+    engine = create_store_engine(database_url)
+    when = datetime(2026, 11, 1, 9, tzinfo=UTC)
+    docs = {"a": (bundle("old-a"), ORG_A, 2), "c": (bundle("old-c"), ORG_C, 1)}
+    old_ids = {k: str(uuid.uuid5(documents_module.ID_NAMESPACE, f"{DOC_SYSTEM}|{ident(d)}"))
+               for k, (d, _, _) in docs.items()}
+    try:
+        with writer(engine).begin() as conn:
+            command.upgrade(_alembic_config(conn), "0003")
+        tables, pk = _old_tables(), 0
+        with writer(engine).begin() as conn:
+            for key, (doc, author, versions) in docs.items():
+                conn.execute(sa.insert(tables["doc"]).values(
+                    id=old_ids[key], identifier_system=DOC_SYSTEM, identifier_value=ident(doc),
+                    current_version=versions, created_at=when, updated_at=when))
+                for number in range(1, versions + 1):
+                    pk += 1
+                    resource = {**doc, "id": old_ids[key], "meta": {"versionId": str(number)}}
+                    conn.execute(sa.insert(tables["version"]).values(
+                        pk=pk, document_id=old_ids[key], version_id=number, content_hash=f"{pk:064d}",
+                        resource=resource, last_updated=when, author_org=author))
+                    conn.execute(sa.insert(tables["org"]).values(version_pk=pk, org=author, role="author"))
+                    conn.execute(sa.insert(tables["org"]).values(version_pk=pk, org=ORG_B, role="recipient"))
+                    conn.execute(sa.insert(tables["patient"]).values(version_pk=pk, system=BSN, value="999911120"))
+        with engine.connect() as conn:
+            before = {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar()
+                      for t in ("alk_document", "alk_document_version", "alk_document_org", "alk_document_patient")}
+        assert before == {"alk_document": 2, "alk_document_version": 3, "alk_document_org": 6,
+                          "alk_document_patient": 3}
+    finally:
+        engine.dispose()
+
+    store = open_store(database_url)  # migrates 0003 -> head
+    try:
+        assert current_revision(store.engine) == head_revision()
+        with store.engine.connect() as conn:
+            after = {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar() for t in before}
+            owners = dict(conn.execute(text("SELECT id, owner FROM alk_document")).all())
+            diff = compare_metadata(MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}),
+                                    Base.metadata)
+        assert after == before and diff == []
+        assert owners == {old_ids["a"]: ORG_A, old_ids["c"]: ORG_C}
+        assert [d.version_id for d in store.history(old_ids["a"], visible_to=ORG_B)] == [2, 1]
+        assert store.find_document(ORG_A, (DOC_SYSTEM, ident(docs["a"][0]))).id == old_ids["a"]  # type: ignore[union-attr]
+
+        again = put(store, bundle("old-a", title="v3"), author=ORG_A)
+        assert (again.id, again.version_id, again.same_identifier_owners) == (old_ids["a"], 3, ())
+        other = put(store, bundle("old-a", title="not A's"), author=ORG_C)
+        assert other.id == logical_id(ORG_C, DOC_SYSTEM, ident(docs["a"][0])) != old_ids["a"]
+        assert (other.version_id, other.same_identifier_owners) == (1, (ORG_A,))
+        assert [d.version_id for d in store.history(old_ids["a"])] == [3, 2, 1]
+    finally:
+        store.close()
 
 
 def test_workers_starting_together_migrate_once(database_url: str) -> None:
@@ -215,7 +292,7 @@ def test_versions_are_created_only_when_content_changes(store: Store) -> None:
     doc = bundle()
     first = put(store, doc)
     assert first.created and first.version_id == 1
-    assert first.id == logical_id(DOC_SYSTEM, ident(doc))
+    assert first.id == logical_id(ORG_A, DOC_SYSTEM, ident(doc))
     stored = first.document.resource
     assert stored["id"] == first.id
     assert stored["meta"]["versionId"] == "1"
@@ -334,7 +411,7 @@ def test_concurrent_identical_puts_store_one_version(store: Store) -> None:
     doc = bundle("concurrent-same")
     results = in_threads(8, lambda _i: put(store, copy.deepcopy(doc)))
     assert sum(r.created for r in results) == 1
-    assert {(r.id, r.version_id) for r in results} == {(logical_id(DOC_SYSTEM, ident(doc)), 1)}
+    assert {(r.id, r.version_id) for r in results} == {(logical_id(ORG_A, DOC_SYSTEM, ident(doc)), 1)}
     assert len(store.history(results[0].id)) == 1
 
 

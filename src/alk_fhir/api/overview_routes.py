@@ -3,13 +3,15 @@
 FHIR R4 RESTful API (http.html), for one resource type and one kind of Bundle:
 
 - ``POST /fhir/Bundle`` — the document is validated against our profiles (422 + OperationOutcome
-  when it does not conform) and stored as a new version of the logical Bundle named by its
-  ``Bundle.identifier``; the same content again creates nothing (200 with the current version).
+  when it does not conform) and stored as a new version of the logical Bundle the writer keeps under
+  its ``Bundle.identifier``; the same content again creates nothing (200 with the current version).
   ``201 Created`` when the logical resource is new, ``200 OK`` otherwise; ``Location`` names the
   version (``…/_history/{vid}``), ``ETag`` is ``W/"{vid}"`` (http.html#versioning). A sender's
   ``If-None-Exist: identifier=system|value`` (conditional create, http.html#ccreate) must name the
   document's own identifier; the guarantee it asks for — a retry never makes a second resource — is
   what the identifier-keyed store gives, and an unchanged retry never makes a second version either.
+  The condition is judged over the documents the writer keeps (a search as the writer sees nothing of
+  another organisation's document with that identifier).
   ``Prefer: return=minimal`` / ``return=OperationOutcome`` are honoured (http.html#ops); the outcome
   codes a stored version (``MSG_CREATED``/``MSG_UPDATED``), so a sender can tell it from "already there".
 - ``GET /fhir/Bundle/{id}``, ``GET /fhir/Bundle/{id}/_history``, ``GET /fhir/Bundle/{id}/_history/{vid}``
@@ -21,14 +23,17 @@ FHIR R4 RESTful API (http.html), for one resource type and one kind of Bundle:
 Access (patient data is never open): a SMART Backend Services access token with
 ``system/Bundle.write`` to create, ``system/Bundle.read`` to read; a partner writes only documents
 whose custodian (or, without one, an author) is its own organisation, adds versions only to documents
-whose first version it stored (409 otherwise, naming neither the owner nor the id), and reads only documents it
-wrote or that are addressed to it. "Addressed to it" is the consent rule of ``overview.consent``
-(status, period, parties, nested deny), applied twice: when a version is stored (the organisations
-the writer may share it with that day are recorded with it; a new document that no Consent in force
-lets the writer share is refused, 403) and on every read, to the document's current version on the
-day of the read: once a period has ended, or a newer version withdraws the consent, the former
-recipient reads no version at all. A document it may not read answers 404 exactly as an unknown one
-does, so ids cannot be probed.
+whose first version it stored, and reads only documents it wrote or that are addressed to it. A document
+is (owner, identifier): a partner posting an identifier another organisation's document has gets its own
+new document (201, exactly as for an identifier nobody uses), never a version of the other's, so a create
+tells it nothing about documents it is not a party to; the AuditEvent marks it (outcome 4) and names the
+other owner. There is no update (PUT) interaction: ``PUT /fhir/Bundle/{id}`` is 405 for every id.
+"Addressed to it" is the consent rule of ``overview.consent`` (status, period, parties, nested deny),
+applied twice: when a version is stored (the organisations the writer may share it with that day are
+recorded with it; a new document that no Consent in force lets the writer share is refused, 403) and on
+every read, to the document's current version on the day of the read: once a period has ended, or a newer
+version withdraws the consent, the former recipient reads no version at all. A document it may not read
+answers 404 exactly as an unknown one does, so ids cannot be probed.
 Every access, allowed or refused, is recorded as an AuditEvent.
 """
 
@@ -61,17 +66,13 @@ from alk_fhir.overview import (
     patient_identifiers,
     sharing_parties,
 )
-from alk_fhir.store import InvalidRecord, NotOwner, PutResult, Store, StoredDocument, logical_id, open_store
+from alk_fhir.store import InvalidRecord, PutResult, Store, StoredDocument, open_store
 from alk_fhir.store.clock import fhir_instant
 
 router = APIRouter(tags=["overview"])
 Writer = Annotated[Principal, Depends(RequirePartner(SCOPE_WRITE))]
 Reader = Annotated[Principal, Depends(RequirePartner(SCOPE_READ))]
 SEARCH_PARAMS = ("identifier", "composition.patient.identifier")
-# The answer to a write under another organisation's Bundle.identifier: it names no owner, id or
-# version (the audit does), and it is the same whoever keeps the document.
-NOT_YOURS = ("Bundle.identifier names a document that another organisation keeps: only the organisation that "
-             "stored a document's first version adds versions to it; give your document its own identifier")
 IGNORED_PARAMS = ("_format", "_count")
 
 CAPABILITY: dict[str, Any] = {
@@ -243,7 +244,7 @@ def _create(request: Request, principal: Principal, body: Any) -> Response:
                 "(BSN): documents are found by the patient's identifier", identifier=identifier)
     today = _today(request)
     recipients = [f"{s}|{v}" for s, v in sharing_parties(ctx, writer=_org(principal), today=today)]
-    if not recipients and _store(request).get_document(logical_id(*identifier)) is None:
+    if not recipients and _store(request).find_document(_org(principal), identifier) is None:
         # A later version may withdraw the consent (that is how a recipient is cut off); a first one
         # that no Consent in force lets the writer share would be sharing without consent.
         _refuse(request, principal, "create", 403, "forbidden",
@@ -253,17 +254,19 @@ def _create(request: Request, principal: Principal, body: Any) -> Response:
     try:
         result = _store(request).put_document(body, identifier=identifier, author_org=_org(principal),
                                               recipients=recipients, patient_identifiers=patients)
-    except NotOwner as exc:
-        _refuse(request, principal, "create", 409, "conflict", NOT_YOURS, identifier=identifier,
-                audit_text=f"refused: {NOT_YOURS} (the document's versions are kept by {exc.owner})")
     except InvalidRecord as exc:
         _refuse(request, principal, "create", 422, "processing", str(exc), identifier=identifier)
     doc = result.document
     created = result.created and result.version_id == 1
-    audit_access(request, principal, interaction="create", outcome="0",
+    description = (f"stored version {doc.version_id}" if result.created
+                   else f"unchanged: version {doc.version_id} kept, nothing stored")
+    if result.same_identifier_owners:  # the caller is answered as for a new identifier; the log tells
+        description = (f"{description} as a separate document: Bundle.identifier is also that of the "
+                       f"document(s) kept by {', '.join(result.same_identifier_owners)}, which stay untouched "
+                       "(answered 201 as for any new document)")
+    audit_access(request, principal, interaction="create", outcome="4" if result.same_identifier_owners else "0",
                  entity_reference=f"Bundle/{doc.id}/_history/{doc.version_id}", entity_identifier=identifier,
-                 description=(f"stored version {doc.version_id}" if result.created
-                              else f"unchanged: version {doc.version_id} kept, nothing stored"))
+                 description=description)
     status = 201 if created else 200
     prefer = request.headers.get("Prefer", "").replace(" ", "").lower()
     headers = _headers(request, doc)

@@ -14,7 +14,7 @@ system's syntax is refused), so any face can use it.
 """
 
 from alk_fhir.store.db import InvalidRecord, StoreError, current_revision, head_revision
-from alk_fhir.store.documents import NotOwner, PutResult, StoredDocument, content_hash, logical_id
+from alk_fhir.store.documents import PutResult, StoredDocument, content_hash, logical_id
 from alk_fhir.store.facade import Store, StoreAuditSink, StoreJtiCache, open_store
 from alk_fhir.store.feedback import FeedbackRecord
 from alk_fhir.store.retention import PurgeResult, Retention
@@ -23,7 +23,6 @@ from alk_fhir.store.snooze import Snooze
 __all__ = [
     "FeedbackRecord",
     "InvalidRecord",
-    "NotOwner",
     "PurgeResult",
     "PutResult",
     "Retention",

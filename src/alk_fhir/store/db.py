@@ -246,10 +246,33 @@ def migrate(engine: Engine) -> None:
     Safe when several workers start at once: SQLite serialises on BEGIN IMMEDIATE, PostgreSQL on a
     transaction-scoped advisory lock; whoever comes second finds the database already at head.
     """
-    with writer(engine).begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
-        command.upgrade(_alembic_config(conn), "head")
+    with writer(engine).connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:  # before BEGIN (inside a transaction the pragma is a no-op), on the driver's connection
+            _foreign_keys(conn, on=False)
+        try:
+            with conn.begin():
+                if not sqlite:
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+                command.upgrade(_alembic_config(conn), "head")
+                if sqlite and conn.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
+                    raise StoreError("a migration left rows whose parent row is missing: rolled back")
+        finally:
+            if sqlite:
+                _foreign_keys(conn, on=True)
+
+
+def _foreign_keys(conn: Connection, *, on: bool) -> None:
+    """Switch SQLite's foreign-key enforcement for this connection (outside a transaction only).
+    Migrations run with it off, as SQLite's own procedure for rebuilding a table says
+    (https://www.sqlite.org/lang_altertable.html#otheralter): Alembic's batch mode rebuilds a table by
+    copying it and dropping the original, and that DROP would otherwise cascade to its child rows.
+    ``migrate`` checks ``PRAGMA foreign_key_check`` before it commits instead."""
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
+    finally:
+        cursor.close()
 
 
 def insert_ignore(session: Session, entity: type[Base], values: dict[str, Any]) -> bool:

@@ -1,17 +1,21 @@
-"""Document Bundles: one logical resource per document identifier, a new version per changed content.
+"""Document Bundles: one logical resource per owner and document identifier, a new version per changed content.
 
 FHIR R4 versioning (http.html#versioning, resource.html#Meta): every stored version gets
 ``meta.versionId`` (1, 2, …) and ``meta.lastUpdated``; ``_history`` lists versions newest first.
-The logical id is a UUID derived from Bundle.identifier, so the same document has the same id in
-every store and two concurrent first writes cannot create two resources. Sending the same content
+The logical id is a UUID derived from the owner and Bundle.identifier (:func:`logical_id`), so the
+same document has the same id in every store and two concurrent first writes cannot create two
+resources (documents stored before migration 0004 keep the id they had, derived from the identifier
+alone: the store finds a document by owner and identifier, never by recomputing its id). Sending the same content
 again (ignoring ``id``, ``meta.versionId`` and ``meta.lastUpdated``, which the sender may or may
 not have filled from an earlier response) stores nothing and answers with the current version.
 
-A document belongs to the organisation that stored its first version (its ``author_org``): only
-that organisation adds versions (:class:`NotOwner` otherwise, and nothing is written). Without this
-rule any partner could post its own document under another's ``Bundle.identifier`` and become its
-current version: the owner would lose sight of its own document and its recipients would read the
-other's content as current (issue 25).
+A document belongs to the organisation that stored its first version (its ``owner``): only that
+organisation adds versions. Another organisation posting the same ``Bundle.identifier`` stores its
+own, separate document (an identifier is unique within its system *for its assigner*, R4
+datatypes.html#Identifier), never a version of the owner's: before issue 25 such a post became the
+owner's current version (the owner lost sight of its document, its recipients read the other's
+content), and refusing it instead (409) told the poster that the identifier exists. The result names
+the other owners of the identifier (:attr:`PutResult.same_identifier_owners`) for the audit only.
 
 Each version records who may see it (its author organisation and its recipients) and the patient
 identifiers it is about, so the access rules and the searches are one SQL query each. Organisation
@@ -45,15 +49,6 @@ AUTHOR = "author"
 RECIPIENT = "recipient"
 
 
-class NotOwner(InvalidRecord):
-    """The document exists and belongs to another organisation: the caller may not add a version.
-    ``owner`` is for the audit only; the caller's answer must not name it."""
-
-    def __init__(self, owner: str) -> None:
-        super().__init__("the document identifier belongs to a document another organisation keeps")
-        self.owner = owner
-
-
 @dataclass(frozen=True)
 class StoredDocument:
     id: str
@@ -71,6 +66,9 @@ class PutResult:
     version_id: int
     created: bool  # False: the content equals the current version, nothing was written
     document: StoredDocument
+    # When this put made a new document: the other organisations that keep a document with the same
+    # identifier (for the audit: a caller must not learn them). Empty otherwise.
+    same_identifier_owners: tuple[str, ...] = ()
 
 
 def _token(raw: str, what: str) -> tuple[str, str]:
@@ -101,8 +99,10 @@ def _identifier(identifier: tuple[str, str]) -> tuple[str, str]:
     return system, value
 
 
-def logical_id(system: str, value: str) -> str:
-    return str(uuid.uuid5(ID_NAMESPACE, f"{system}|{value}"))
+def logical_id(owner: str, system: str, value: str) -> str:
+    """The id of a new document: uuid5 of its owner and identifier, as a JSON array (no separator
+    that an organisation string or an identifier could contain makes two triples collide)."""
+    return str(uuid.uuid5(ID_NAMESPACE, json.dumps([owner, system, value], ensure_ascii=False)))
 
 
 def content_hash(bundle: dict[str, Any]) -> str:
@@ -164,8 +164,8 @@ def put_document(
     """Store ``bundle`` as the next version of the document ``identifier`` names (its
     Bundle.identifier system and value, read by the caller), unless its content is unchanged.
 
-    Ownership: when the document has versions, ``author_org`` must be the author of its earliest
-    version (the organisation that created it), else :class:`NotOwner` and nothing is written.
+    Ownership: the document is the one ``author_org`` keeps under that identifier (it is created when
+    there is none); another organisation's document with the same identifier is never touched.
 
     Concurrency: the document row is created with INSERT … ON CONFLICT DO NOTHING and then locked
     (SELECT … FOR UPDATE on PostgreSQL; on SQLite the write transaction already holds the database
@@ -185,20 +185,17 @@ def put_document(
         _check_len(org, "recipient")
     patients = [_token(p, "patient identifier") for p in _unique(patient_identifiers)]
     when = to_millis(as_utc(now or utc_now()))
-    doc_id = logical_id(system, value)
     digest = content_hash(bundle)
 
     insert_ignore(session, Document, {
-        "id": doc_id, "identifier_system": system, "identifier_value": value,
-        "current_version": 0, "created_at": when, "updated_at": when,
+        "id": logical_id(author_org, system, value), "owner": author_org, "identifier_system": system,
+        "identifier_value": value, "current_version": 0, "created_at": when, "updated_at": when,
     })
-    doc = session.execute(select(Document).where(Document.id == doc_id).with_for_update()).scalar_one()
+    doc = session.execute(select(Document).where(
+        Document.owner == author_org, Document.identifier_system == system, Document.identifier_value == value,
+    ).with_for_update()).scalar_one()
+    doc_id = doc.id
     if doc.current_version:
-        # The earliest version kept (all versions share their author, so a purge of old ones changes nothing).
-        owner = session.execute(select(DocumentVersion.author_org).where(DocumentVersion.document_id == doc_id)
-                                .order_by(DocumentVersion.version_id).limit(1)).scalar_one_or_none()
-        if owner is not None and owner != author_org:
-            raise NotOwner(owner)
         latest = session.execute(select(DocumentVersion).where(
             DocumentVersion.document_id == doc_id,
             DocumentVersion.version_id == doc.current_version)).scalar_one()
@@ -217,7 +214,25 @@ def put_document(
     doc.current_version = version
     doc.updated_at = when
     session.flush()
-    return PutResult(doc_id, version, True, _to_stored(row))
+    others = _other_owners(session, author_org, system, value) if version == 1 else ()
+    return PutResult(doc_id, version, True, _to_stored(row), others)
+
+
+def _other_owners(session: Session, owner: str, system: str, value: str) -> tuple[str, ...]:
+    """The organisations other than ``owner`` that keep a document with this identifier."""
+    query = select(Document.owner).where(Document.identifier_system == system, Document.identifier_value == value,
+                                         Document.owner != owner).order_by(Document.owner)
+    return tuple(session.execute(query).scalars())
+
+
+def find_document(session: Session, owner: str, identifier: tuple[str, str]) -> StoredDocument | None:
+    """The current version of the document ``owner`` keeps under ``identifier``; None when it keeps
+    none (whatever other organisations keep under the same identifier)."""
+    system, value = _identifier(identifier)
+    query = _latest().where(Document.owner == owner, Document.identifier_system == system,
+                            Document.identifier_value == value)
+    row = session.execute(query).scalar_one_or_none()
+    return _to_stored(row) if row else None
 
 
 def _visible(query: Select[Any], org: str | None) -> Select[Any]:

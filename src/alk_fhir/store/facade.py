@@ -43,6 +43,10 @@ class Store:
             s, bundle, identifier=identifier, author_org=author_org, recipients=recipients,
             patient_identifiers=patient_identifiers))
 
+    def find_document(self, owner: str, identifier: tuple[str, str]) -> StoredDocument | None:
+        with read_session(self.engine) as s:
+            return documents.find_document(s, owner, identifier)
+
     def get_document(self, doc_id: str, version: int | str | None = None, *,
                      visible_to: str | None = None) -> StoredDocument | None:
         with read_session(self.engine) as s:

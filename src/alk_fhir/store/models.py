@@ -50,15 +50,19 @@ class Base(DeclarativeBase):
 
 
 class Document(Base):
-    """One row per document identifier (Bundle.identifier system|value); its versions hang below."""
+    """One row per document: its owner (the organisation that stored its first version) and its
+    Bundle.identifier system|value; its versions hang below. Two organisations posting one
+    identifier keep two documents (issue 25): an identifier is unique within its system for its
+    assigner (R4 datatypes.html#Identifier), not across custodians."""
 
     __tablename__ = "alk_document"
     __table_args__ = (
-        UniqueConstraint("identifier_system", "identifier_value"),
+        UniqueConstraint("owner", "identifier_system", "identifier_value"),
         Index(None, "identifier_value"),
     )
 
     id: Mapped[str] = mapped_column(String(ID_MAX), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(TOKEN_MAX))
     identifier_system: Mapped[str] = mapped_column(String(TOKEN_MAX))
     identifier_value: Mapped[str] = mapped_column(String(TOKEN_MAX))
     current_version: Mapped[int] = mapped_column(Integer)
