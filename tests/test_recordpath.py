@@ -123,3 +123,14 @@ def test_dates_of_different_precision_equal_as_far_as_both_go_compare_to_empty()
 def test_outside_the_subset_is_refused_at_compile_time(expression: str) -> None:
     with pytest.raises(Unsupported):
         compile_record_expression(expression, {"obs"}, {})
+
+
+def test_to_date_keeps_the_day_as_written() -> None:
+    """``toDate()`` (N1 §5.5): a dateTime's own calendar day, never converted to another offset, so that
+    an MP9 period ending 2026-03-17T00:00+02:00 still ends on the 17th for a Dutch ``%today``."""
+    from alk_fhir.recordpath import compile_record_expression
+
+    fact = compile_record_expression("%x.toDate()", {"x"}, {})
+    assert fact([{}], {"x": ["2026-03-17T00:00:00+02:00"]}) == ["2026-03-17"]
+    assert fact([{}], {"x": ["2026-03"]}) == ["2026-03"]
+    assert fact([{}], {"x": ["geen datum"]}) == []

@@ -355,6 +355,16 @@ def _of_primitive(items: list[Any], name: str) -> list[Any]:
     return [i for i in items if test(i)]
 
 
+def _to_date(items: list[Any]) -> list[Any]:
+    """``toDate()`` (FHIRPath N1 §5.5): a date or dateTime string becomes the Date of its year, month and
+    day as written (a dateTime's own offset, never converted), so that "the day an MP9 period ends" can
+    be compared with ``%today``; anything else is empty."""
+    if len(items) != 1:
+        return []
+    parts = _date_parts(items[0])
+    return [] if parts is None else [FDate(parts.parts[:3]).text()]
+
+
 def _case(items: list[Any], upper: bool) -> list[Any]:
     if len(items) != 1 or not isinstance(items[0], str):
         return []
@@ -471,7 +481,8 @@ _RUNTIME: dict[str, Any] = {
     "_UNSET": _UNSET, "_var": _var, "_nav1": _nav1, "_nav": _dyn_navigate, "_path": _path, "_path1": _path1,
     "_tl": _tl, "_truth": _truth, "_not": _not, "_has_value": _has_value, "_is_distinct": _is_distinct,
     "_distinct": _distinct, "_of_resource_type": _of_resource_type, "_of_primitive": _of_primitive,
-    "_case": _case, "_eq_literal": _eq_literal, "_field_eq": _field_eq, "_equal": _equal, "_compare": _compare,
+    "_case": _case, "_to_date": _to_date, "_eq_literal": _eq_literal, "_field_eq": _field_eq, "_equal": _equal,
+    "_compare": _compare,
     "_in": _in, "_add": _add, "_union": _union, "_union_all": _union_all, "_collection": collection_op,
     "_string_test": string_test,
 }
@@ -687,7 +698,7 @@ class Generator:
                       "hasValue": (f"_has_value({items})", "T"), "isDistinct": (f"_is_distinct({items})", "T"),
                       "distinct": (f"_distinct({items})", "L"), "first": (f"{items}[:1]", "L"),
                       "last": (f"{items}[-1:]", "L"), "lower": (f"_case({items}, False)", "L"),
-                      "upper": (f"_case({items}, True)", "L")}
+                      "upper": (f"_case({items}, True)", "L"), "toDate": (f"_to_date({items})", "L")}
             if name in simple:
                 return simple[name]
         if n == 1 and name in ("where", "select", "exists", "all", "repeat"):

@@ -38,7 +38,7 @@ from alk_fhir.cds.discovery import SERVICES_BY_ID
 from alk_fhir.config import REPO_ROOT, Settings
 from alk_fhir.demo.smart import DEMO_USER, AuthorizeError, DemoAuth, may
 from alk_fhir.demo.store import DemoStore, UnsupportedSearch
-from alk_fhir.fhir import FHIR_ID, RESOURCE_TYPE, dump_json, operation_outcome
+from alk_fhir.fhir import FHIR_ID, RESOURCE_TYPE, BodyError, dump_json, operation_outcome, read_body, read_json
 
 WEB = Path(__file__).resolve().parent / "web"
 EXAMPLES = REPO_ROOT / "examples" / "patients"
@@ -230,10 +230,10 @@ def authorize(request: Request) -> Response:
 
 @router.post("/auth/token")
 async def token(request: Request) -> JSONResponse:
-    raw = await request.body()
-    try:
+    try:  # the one body reader (Content-Length checked first, streamed with a cap)
+        raw = await read_body(request, 64 * 1024)
         form = {k: v[0] for k, v in parse_qs(raw.decode("ascii"), strict_parsing=False).items()}
-    except UnicodeDecodeError:
+    except (BodyError, UnicodeDecodeError):
         return JSONResponse({"error": "invalid_request", "error_description": "not URL-encoded"}, status_code=400)
     status, body = _demo(request).auth.token(form)
     return JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
@@ -309,9 +309,9 @@ async def create(request: Request, rtype: str) -> Response:
     if not RESOURCE_TYPE.fullmatch(rtype) or not may(access, rtype, "c"):
         return _outcome(403, "forbidden", f"the token's scopes do not allow creating {rtype}")
     try:
-        res = json.loads(await request.body())
-    except ValueError:
-        return _outcome(400, "structure", "the body is not JSON")
+        res = await read_json(request)
+    except BodyError as exc:
+        return _outcome(exc.status, exc.code, exc.diagnostics)
     if not isinstance(res, dict) or res.get("resourceType") != rtype:
         return _outcome(400, "invalid", f"the body must be a {rtype}")
     return _create(demo, res, access.patient, request.headers.get("if-none-exist"))
@@ -404,9 +404,9 @@ async def accept(request: Request, patient_id: str) -> Response:
     if demo.store.patient(patient_id) is None:
         return _outcome(404, "not-found", "unknown patient")
     try:
-        actions = json.loads(await request.body())
-    except ValueError:
-        return _outcome(400, "structure", "the body is not JSON")
+        actions = await read_json(request, send="application/json")
+    except BodyError as exc:
+        return _outcome(exc.status, exc.code, exc.diagnostics)
     if not isinstance(actions, list):
         return _outcome(400, "structure", "the body must be the suggestion's actions (a JSON array)")
     made: list[dict[str, Any]] = []
