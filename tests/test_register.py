@@ -95,8 +95,11 @@ def forbidden_values(document: dict[str, Any]) -> set[str]:
                 found.add(value)
         if DATE.search(value):
             found.update(DATE.findall(value))
-    # codes and code-system URLs may leave; what is one of those is not forbidden
-    return {v for v in found if not re.fullmatch(r"[A-Z]?\d{1,2}(\.\d+)*|[a-z]+(-[a-z0-9]+)*|http\S*", v)}
+    # codes and code-system URLs may leave; what is one of those is not forbidden; nor is the package's own
+    # wording of a concept (a criterion's display in the overview's narrative is the data dictionary's too)
+    own = [v for cs in package().of_type("CodeSystem") for _, v in strings(cs)]
+    return {v for v in found if not re.fullmatch(r"[A-Z]?\d{1,2}(\.\d+)*|[a-z]+(-[a-z0-9]+)*|http\S*", v)
+            and not any(v in text for text in own)}
 
 
 def output_text(out_dir: Path) -> str:
