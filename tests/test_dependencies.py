@@ -22,7 +22,7 @@ INDIRECT = {"psycopg"}
 # Imported by the test and benchmark scripts of this repository itself (not distributions).
 LOCAL = {"alk_fhir", "fixtures", "apply", "app_support", "test_app_ehr", "test_auth_token_limits", "test_cds_examples",
          "test_exchange_fake", "test_facts", "test_overview_api", "test_overview_send_cli", "test_register",
-         "test_store", "test_cds_closed_loop"}
+         "test_store", "test_cds_closed_loop", "test_validation_fhirpath"}
 
 
 def _name(requirement: str) -> str:

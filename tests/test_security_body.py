@@ -96,7 +96,7 @@ def test_content_hash_refuses_what_has_no_utf8_with_invalid_record() -> None:
 
 JSON_POSTS = ["/fhir/$validate", "/fhir/Patient/$validate", "/fhir/PlanDefinition/$apply",
               "/fhir/PlanDefinition/alk-guideline/$apply", "/cds-services/alk-patient-view",
-              "/cds-services/alk-patient-view/feedback", "/app/api/render-overview"]
+              "/cds-services/alk-patient-view/feedback", "/app/api/render-overview", "/app/api/safety"]
 
 
 @pytest.fixture(scope="module")
