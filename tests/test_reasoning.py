@@ -72,7 +72,7 @@ def triggers(result: ApplyResult, action_id: str) -> dict[str, JSON]:
     for ext in action.get("extension", []):
         assert ext["url"] == TRIGGER
         parts = ext["extension"]
-        value = next((p for p in parts if p["url"] == "value"), {})
+        value: JSON = next((p for p in parts if p["url"] == "value"), {})
         out[next(p["valueString"] for p in parts if p["url"] == "fact")] = {
             "label": next(p["valueString"] for p in parts if p["url"] == "label"),
             "value": next((v for k, v in value.items() if k.startswith("value")), None),
