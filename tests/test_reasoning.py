@@ -166,6 +166,11 @@ def test_an_old_not_met_is_superseded_by_newer_failures(engine: Engine) -> None:
     why = triggers(since, "screen-persistent-alk")["reassess"]
     assert why["value"] == "2023-01-10" and why["evidence"] == ["Procedure/cgt", "Procedure/fysio"]
     assert since.context.facts["criterion1"] is True and since.context.facts["criterion1Superseded"] is True
+    # the assessment cites the record's entries first, the superseded answer last
+    (crit1,) = [c for c in since.assessment.criteria if c.code == "criterion-1"]
+    assert crit1.status == "criterion-met" and crit1.superseded
+    assert [e["reference"] for e in crit1.evidence] == [
+        "Procedure/cgt", "Procedure/fysio", "QuestionnaireResponse/qr-criteria"]
     before = apply(engine, SOMATIZATION, form, procedure("cgt", CBT, "2021-03-01", UNSUCCESSFUL),
                    procedure("fysio", PHYSIO, "2022-03-01", UNSUCCESSFUL))
     assert actions(before) == set()
