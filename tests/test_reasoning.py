@@ -127,10 +127,15 @@ def test_resolution_alone_and_a_later_failure(engine: Engine) -> None:
     failures = FAILED_THEN_SUCCESS[:2]
     assert "persistent-alk" not in actions(apply(engine, resolved(SOMATIZATION), *failures))
     assert "persistent-alk" in actions(apply(engine, SOMATIZATION, *failures))
-    # a failure after the success: the newest outcome is a failure again, so the record decides as before
-    relapse = procedure("pmt", {"coding": [{"system": C, "code": "treatment-psychomotor"}]}, "2026-09-01",
-                        UNSUCCESSFUL)
-    assert "persistent-alk" in actions(apply(engine, SOMATIZATION, *FAILED_THEN_SUCCESS, relapse))
+    # after the success the count starts again: one failure since is a reason to assess, two are criterion 1
+    pmt = procedure("pmt", {"coding": [{"system": C, "code": "treatment-psychomotor"}]}, "2026-09-01", UNSUCCESSFUL)
+    one_since = actions(apply(engine, SOMATIZATION, *FAILED_THEN_SUCCESS, pmt))
+    assert "screen-persistent-alk" in one_since and "persistent-alk" not in one_since
+    two_since = apply(engine, SOMATIZATION, *FAILED_THEN_SUCCESS, pmt,
+                      procedure("cgt2", CBT, "2026-10-01", UNSUCCESSFUL))
+    assert "persistent-alk" in actions(two_since)
+    (crit1,) = [c for c in two_since.assessment.criteria if c.code == "criterion-1"]
+    assert crit1.status == "criterion-met"
 
 
 def test_the_clinicians_newer_answer_overrides_a_resolution(engine: Engine) -> None:
@@ -359,6 +364,30 @@ def test_psychiatric_comorbidity_in_the_record_is_possibly_more(engine: Engine, 
     assert "consult-cce" not in actions(apply(engine, SOMATIZATION, stuck, consent()))
 
 
+# ---------------------------------------------------------------- 7. the newest word on consent
+
+CONSENT = seeded("afhankelijk van of de patiënt hier toestemming voor geeft")
+
+
+def refusal(when: str) -> JSON:
+    return {**consent(), "id": "refusal", "dateTime": when, "provision": {"type": "deny"}}
+
+
+def test_a_refusal_newer_than_the_forms_yes_withdraws_consent(engine: Engine) -> None:
+    """The form says yes (2026-11-01), a refusing Consent follows (2026-11-15): no consultation, the
+    consent step instead (CONSENT). One change, the refusal dated before the form: the form's yes holds."""
+    form = criteria(criterion_1="met", nothing_works=True, consent_consultation=True)
+    withdrawn = actions(apply(engine, SOMATIZATION, form, refusal("2026-11-15")))
+    assert "consultation-consent-needed" in withdrawn and "consult-topggz" not in withdrawn, CONSENT
+    earlier = actions(apply(engine, SOMATIZATION, form, refusal("2026-10-01")))
+    assert "consult-topggz" in earlier and "consultation-consent-needed" not in earlier
+    # the form's "no" newer than a permitting Consent is the newest word too
+    said_no = criteria(criterion_1="met", nothing_works=True, consent_consultation=False)
+    permit = {**consent(), "dateTime": "2026-06-01"}
+    assert "consultation-consent-needed" in actions(apply(engine, SOMATIZATION, said_no, permit))
+    assert "consult-topggz" in actions(apply(engine, SOMATIZATION, authored(said_no, "2026-01-01"), permit))
+
+
 # ---------------------------------------------------------------- both engines agree on these records
 
 RECORDS: dict[str, Callable[[], tuple[JSON, ...]]] = {
@@ -372,6 +401,9 @@ RECORDS: dict[str, Callable[[], tuple[JSON, ...]]] = {
     "admission": lambda: (SOMATIZATION, criteria(criterion_1="met"), admission_form(goals="Activatie")),
     "text-only": lambda: (SOMATIZATION, criteria(criterion_1="met"), PSYCHIATRY_VISIT, PSYCHIATRIC_EXAM),
     "more": lambda: (SOMATIZATION, criteria(criterion_1="met", nothing_works=True), consent(), PERSONALITY, IBS),
+    "relapse": lambda: (SOMATIZATION, *FAILED_THEN_SUCCESS, procedure("cgt2", CBT, "2026-10-01", UNSUCCESSFUL)),
+    "refusal": lambda: (SOMATIZATION, criteria(criterion_1="met", consent_consultation=True), refusal("2026-11-15"),
+                        {**consent(), "dateTime": "2026-06-01"}),
 }
 
 
