@@ -123,7 +123,9 @@ def _fhirpathpy_facts(package: Package, data: Any, draft: Any = None) -> dict[st
     def bind(fn: Any) -> Any:
         return lambda inputs, *args: fn(list(inputs), [list(a) if isinstance(a, list) else [a] for a in args], host)
 
-    table = {name: {"fn": bind(fn), "arity": {0: [], 1: ["String"]}} for name, fn in HOST_FUNCTIONS.items()}
+    # toQuantity() is FHIRPath's own: fhirpathpy's implementation is the reference for ours
+    table = {name: {"fn": bind(fn), "arity": {0: [], 1: ["String"]}} for name, fn in HOST_FUNCTIONS.items()
+             if name != "toQuantity"}
     out: dict[str, Any] = {}
     for fact in program.facts:
         value = fhirpathpy.evaluate(ctx.patient or {}, fact.expression, env, models["r4"],

@@ -17,12 +17,13 @@ from alk_fhir.config import Settings
 @click.option("--plan", default=None, help="PlanDefinition canonical (default: the guideline's plan)")
 @click.option("--date", "today", default=None, help="pin 'today' (YYYY-MM-DD) for reproducible output")
 @click.option("--practitioner", default=None, help="reference of the user, e.g. Practitioner/123")
-@click.option("--explain", is_flag=True, help="print the facts and each condition's result to stderr")
+@click.option("--explain", is_flag=True,
+              help="print the facts, each condition's result and the resource types no fact reads to stderr")
 def apply(bundle: Path, plan: str | None, today: str | None, practitioner: str | None, explain: bool) -> None:
     """Run PlanDefinition/$apply on a patient Bundle and print the resulting collection Bundle."""
     from alk_fhir.apply import NoSubject, load_engine, pinned_day, run
     from alk_fhir.apply.engine import DEFAULT_PLAN
-    from alk_fhir.context.facts import facts_as_json
+    from alk_fhir.context.facts import compile_facts, facts_as_json, unread_types
     from alk_fhir.knowledge import BrokenPackage, load_package
 
     try:
@@ -50,6 +51,8 @@ def apply(bundle: Path, plan: str | None, today: str | None, practitioner: str |
     except NoSubject as exc:
         raise click.ClickException(f"{bundle}: {exc} (add the Patient resource to the Bundle)") from exc
     if explain:
+        unread = unread_types(data, compile_facts(engine.package))
         click.echo(json.dumps({"facts": facts_as_json(result.context.facts), "trace": result.trace,
-                               "issues": result.context.issues}, indent=2, ensure_ascii=False), err=True)
+                               "issues": result.context.issues, "unread": unread}, indent=2, ensure_ascii=False),
+                   err=True)
     sys.stdout.write(json.dumps(result.as_bundle(), indent=2, ensure_ascii=False) + "\n")

@@ -22,6 +22,7 @@ USED_TYPES: dict[str, tuple[str, ...]] = {
     "EpisodeOfCare": ("status",),
     "MedicationStatement": ("status",),
     "MedicationRequest": ("status",),
+    "MedicationDispense": ("status",),
     "Medication": (),
     "Procedure": ("status", "code"),
     "DiagnosticReport": ("status", "code"),
@@ -153,6 +154,20 @@ def _refuse(ctx: PatientContext, res: Any, i: int) -> None:
                              f"{rtype} without {', '.join(missing) or 'a usable id'}; ignored", where))
 
 
+def _index_full_urls(by_key: dict[str, JSON], bundle: JSON) -> None:
+    """Let ``urn:uuid:``/``urn:oid:`` references name the entry whose fullUrl they are, as a
+    transaction or searchset Bundle's references do (FHIR bundle.html#references; MP9 3.0 sends
+    them so). Only entries that were indexed are named; each resource stays listed once."""
+    for entry in as_list(bundle.get("entry")):
+        if not isinstance(entry, dict) or not isinstance(entry.get("fullUrl"), str):
+            continue
+        res = entry.get("resource")
+        if entry["fullUrl"].startswith(("urn:uuid:", "urn:oid:")) and isinstance(res, dict):
+            found = by_key.get(f"{res.get('resourceType')}/{res.get('id')}")
+            if found is not None:
+                by_key[entry["fullUrl"]] = found
+
+
 def build_context(data: Iterable[Any] | JSON, pkg: Package, today: date,
                   draft_orders: Any = None, patient_id: str | None = None) -> PatientContext:
     """Index the resources and compute the facts declared in Library/alk-facts."""
@@ -180,6 +195,8 @@ def build_context(data: Iterable[Any] | JSON, pkg: Package, today: date,
         by_key[f"{rtype}/{res_id}"] = res
         if "contained" in res:
             _index_contained(ctx, res)
+    if isinstance(data, dict) and data.get("resourceType") == "Bundle":
+        _index_full_urls(by_key, data)
     patients = ctx.of_type("Patient")
     if patient_id:
         ctx.patient = ctx.by_key.get(f"Patient/{patient_id}") or {"resourceType": "Patient", "id": patient_id}

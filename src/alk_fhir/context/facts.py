@@ -21,7 +21,7 @@ from functools import cached_property
 from typing import Any
 
 from alk_fhir import recordpath
-from alk_fhir.context.build import PatientContext, resolve_reference
+from alk_fhir.context.build import PatientContext, resolve_reference, resources_of
 from alk_fhir.context.fhirdata import JSON, resource_key
 from alk_fhir.fhirpath import variables_in
 from alk_fhir.knowledge import CANONICAL_BASE, BrokenPackage, Package
@@ -144,8 +144,29 @@ def _names_member_of(items: list[Any], args: list[list[Any]], env: dict[str, Any
     return [_names_in(env[_TERM], str(args[0][0]), items)]
 
 
+# UCUM codes of the calendar durations a FHIR Duration carries (as MP9's ext-TimeInterval.Duration does)
+_UCUM_CALENDAR = {"a": "year", "mo": "month", "wk": "week", "d": "day"}
+
+
+def _to_quantity(items: list[Any], args: list[list[Any]], env: dict[str, Any]) -> list[Any]:
+    """FHIRPath ``toQuantity()`` of a FHIR Quantity/Duration element (FHIRPath §5.5: a FHIR Quantity is
+    a System.Quantity): the calendar durations date arithmetic needs (``start + duration``); other units
+    give empty, as an undefined conversion does."""
+    if len(items) != 1:
+        return []
+    item = items[0]
+    if isinstance(item, recordpath.Quantity):
+        return [item]
+    if type(item) is not dict or type(item.get("value")) not in (int, float, Decimal) or isinstance(
+            item.get("value"), bool):
+        return []
+    unit = _UCUM_CALENDAR.get(str(item.get("code"))) if item.get("system", "http://unitsofmeasure.org") == (
+        "http://unitsofmeasure.org") else None
+    return [] if unit is None else [recordpath.Quantity(Decimal(str(item["value"])), unit)]
+
+
 HOST_FUNCTIONS: dict[str, recordpath.HostFunction] = {
-    "resolve": _resolve, "memberOf": _member_of, "namesMemberOf": _names_member_of}
+    "resolve": _resolve, "memberOf": _member_of, "namesMemberOf": _names_member_of, "toQuantity": _to_quantity}
 
 
 def _predicates(term: Terminology) -> dict[str, recordpath.HostPredicate]:
@@ -269,6 +290,19 @@ def compute_facts(ctx: PatientContext, pkg: Package, program: FactProgram | None
     for req, rtype in program.requirements.items():
         record[req] = ctx.of_type(rtype)
     ctx.facts = FactValues(record, program)
+
+
+def unread_types(data: Any, program: FactProgram) -> dict[str, int]:
+    """Resource types the record holds that no data requirement of the Library reads, with how many
+    of each: what ``--explain`` names as left out (some are still reached by reference, e.g. the
+    Practitioner behind a PractitionerRole)."""
+    read = set(program.requirements.values())
+    out: dict[str, int] = {}
+    for res in resources_of(data):
+        rtype = res.get("resourceType") if isinstance(res, dict) else None
+        if isinstance(rtype, str) and rtype not in read:
+            out[rtype] = out.get(rtype, 0) + 1
+    return dict(sorted(out.items()))
 
 
 _SHOWN = ("linkId", "answer", "role", "member", "valueBoolean", "valueCoding", "valueString", "valueDate",

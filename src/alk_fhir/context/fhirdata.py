@@ -73,6 +73,8 @@ def reference_key(ref: Any) -> str | None:
     """``Type/id`` of a literal reference (absolute URLs and history suffixes reduced)."""
     if not isinstance(ref, dict) or not isinstance(ref.get("reference"), str):
         return None
+    if ref["reference"].startswith(("urn:uuid:", "urn:oid:")):  # a Bundle entry's fullUrl (bundle.html#references)
+        return str(ref["reference"])
     parts = ref["reference"].split("/_history/")[0].rstrip("/").split("/")
     return "/".join(parts[-2:]) if len(parts) >= 2 else None
 

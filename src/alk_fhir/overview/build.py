@@ -176,9 +176,11 @@ def build_overview(record: Any, pkg: Package, *, today: date, timestamp: str | N
     holder = find_resource(ctx, custodian, ("Organization",)) if custodian else None
     if custodian and holder is None:
         raise OverviewError(f"custodian {custodian!r} is not an Organization in the record")
-    if holder is None:
+    if holder is None:  # the general practice: an Organization, or the organization of a PractitionerRole
         for practice in patient.get("generalPractitioner") or []:
             target = ctx.resolve(practice)
+            if target is not None and target.get("resourceType") == "PractitionerRole":
+                target = ctx.resolve(target.get("organization"))  # zib2020 / MP9: the role names the practice
             if target is not None and target.get("resourceType") == "Organization":
                 holder = target
                 break

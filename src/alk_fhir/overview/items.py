@@ -35,6 +35,8 @@ RISK_FLAGS = (("opioids", "alk-opioids"), ("benzodiazepines", "alk-benzodiazepin
               ("gabapentinoids", "alk-gabapentinoids"))
 # zib MedicationUse2 (mp-MedicationUse2, Nictiz MP9): the prescriber; informationSource is who told us
 PRESCRIBER_EXT = "http://nictiz.nl/fhir/StructureDefinition/ext-MedicationUse2.Prescriber"
+# MP9 3.0 period of use on agreements and medication use (mp-MedicationAgreement, mp-MedicationUse2)
+PERIOD_EXT = "http://nictiz.nl/fhir/StructureDefinition/ext-TimeInterval.Period"
 
 # Which answers of which questionnaire a section shows (None: all of them).
 SECTION_ANSWERS: dict[str, dict[str, frozenset[str] | None]] = {
@@ -127,9 +129,22 @@ def _event_date(res: JSON) -> str:
     return ""
 
 
+def _observation_result(res: JSON, pkg: Package) -> str:
+    """A measured value as recorded (zib LaboratoryTestResult): quantity with unit, code or text, and
+    its interpretation."""
+    quantity = res.get("valueQuantity")
+    value = ""
+    if isinstance(quantity, dict) and quantity.get("value") is not None:
+        value = f"{quantity['value']} {quantity.get('unit') or quantity.get('code') or ''}".strip()
+    value = value or concept_text(res.get("valueCodeableConcept"), pkg) or str(res.get("valueString") or "")
+    interpretation = "; ".join(concept_text(i, pkg) for i in res.get("interpretation") or [] if isinstance(i, dict))
+    return f"{value} ({interpretation})" if value and interpretation else value or interpretation
+
+
 def _diagnostic(res: JSON, pkg: Package) -> Item:
     name = concept_text(res.get("code"), pkg)
     result = (concept_text(res.get("outcome"), pkg) or str(res.get("conclusion") or "")
+              or (_observation_result(res, pkg) if res.get("resourceType") == "Observation" else "")
               or concept_text(res.get("conclusionCode"), pkg)
               or "; ".join(str(n.get("text")) for n in res.get("note") or [] if isinstance(n, dict) and n.get("text")))
     if res.get("status") not in ("completed", "final", "amended", "corrected", "appended"):
@@ -138,8 +153,20 @@ def _diagnostic(res: JSON, pkg: Package) -> Item:
                 comparable(res), kind="diagnostic")
 
 
-def _treatment(res: JSON, pkg: Package) -> Item:
-    effect = concept_text(res.get("outcome"), pkg) or status_nl(res.get("status"))
+# the facts of Library alk-facts that give a treatment its outcome when Procedure.outcome does not
+# (a ROM measurement partOf/focus the treatment), and our concept that names it
+OUTCOME_FACTS = (("worsenedTreatments", "outcome-worsened"), ("noEffectTreatments", "outcome-no-effect"),
+                 ("failedAttempts", "outcome-not-completed"), ("effectiveTreatments", "outcome-effective"))
+
+
+def _treatment(ctx: PatientContext, res: JSON, pkg: Package) -> Item:
+    effect = concept_text(res.get("outcome"), pkg)
+    if not effect:
+        for fact, concept in OUTCOME_FACTS:
+            if any(t is res for t in ctx.facts.get(fact, [])):
+                effect = f"{pkg.terminology.display(CONCEPTS_SYSTEM, concept) or concept} (meting)"
+                break
+    effect = effect or status_nl(res.get("status"))
     return Item(f"Procedure/{res.get('id')}", (concept_text(res.get("code"), pkg), _event_date(res), effect),
                 comparable(res), kind="treatment")
 
@@ -152,15 +179,25 @@ def medication_name(ctx: PatientContext, res: JSON) -> str:
     return concept_text(concept) + code_label(concept, ATC, "ATC")
 
 
-def medication_start(res: JSON) -> str:
+def medication_started(res: JSON) -> str:
+    """When use began, as recorded ("Sinds"): the MP9 3.0 period of use (ext-TimeInterval.Period, on
+    agreements and medication use), else the statement's effective[x], else when it was prescribed."""
+    for ext in res.get("extension") or []:
+        if isinstance(ext, dict) and ext.get("url") == PERIOD_EXT and (ext.get("valuePeriod") or {}).get("start"):
+            return str(ext["valuePeriod"]["start"])
     period = res.get("effectivePeriod")
     if isinstance(period, dict) and period.get("start"):
-        return nl_date(period["start"])
+        return str(period["start"])
     for key in ("effectiveDateTime", "authoredOn"):
         if res.get(key):
-            return nl_date(res[key])
+            return str(res[key])
     validity = (res.get("dispenseRequest") or {}).get("validityPeriod") or {}
-    return nl_date(validity.get("start"))
+    return str(validity.get("start") or "")
+
+
+def medication_start(res: JSON) -> str:
+    started = medication_started(res)
+    return nl_date(started) if started else ""
 
 
 def medication_prescriber(ctx: PatientContext, res: JSON) -> str:
@@ -403,11 +440,12 @@ def section_items(key: str, entries: Iterable[JSON], ctx: PatientContext, pkg: P
         elif rtype in ("MedicationStatement", "MedicationRequest"):
             out.items.append(_medication(ctx, res, pkg))
         elif rtype == "Procedure" and key == "treatments":
-            out.items.append(_treatment(res, pkg))
+            out.items.append(_treatment(ctx, res, pkg))
         elif rtype in ("Procedure", "DiagnosticReport", "Task") and any(
                 reference_key(b) in requests for b in res.get("basedOn") or []):
             continue  # the answer of a consultation: shown with its request
-        elif rtype in ("Procedure", "DiagnosticReport"):
+        elif rtype in ("Procedure", "DiagnosticReport") or (rtype == "Observation" and key in (
+                "somaticDiagnostics", "psychiatricDiagnostics")):
             out.items.append(_diagnostic(res, pkg))
         elif rtype == "CareTeam":
             out.items += list(_care_team(ctx, res, pkg))
@@ -419,12 +457,12 @@ def section_items(key: str, entries: Iterable[JSON], ctx: PatientContext, pkg: P
             out.items.append(_consultation(ctx, res, pkg))
         else:
             out.items.append(_other(res, pkg))
-    if key == "medication":
-        count = sum(1 for i in out.items if i.kind == "medication")
+    if key == "medication":  # the counts are the facts of Library alk-facts, never counted again here
+        count = ctx.facts.get("activeMedicationCount")
         if ctx.facts.get("polypharmacy") is True:  # Library alk-facts decides, with its threshold
             out.notes.append(f"Polyfarmacie: {count} middelen in gebruik. Saneer stapsgewijs, één middel "
                              "tegelijk (Handreiking §2.2).")
-        risky = sum(1 for i in out.items if i.flags)
+        risky = ctx.facts.get("riskMedicationCount") or 0
         if risky:
             out.notes.append(f"Risicomedicatie: {risky} {'middel' if risky == 1 else 'middelen'} "
                              "(opioïden, benzodiazepinen of gabapentinoïden; Handreiking §2.2).")

@@ -12,7 +12,7 @@ from alk_fhir.context.facts import VS
 from alk_fhir.context.fhirdata import JSON, codings, effective_date, has_code, resource_key
 from alk_fhir.knowledge import CONCEPTS_SYSTEM, Package
 from alk_fhir.overview.document import is_exchange_consent
-from alk_fhir.overview.items import consultation_answers, section_items, wanted_answers
+from alk_fhir.overview.items import consultation_answers, medication_started, section_items, wanted_answers
 
 _DONE = ("completed", "final", "amended", "corrected", "appended", "preliminary")
 _CURRENT_PLAN = ("draft", "active", "on-hold")
@@ -24,11 +24,6 @@ def _by_date(resources: list[JSON]) -> list[JSON]:
         start = ((res.get("effectivePeriod") or {}).get("start") or res.get("onsetDateTime") or "")
         return (when.isoformat() if when else str(start), resource_key(res))
     return sorted(resources, key=key)
-
-
-def _started(medication: JSON) -> str:
-    period = medication.get("effectivePeriod") or {}
-    return str(period.get("start") or medication.get("effectiveDateTime") or medication.get("authoredOn") or "")
 
 
 def _unique(resources: list[JSON]) -> list[JSON]:
@@ -73,10 +68,10 @@ def select_sections(ctx: PatientContext, pkg: Package) -> dict[str, list[JSON]]:
         "complaints": _by_date(alk) + _answered_for("complaints", model, ctx, pkg),
         "somaticDiagnostics": _by_date(somatic) + _by_date(other_conditions),
         "psychiatricDiagnostics": _by_date(psychiatric) + _by_date(psychiatric_conditions),
-        "medication": sorted(_fact(ctx, "activeMedications"), key=lambda m: (_started(m), resource_key(m))),
+        "medication": sorted(_fact(ctx, "activeMedications"), key=lambda m: (medication_started(m), resource_key(m))),
         "treatments": _by_date(treatments),
         "explanatoryModel": [model] if model else [],
-        "careTeam": [t for t in ctx.of_type("CareTeam") if t.get("status") == "active"],
+        "careTeam": _fact(ctx, "currentCareTeams"),
         "stepPlan": _fact(ctx, "stepPlans"),
         "expectations": _unique(
             _answered_for("expectations", model, ctx, pkg)
