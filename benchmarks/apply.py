@@ -38,6 +38,54 @@ def fifty_resource_patient() -> dict[str, Any]:
     return bundle
 
 
+def five_hundred_resource_patient() -> dict[str, Any]:
+    """The GGz record in zib2020/MP9 3.0 shapes, topped up to 500 resources the way a long Dutch record
+    grows: MP9 agreements (each with its dispense request and dispense), lab results and contacts."""
+    bundle: dict[str, Any] = json.loads(
+        (REPO_ROOT / "examples/patients/patient-ggz-zib2020-rom.json").read_text(encoding="utf-8"))
+    nictiz = "http://nictiz.nl/fhir/StructureDefinition/"
+    sct = "http://snomed.info/sct"
+    i = 0
+    while len(bundle["entry"]) < 500:
+        i += 1
+        month = f"{2020 + i % 6}-{1 + i % 12:02d}"
+        kind = i % 5
+        if kind in (0, 1):  # an agreement, its dispense request and its dispense
+            ma = {"resourceType": "MedicationRequest", "id": f"bench-ma-{i}", "status": "active", "intent": "order",
+                  "identifier": [{"system": "urn:oid:2.16.840.1.113883.2.4.3.11.999.77.16076005.1",
+                                  "value": f"bench-ma-{i}"}],
+                  "category": [{"coding": [{"system": sct, "code": "16076005"}]}],
+                  "medicationCodeableConcept": {"coding": [{"system": "urn:oid:2.16.840.1.113883.2.4.4.1",
+                                                            "code": str(1000 + i % 40)}], "text": f"product {i % 40}"},
+                  "subject": {"reference": "Patient/pat-sem"},
+                  "extension": [{"url": nictiz + "ext-TimeInterval.Period", "valuePeriod": {
+                      "start": f"{month}-01", "extension": [{"url": nictiz + "ext-TimeInterval.Duration",
+                                                            "valueDuration": {"value": 8 + i % 60, "unit": "week",
+                                                                              "system": "http://unitsofmeasure.org",
+                                                                              "code": "wk"}}]}}]}
+            vv = {"resourceType": "MedicationRequest", "id": f"bench-vv-{i}", "status": "active", "intent": "order",
+                  "category": [{"coding": [{"system": sct, "code": "52711000146108"}]}],
+                  "medicationCodeableConcept": ma["medicationCodeableConcept"], "subject": ma["subject"],
+                  "basedOn": [{"identifier": ma["identifier"][0]}]}
+            mve = {"resourceType": "MedicationDispense", "id": f"bench-mve-{i}", "status": "completed",
+                   "medicationCodeableConcept": ma["medicationCodeableConcept"], "subject": ma["subject"]}
+            bundle["entry"] += [{"resource": r} for r in (ma, vv, mve)][: 500 - len(bundle["entry"])]
+        elif kind in (2, 3):
+            lab = {"resourceType": "Observation", "id": f"bench-lab-{i}", "status": "final",
+                   "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                             "code": "laboratory"}]}],
+                   "code": {"coding": [{"system": "http://loinc.org", "code": "2947-0"}]},
+                   "subject": {"reference": "Patient/pat-sem"}, "effectiveDateTime": f"{month}-12",
+                   "valueQuantity": {"value": 138, "unit": "mmol/l"}}
+            bundle["entry"].append({"resource": lab})
+        else:
+            enc = {"resourceType": "Encounter", "id": f"bench-enc-{i}", "status": "finished",
+                   "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                   "subject": {"reference": "Patient/pat-sem"}, "period": {"start": f"{month}-15"}}
+            bundle["entry"].append({"resource": enc})
+    return bundle
+
+
 def measure(fn: Callable[[], object], runs: int) -> tuple[float, float]:
     for _ in range(min(50, runs)):
         fn()
@@ -75,6 +123,14 @@ def main() -> None:
     print(f"{'what':54} {'median ms':>10} {'p99 ms':>10}")
     for name, fn in rows:
         med, p99 = measure(fn, args.runs)
+        print(f"{name:54} {med:10.3f} {p99:10.3f}")
+    big = json.dumps(five_hundred_resource_patient())
+    big_runs = max(20, args.runs // 10)
+    print(f"500-resource patient (zib2020/MP9 3.0 shapes), {big_runs} runs each")
+    for name, fn in [("json.loads (baseline)", lambda: json.loads(big)),
+                     ("json.loads + $apply (context, assessment, plan)",
+                      lambda: run(engine, json.loads(big), today, practitioner=practitioner).observation)]:
+        med, p99 = measure(fn, big_runs)
         print(f"{name:54} {med:10.3f} {p99:10.3f}")
 
 

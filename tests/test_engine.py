@@ -101,6 +101,11 @@ EXPECTED_ACTIONS = {
     "patient-possible-persistent-alk": ["screen-persistent-alk"],
     "patient-gp-icpc-gstandaard": ["screen-persistent-alk"],
     "patient-ggz-snomed-procedures": ["screen-persistent-alk"],
+    # zib2020/MP9 shapes: persistent by criterion 2 (ROM measurement of the CBT: worse); no "appoint a
+    # coordinator" (a care team without status has a case manager); oxazepam restarted: risk medication
+    "patient-ggz-zib2020-rom": ["persistent-alk", "starting-point", "somatic-diagnostics", "risk-medication-review",
+                                "psychiatric-diagnostics", "explanatory-model", "expectations", "step-plan",
+                                "recovery"],
 }
 EXPECTED_SECTIONS = {
     "patient-criterion1-failed-cbt-physio": {"2", "2.1", "2.2", "2.3", "2.5", "3.1", "3.2", "3.3", "3.5"},
@@ -125,6 +130,7 @@ EXPECTED_SECTIONS = {
     "patient-possible-persistent-alk": {"1.1"},
     "patient-gp-icpc-gstandaard": {"1.1"},
     "patient-ggz-snomed-procedures": {"1.1"},
+    "patient-ggz-zib2020-rom": {"2", "2.1", "2.2", "2.3", "2.5", "3.2", "3.3", "3.5"},
 }
 # Criteria 1-3 status and the evidence each rests on (resource references; QR items by linkId).
 EXPECTED_CRITERIA = {
@@ -158,6 +164,7 @@ EXPECTED_CRITERIA = {
     "patient-gp-icpc-gstandaard": [("unknown", set())] * 3,
     "patient-ggz-snomed-procedures": [("unknown", {"Procedure/proc-lotte-cgt"}), ("unknown", set()),
                                       ("unknown", set())],
+    "patient-ggz-zib2020-rom": [("unknown", set()), ("met", {"Procedure/proc-sem-cgt"}), ("unknown", set())],
 }
 EXPECTED_OVERALL = {"patient-no-alk": "unknown", "patient-possible-persistent-alk": "unknown",
                     "patient-gp-icpc-gstandaard": "unknown", "patient-ggz-snomed-procedures": "unknown"}

@@ -211,3 +211,14 @@ def test_overview_of_a_ggz_record_in_zib2020_and_mp9_shapes(package: Package) ->
     assert [resource_key(t) for t in facts["worsenedTreatments"]] == ["Procedure/proc-sem-cgt"]
     assert facts["criterion2"] is True and facts["hasCaseCoordinator"] is True
     assert [resource_key(c) for c in facts["longStandingAlkConditions"]] == ["Condition/cond-sem-f451"]
+
+
+def test_a_resource_sent_twice_is_read_once(package: Package) -> None:
+    # CDS prefetch asks for the assessments and for all Observations: the assessment arrives twice
+    record = mp9_record("coenen")
+    twice = {"resourceType": "Bundle", "type": "collection", "entry": record["entry"] + record["entry"][:3]}
+    once = build_context(record, package, T)
+    again = build_context(twice, package, T)
+    for rtype in ("MedicationRequest", "Medication", "Patient"):
+        assert len(again.of_type(rtype)) == len(once.of_type(rtype))
+    assert again.facts["activeMedicationRecordCount"] == once.facts["activeMedicationRecordCount"] == 5

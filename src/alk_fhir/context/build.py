@@ -187,6 +187,8 @@ def build_context(data: Iterable[Any] | JSON, pkg: Package, today: date,
         if res_id is _NO_ID:
             res_id = f"anon-{i}"
             res = {**res, "id": res_id}
+        elif f"{rtype}/{res_id}" in by_key:  # the same resource twice (two prefetch keys, two pages): once
+            continue
         found = by_type.get(rtype)
         if found is None:
             by_type[rtype] = [res]
