@@ -341,6 +341,26 @@ def test_coded_entries_of_a_known_kind_do_not_block_the_claim(engine: Engine) ->
     assert "consider-psychiatric-diagnostics" in actions(out)
 
 
+COORDINATOR = seeded("Het allerbelangrijkste is dat één zorgverlener zich")
+
+
+def team(role: JSON) -> JSON:
+    return {"resourceType": "CareTeam", "id": "team", "status": "active", "subject": _subject(),
+            "participant": [{"role": [role], "member": {"display": "J. de Vries"}}]}
+
+
+def test_no_coordinator_absence_claimed_where_roles_are_only_text(engine: Engine) -> None:
+    """A care team whose member's role is only text ("casusregisseur"): the urgent "no case coordinator yet"
+    is not claimed; the advice asks to check the roles (COORDINATOR). One change, the role coded as a GP:
+    the codes show no coordinator, so the urgent advice stands."""
+    persistent = (SOMATIZATION, criteria(criterion_1="met"))
+    text_only = apply(engine, *persistent, team({"text": "casusregisseur"}))
+    assert "case-coordinator" not in actions(text_only) and "case-coordinator-uncoded" in actions(text_only)
+    assert triggers(text_only, "case-coordinator-uncoded")["coordinatorUnknown"]["evidence"] == ["CareTeam/team"]
+    coded = apply(engine, *persistent, team(sct("62247001", "Family medicine specialist")))
+    assert "case-coordinator" in actions(coded) and "case-coordinator-uncoded" not in actions(coded)
+
+
 # ---------------------------------------------------------------- 6. possibly more than ALK
 
 MORE_THAN_ALK = seeded("voor vastgelopen behandelingen, waarbij er mogelijk meer speelt dan alleen hardnekkige ALK")
