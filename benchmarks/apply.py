@@ -59,7 +59,7 @@ def five_hundred_resource_patient() -> dict[str, Any]:
                                                             "code": str(1000 + i % 40)}], "text": f"product {i % 40}"},
                   "subject": {"reference": "Patient/pat-sem"},
                   "extension": [{"url": nictiz + "ext-TimeInterval.Period", "valuePeriod": {
-                      "start": f"{month}-01", "extension": [{"url": nictiz + "ext-TimeInterval.Duration",
+                      "start": f"2026-{1 + i % 10:02d}-01", "extension": [{"url": nictiz + "ext-TimeInterval.Duration",
                                                             "valueDuration": {"value": 8 + i % 60, "unit": "week",
                                                                               "system": "http://unitsofmeasure.org",
                                                                               "code": "wk"}}]}}]}

@@ -51,6 +51,9 @@ EXPECTED: dict[str, list[tuple[str, str, int]]] = {
     "patient-view-criterion3-never-in-treatment": [("2", "info", 0), ("2.5", "info", 1), ("3.1", "warning", 1),
         ("3.3", "info", 1), ("4.2", "info", 1)],
     "patient-view-ggz-snomed-procedures": [("1.1", "info", 1)],
+    # zib2020/MP9 shapes: persistent by a ROM measurement; the care team without status has a case manager,
+    # so no urgent "no coordinator" card; one risk medicine (the restarted oxazepam), counted once
+    "patient-view-ggz-zib2020-rom": [("2", "info", 0), ("2.2", "info", 1), ("2.5", "info", 1), ("3.3", "info", 1)],
     "patient-view-gp-icpc-gstandaard": [("1.1", "info", 1)],
     "patient-view-no-alk": [],
     "patient-view-polypharmacy-opioid-benzo": [("2", "info", 0), ("2.2", "info", 1), ("2.5", "info", 1),
