@@ -176,10 +176,12 @@ def test_an_old_not_met_is_superseded_by_newer_failures(engine: Engine) -> None:
     assert crit1.status == "criterion-met" and crit1.superseded
     assert [e["reference"] for e in crit1.evidence] == [
         "Procedure/cgt", "Procedure/fysio", "QuestionnaireResponse/qr-criteria"]
+    assert since.observation["status"] == "preliminary"  # interim until the clinician reassesses
     before = apply(engine, SOMATIZATION, form, procedure("cgt", CBT, "2021-03-01", UNSUCCESSFUL),
                    procedure("fysio", PHYSIO, "2022-03-01", UNSUCCESSFUL))
     assert actions(before) == set()
     assert before.context.facts["persistenceStatus"] == "criterion-not-met"
+    assert before.observation["status"] == "final"
 
 
 def test_an_old_met_is_superseded_by_a_newer_success(engine: Engine) -> None:

@@ -42,6 +42,7 @@ class Assessment:
     features: dict[str, list[JSON]]
     overall: str
     questionnaire: JSON | None
+    reassess: bool = False  # newer record evidence went against the clinician's assessment
 
 
 def _properties(concept: JSON | None, code: str) -> list[str]:
@@ -107,7 +108,10 @@ def assess(ctx: PatientContext, pkg: Package) -> Assessment:
         evidence = [_qr_evidence(response, str(code))] if response is not None and code in answered else []
         features[str(code)] = evidence + _refs(ctx, _properties(concept, "evidence"))
     overall = str(facts.get("persistenceStatus") or UNKNOWN)
-    return Assessment(criteria=criteria, features=features, overall=overall, questionnaire=response)
+    whole = term.concept(CONCEPTS_SYSTEM, "persistent-alk-assessment")
+    reassess = any(facts.get(name) is True for name in _properties(whole, "superseded"))
+    return Assessment(criteria=criteria, features=features, overall=overall, questionnaire=response,
+                      reassess=reassess)
 
 
 def _concept(pkg: Package, code: str) -> JSON:
@@ -144,7 +148,8 @@ def assessment_observation(assessment: Assessment, ctx: PatientContext, pkg: Pac
         "resourceType": "Observation",
         "id": obs_id,
         "meta": {"profile": [ASSESSMENT_PROFILE]},
-        "status": "preliminary" if assessment.overall == UNKNOWN else "final",
+        # interim while a criterion is unknown or newer record evidence awaits the clinician's reassessment
+        "status": "preliminary" if assessment.overall == UNKNOWN or assessment.reassess else "final",
         "code": _concept(pkg, "persistent-alk-assessment"),
         "effectiveDateTime": ctx.today.isoformat(),
         "valueCodeableConcept": _concept(pkg, assessment.overall),
