@@ -18,8 +18,19 @@ SEEDS = Path(__file__).resolve().parents[2] / "shared" / "seeds"
 TODAY = date(2026, 11, 23)
 
 
-def test_there_are_at_least_twelve_vignettes() -> None:
-    assert len(VIGNETTES) >= 12 and len({v.name for v in VIGNETTES}) == len(VIGNETTES)
+def test_there_are_at_least_thirty_vignettes() -> None:
+    assert len(VIGNETTES) >= 30 and len({v.name for v in VIGNETTES}) == len(VIGNETTES)
+
+
+def _texts(node: Any) -> list[str]:
+    """Every string an action carries (title, description, documentation, translations), whitespace-normalised."""
+    if isinstance(node, str):
+        return [" ".join(node.split())]
+    if isinstance(node, dict):
+        return [t for value in node.values() for t in _texts(value)]
+    if isinstance(node, list):
+        return [t for value in node for t in _texts(value)]
+    return []
 
 
 @pytest.mark.parametrize("vignette", VIGNETTES, ids=lambda v: v.name)
@@ -29,6 +40,9 @@ def test_vignette(engine: Engine, vignette: Vignette) -> None:
     actions = {a["id"] for a in _walk(result.requestgroup.get("action", []))}
     assert vignette.must <= actions, (vignette.seed, sorted(actions))
     assert not (vignette.must_not & actions), (vignette.seed, sorted(actions))
+    said = [t.lower() for t in _texts(result.requestgroup.get("action", []))]
+    claimed = sorted(p for p in vignette.not_say if any(p.lower() in t for t in said))
+    assert not claimed, (vignette.seed, claimed)
 
 
 @pytest.mark.skipif(not SEEDS.is_dir(), reason="the seeds are in ../shared/seeds beside the repository")

@@ -1,11 +1,13 @@
 """The persistent-ALK assessment (H §1.1, Profielschets) as an Observation, from the facts.
 
 Every decision is a fact of Library alk-facts: each criterion's status (``criterion1`` …, the
-clinician's answer first, then the record), the overall ``persistenceStatus`` and the
-``profileFeatures``. Which fact decides which criterion, and which facts hold its supporting or
-unknown entries, are properties of the criterion's concept in CodeSystem alk-concepts (``fact``,
-``evidence``, ``unknown-evidence``). This module only lays those out as the alk-assessment profile
-asks: one component per criterion and feature, each with its evidence references.
+clinician's answer until newer record evidence supersedes it, else the record), the overall
+``persistenceStatus`` and the ``profileFeatures``. Which fact decides which criterion, which facts hold
+its supporting or unknown entries, and which fact says its answer is superseded are properties of the
+criterion's concept in CodeSystem alk-concepts (``fact``, ``evidence``, ``unknown-evidence``,
+``superseded``). This module only lays those out as the alk-assessment profile asks: one component per
+criterion and feature, each with its evidence references, the deciding evidence first (the form's
+answer, or the newer record entries that superseded it).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class CriterionResult:
     status: str
     evidence: list[JSON] = field(default_factory=list)
     unknown: list[JSON] = field(default_factory=list)  # entries only text describes: the clinician must answer
+    superseded: bool = False  # newer record evidence went against the clinician's answer: the record decided
 
 
 @dataclass
@@ -39,6 +42,7 @@ class Assessment:
     features: dict[str, list[JSON]]
     overall: str
     questionnaire: JSON | None
+    reassess: bool = False  # newer record evidence went against the clinician's assessment
 
 
 def _properties(concept: JSON | None, code: str) -> list[str]:
@@ -92,17 +96,22 @@ def assess(ctx: PatientContext, pkg: Package) -> Assessment:
     criteria = []
     for code, concept, status in _criteria(ctx, pkg):
         evidence = _refs(ctx, _properties(concept, "evidence"))
+        superseded = any(facts.get(name) is True for name in _properties(concept, "superseded"))
         if response is not None and code in answered:
-            evidence.insert(0, _qr_evidence(response, code))
+            # the answer decides and comes first, unless newer record evidence superseded it
+            evidence.insert(len(evidence) if superseded else 0, _qr_evidence(response, code))
         unknown = _refs(ctx, _properties(concept, "unknown-evidence")) if status == UNKNOWN else []
-        criteria.append(CriterionResult(code, status, evidence, unknown))
+        criteria.append(CriterionResult(code, status, evidence, unknown, superseded))
     features: dict[str, list[JSON]] = {}
     for code in facts.get("profileFeatures", []):
         concept = term.concept(CONCEPTS_SYSTEM, str(code))
         evidence = [_qr_evidence(response, str(code))] if response is not None and code in answered else []
         features[str(code)] = evidence + _refs(ctx, _properties(concept, "evidence"))
     overall = str(facts.get("persistenceStatus") or UNKNOWN)
-    return Assessment(criteria=criteria, features=features, overall=overall, questionnaire=response)
+    whole = term.concept(CONCEPTS_SYSTEM, "persistent-alk-assessment")
+    reassess = any(facts.get(name) is True for name in _properties(whole, "superseded"))
+    return Assessment(criteria=criteria, features=features, overall=overall, questionnaire=response,
+                      reassess=reassess)
 
 
 def _concept(pkg: Package, code: str) -> JSON:
@@ -139,7 +148,8 @@ def assessment_observation(assessment: Assessment, ctx: PatientContext, pkg: Pac
         "resourceType": "Observation",
         "id": obs_id,
         "meta": {"profile": [ASSESSMENT_PROFILE]},
-        "status": "preliminary" if assessment.overall == UNKNOWN else "final",
+        # interim while a criterion is unknown or newer record evidence awaits the clinician's reassessment
+        "status": "preliminary" if assessment.overall == UNKNOWN or assessment.reassess else "final",
         "code": _concept(pkg, "persistent-alk-assessment"),
         "effectiveDateTime": ctx.today.isoformat(),
         "valueCodeableConcept": _concept(pkg, assessment.overall),
