@@ -324,3 +324,20 @@ def test_served_app_freezes_its_start_up_objects(tmp_path: Path) -> None:
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_the_trace_names_resource_types_no_fact_reads(app_client: TestClient) -> None:
+    """Issue 18: what the record held that the guideline does not read is named, not dropped silently."""
+    def unread_issues(answer: JSON) -> list[str]:
+        outcome = answer.get("extension", {}).get("org.alk-fhir.data-issues", {})
+        return [i["diagnostics"] for i in outcome.get("issue", []) if "not read by any fact" in i["diagnostics"]]
+
+    assert unread_issues(call(app_client, "patient-view-criterion1-failed-cbt-physio")) == []
+    body = example("patient-view-criterion1-failed-cbt-physio")
+    patient = {"reference": f"Patient/{body['context']['patientId']}"}
+    allergy = {"resourceType": "AllergyIntolerance", "id": "a1", "patient": patient, "code": {"text": "pinda"}}
+    body["prefetch"]["conditions"]["entry"].append({"resource": allergy})
+    response = app_client.post("/cds-services/alk-patient-view", json=body)
+    assert response.status_code == 200
+    (text,) = unread_issues(response.json())
+    assert "AllergyIntolerance (1)" in text

@@ -13,7 +13,9 @@ bodies that are too large or not JSON; never a 500 for anything a caller sends.
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -40,11 +42,13 @@ from alk_fhir.cds.prefetch import Resolved, needs_network, resolve
 from alk_fhir.cds.request import HookRequest, parse_hook_request, selected_orders
 from alk_fhir.cds.state import CdsState, cds_state
 from alk_fhir.cds.text import choose_language
+from alk_fhir.context import compile_facts
 from alk_fhir.fhir import body as fhir_body
 from alk_fhir.shown import record_shown  # queues the cards for the store; no I/O here
 
 log = logging.getLogger("alk_fhir.cds")
 DATA_ISSUES_EXTENSION = "org.alk-fhir.data-issues"
+SERVICES_BY_ID_HOOK = {s.hook: s for s in SERVICES_BY_ID.values()}
 _SERVICE_PARAM = [{"name": "service_id", "in": "path", "required": True,
                    "schema": {"type": "string", "enum": SERVICE_IDS}}]
 
@@ -107,6 +111,29 @@ def _check_patient(hook: HookRequest, resolved: Resolved) -> None:
             raise CdsError(400, "invalid", "prefetch holds a Patient other than context.patientId", "prefetch")
 
 
+@functools.cache
+def _template_types(hook: str) -> frozenset[str]:
+    """The resource types a service's prefetch asks for (``Type?…`` and ``Type/{{…}}``)."""
+    return frozenset(re.split(r"[?/]", t, maxsplit=1)[0] for t in SERVICES_BY_ID_HOOK[hook].prefetch.values())
+
+
+def _unread(state: CdsState, service: Service, resolved: Resolved) -> list[dict[str, Any]]:
+    """The trace of what was left out (issue 18): resource types the call carried that neither a data
+    requirement of the facts Library reads nor a prefetch template asked for (the user, included
+    performers), with their counts, as an information issue; nothing when there are none."""
+    wanted = set(compile_facts(state.engine.package).requirements.values()) | _template_types(service.hook)
+    unread: dict[str, int] = {}
+    for res in resolved.resources:
+        rtype = res.get("resourceType") if isinstance(res, dict) else None
+        if isinstance(rtype, str) and rtype not in wanted:
+            unread[rtype] = unread.get(rtype, 0) + 1
+    if not unread:
+        return []
+    listed = ", ".join(f"{t} ({n})" for t, n in sorted(unread.items()))
+    return [{"severity": "information", "code": "informational",
+             "diagnostics": f"not read by any fact of the guideline, so left out of the advice: {listed}"}]
+
+
 def answer(state: CdsState, service: Service, hook: HookRequest, resolved: Resolved, lang: str) -> dict[str, Any]:
     if not state.catalog.actions:
         raise CdsError(503, "not-found", "the guideline PlanDefinition is not loaded on this server")
@@ -123,7 +150,7 @@ def answer(state: CdsState, service: Service, hook: HookRequest, resolved: Resol
     # remembered overrides: a card snoozed for this patient stays away while the finding behind it holds
     cards = state.snoozer.present(built, hook.patient_id, result.context, state.catalog, state.today())
     body: dict[str, Any] = {"cards": cards}
-    issues = resolved.issues + result.context.issues
+    issues = resolved.issues + result.context.issues + _unread(state, service, resolved)
     if issues:
         body["extension"] = {DATA_ISSUES_EXTENSION: {"resourceType": "OperationOutcome", "issue": issues}}
     return body
