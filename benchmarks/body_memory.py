@@ -167,6 +167,11 @@ def stream_body(port: int, path: str, chunks: Iterator[bytes], *, length: int | 
             sock.sendall(b"0\r\n\r\n")
     except (BrokenPipeError, ConnectionResetError):
         pass  # the server closed the connection: it will not read more
+    return _finish(sock, answer, answered_at, sent, started)
+
+
+def _finish(sock: socket.socket, answer: bytes, answered_at: int | None, sent: int, started: float) -> Sent:
+    """Read the status line (the server may have answered already), close, and say what happened."""
     sock.settimeout(600)
     try:
         while b"\r\n" not in answer:
@@ -218,19 +223,7 @@ def head_flood(port: int, kind: str, total: int) -> Sent:
             sock.sendall(b" HTTP/1.1\r\n\r\n" if kind == "url" else b"\r\n\r\n")
     except (BrokenPipeError, ConnectionResetError):
         pass
-    sock.settimeout(600)
-    try:
-        while b"\r\n" not in answer:
-            more = sock.recv(65536)
-            if not more:
-                break
-            answer += more
-    except (TimeoutError, ConnectionResetError):
-        pass
-    finally:
-        sock.close()
-    status = int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.1 ") else None
-    return Sent(status, None if answered_at is None else answered_at / MB, sent / MB, time.monotonic() - started)
+    return _finish(sock, answer, answered_at, sent, started)
 
 
 class Prober:

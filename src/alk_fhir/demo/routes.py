@@ -36,7 +36,7 @@ from alk_fhir.auth.jwks import FetchedJwks, Fetcher, JwksError, http_fetch
 from alk_fhir.cds.cards import IF_NONE_EXIST
 from alk_fhir.cds.discovery import SERVICES_BY_ID
 from alk_fhir.config import REPO_ROOT, Settings
-from alk_fhir.demo.smart import DEMO_USER, AuthorizeError, DemoAuth, may
+from alk_fhir.demo.smart import DEMO_USER, Access, AuthorizeError, DemoAuth, may
 from alk_fhir.demo.store import DemoStore, UnsupportedSearch
 from alk_fhir.fhir import FHIR_ID, RESOURCE_TYPE, BodyError, dump_json, operation_outcome, read_body, read_json
 
@@ -251,6 +251,16 @@ def metadata(request: Request) -> Response:
                       "code": "SMART-on-FHIR"}]}]}}]})
 
 
+def _granted(demo: Demo, request: Request, rtype: str, action: str, verb: str) -> Access | Response:
+    """The request's live access token if its scopes allow ``action`` on ``rtype``, else the 401/403."""
+    access = demo.auth.access(request.headers.get("authorization"))
+    if access is None:
+        return _outcome(401, "login", "a valid Bearer access token is required")
+    if not RESOURCE_TYPE.fullmatch(rtype) or not may(access, rtype, action):
+        return _outcome(403, "forbidden", f"the token's scopes do not allow {verb} {rtype}")
+    return access
+
+
 @router.get("/fhir/{rtype}/{rid}")
 def read(request: Request, rtype: str, rid: str) -> Response:
     demo = _demo(request)
@@ -268,11 +278,9 @@ def read(request: Request, rtype: str, rid: str) -> Response:
 @router.get("/fhir/{rtype}")
 def search(request: Request, rtype: str) -> Response:
     demo = _demo(request)
-    access = demo.auth.access(request.headers.get("authorization"))
-    if access is None:
-        return _outcome(401, "login", "a valid Bearer access token is required")
-    if not RESOURCE_TYPE.fullmatch(rtype) or not may(access, rtype, "s"):
-        return _outcome(403, "forbidden", f"the token's scopes do not allow searching {rtype}")
+    access = _granted(demo, request, rtype, "s", "searching")
+    if isinstance(access, Response):
+        return access
     try:
         found = demo.store.search(rtype, request.url.query, access.patient)
     except UnsupportedSearch as exc:
@@ -303,11 +311,9 @@ def _create(demo: Demo, res: Any, patient: str, if_none_exist: str | None) -> Re
 @router.post("/fhir/{rtype}")
 async def create(request: Request, rtype: str) -> Response:
     demo = _demo(request)
-    access = demo.auth.access(request.headers.get("authorization"))
-    if access is None:
-        return _outcome(401, "login", "a valid Bearer access token is required")
-    if not RESOURCE_TYPE.fullmatch(rtype) or not may(access, rtype, "c"):
-        return _outcome(403, "forbidden", f"the token's scopes do not allow creating {rtype}")
+    access = _granted(demo, request, rtype, "c", "creating")
+    if isinstance(access, Response):
+        return access
     try:
         res = await read_json(request)
     except BodyError as exc:
