@@ -131,15 +131,21 @@ def whitespace(total: int) -> Iterator[bytes]:
         yield b" " * min(MB, total - start)
 
 
-def empty_objects(total: int) -> Iterator[bytes]:
-    """``[{},{},…]`` of about ``total`` bytes: the JSON that costs the most memory per byte once parsed."""
-    per_chunk = MB // 3
-    count = max(1, total // 3)
+def _array_of(item: bytes, total: int) -> Iterator[bytes]:
+    """``[item,item,…]`` of about ``total`` bytes, 1 MB at a time."""
+    width = len(item) + 1
+    per_chunk = MB // width
+    count = max(1, total // width)
     yield b"["
     for start in range(0, count, per_chunk):
         n = min(per_chunk, count - start)
-        yield b"{}," * (n - 1) + (b"{}" if start + n == count else b"{},")
+        yield (item + b",") * (n - 1) + (item if start + n == count else item + b",")
     yield b"]"
+
+
+def empty_objects(total: int) -> Iterator[bytes]:
+    """``[{},{},…]`` of about ``total`` bytes: the JSON that costs the most memory per byte once parsed."""
+    return _array_of(b"{}", total)
 
 
 def stream_body(port: int, path: str, chunks: Iterator[bytes], *, length: int | None,
@@ -189,13 +195,7 @@ def _finish(sock: socket.socket, answer: bytes, answered_at: int | None, sent: i
 
 def scalars(total: int) -> Iterator[bytes]:
     """``["ab","ab",…]`` of about ``total`` bytes: five bytes per string of some 55 once parsed."""
-    per_chunk = MB // 5
-    count = max(1, total // 5)
-    yield b"["
-    for start in range(0, count, per_chunk):
-        n = min(per_chunk, count - start)
-        yield b'"ab",' * (n - 1) + (b'"ab"' if start + n == count else b'"ab",')
-    yield b"]"
+    return _array_of(b'"ab"', total)
 
 
 def head_flood(port: int, kind: str, total: int) -> Sent:
