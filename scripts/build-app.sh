@@ -3,6 +3,9 @@
 # src/alk_fhir/app/package-lock.json) and copy their browser builds into src/alk_fhir/app/vendor/.
 # npm ci also installs the devDependency axe-core, which the browser tests evaluate in the page
 # (it is not copied to vendor/ and never served).
+# The build patches one thing in its copy of lhc-forms.js: the date picker's week starts on Monday
+# (build.mjs, PATCHES, says why and where); it fails, and leaves vendor/ unbuilt, when the patched
+# text is not found exactly once, so an lforms upgrade cannot drop the patch silently.
 # Without npm this exits 0 with a message: the Python service still starts and /app/ says how to
 # install. Re-running is cheap: npm ci is skipped while node_modules is newer than the lock file.
 set -euo pipefail

@@ -14,7 +14,8 @@
 7. texts: no trigger without a value, contacts newest first with their kind, "not assessed yet" for a
    patient never assessed, "H §" explained;
 8. forms: guideline order, one name for the AMBIT grid, a short way to the save button, no "1:" in
-   answer lists, focus after saving, aria-describedby only to ids that exist.
+   answer lists, the date picker's week from Monday, focus after saving, aria-describedby only to
+   ids that exist.
 The stack is tests/app_support.py's (service + test EHR with Anna, Carla and Dirk); screenshots go
 to test-artifacts/. axe runs in tests/test_app_quality.py and here on the new states.
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -411,6 +413,43 @@ def test_forms_in_guideline_order_one_ambit_name_short_way_to_save(stack: Stack,
     page.locator("#lhc-tools-searchResults li").first.wait_for()
     assert not any(re.match(r"^\d+:", t) for t in page.locator("#lhc-tools-searchResults li").all_inner_texts())
     page.keyboard.press("Escape")
+    assert app.problems == []
+
+
+WEEKDAYS = {"nl": ["ma", "di", "wo", "do", "vr", "za", "zo"], "en": ["Mo", "Tu", "We", "Th", "Fr", "Sa", "Su"]}
+FIELD_DATE = {"nl": "%d-%m-%Y", "en": "%m/%d/%Y"}  # the form's date format (the renderer's, in English)
+
+
+def test_date_picker_week_starts_on_monday_and_a_picked_day_is_saved(stack: Stack, app: AppPage) -> None:
+    """The picker's week runs Monday to Sunday (Dutch custom and ISO 8601; en-GB too), in its header and
+    in its rows of days; a day picked in it fills the field in the form's format and is what is saved."""
+    language = lang_of(app)
+    fmt = FIELD_DATE[language]
+    app.open(launch_url(stack, {"questionnaire": CRITERIA_Q}, patient=CARLA))
+    page = app.page
+    field = page.locator(DATE_FIELD)
+    before = field.input_value()
+    field.click()
+    picker = page.locator(".ant-picker-dropdown")
+    picker.wait_for()
+    assert [h.strip() for h in picker.locator("thead th").all_inner_texts()] == WEEKDAYS[language]
+    # every row of days begins on a Monday (a cell's title is its date in the form's format)
+    firsts = picker.locator("tbody tr").evaluate_all("rows => rows.map((r) => r.querySelector('td').title)")
+    assert len(firsts) >= 5
+    assert [datetime.strptime(day, fmt).weekday() for day in firsts] == [0] * len(firsts), firsts
+    no_sideways_scroll(app)
+    app.shot(f"gp-date-picker-{language}-{app.width}")  # type: ignore[attr-defined]
+    # pick the 15th of the month shown (Carla's record holds the 1st)
+    cell = picker.locator("td.ant-picker-cell-in-view", has_text=re.compile(r"^\s*15\s*$"))
+    picked = datetime.strptime(cell.get_attribute("title") or "", fmt).date()
+    cell.click()
+    picker.wait_for(state="hidden")
+    shown = field.input_value()
+    assert shown == picked.strftime(fmt) != before
+    if language == "nl":
+        assert re.fullmatch(r"\d{2}-\d{2}-\d{4}", shown)  # dd-mm-jjjj
+    saved = answers(stack.ehr.resources[("QuestionnaireResponse", app.submit())])
+    assert saved["last-somatic-workup"] == [{"valueDate": picked.isoformat()}]
     assert app.problems == []
 
 

@@ -1,6 +1,10 @@
 // Copies the browser builds that fhirclient and lforms ship on npm into vendor/: no bundler,
 // no transpiling. The Python service serves web/ (our code) and vendor/ under /app/.
 // vendor/manifest.json records what was copied; the service treats its absence as "not built".
+//
+// One patch is applied to a copied file (PATCHES below, recorded in the manifest): the build stops
+// with an error when its text is not found exactly once, so a new lforms version cannot undo it
+// silently.
 import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -25,8 +29,40 @@ const files = {
   ],
 };
 
+// The date picker's week starts on Monday (Dutch custom and ISO 8601; en-GB too).
+// LHC-Forms renders date items with ng-zorro-antd's nz-date-picker, whose DateHelperService takes
+// the first day of the week from NZ_DATE_CONFIG.firstDayOfWeek and, when that is unset, from the
+// locale: with LHC-Forms' NZ_I18N en_US (locale id "en") and no NZ_DATE_LOCALE that is Sunday
+// (0). LHC-Forms provides no NZ_DATE_CONFIG and no setting for it (LForms.Util, the form options
+// and the lhc-forms element have none; its language support is build-time only, LHNCBC/lforms
+// issue #197), and Angular's injector is out of reach from the page in a production build. So the
+// bundle's copy of ng-zorro's NZ_DATE_CONFIG_DEFAULT ({firstDayOfWeek: undefined}, one object
+// literal in lhc-forms.js; its variable name is the minifier's) gets firstDayOfWeek 1: both of
+// ng-zorro's date helpers read the weekday header and the rows of days from it.
+const PATCHES = [
+  {
+    file: "lforms/lhc-forms.js",
+    why: "date picker week starts on Monday (ng-zorro NZ_DATE_CONFIG_DEFAULT.firstDayOfWeek = 1)",
+    find: /([\w$]+)=\{firstDayOfWeek:void 0\}/g,
+    replace: "$1={firstDayOfWeek:1}",
+  },
+];
+
+function applyPatch({ file, why, find, replace }) {
+  const path = join(out, file);
+  const text = readFileSync(path, "utf8");
+  const found = text.match(find) || [];
+  if (found.length !== 1) {
+    console.error(`build: cannot patch ${file} (${why}): expected the text ${find} once, found it ${found.length}` +
+      " times. The lforms version changed: find the new place (see build.mjs) or drop the patch.");
+    process.exit(1);
+  }
+  writeFileSync(path, text.replace(find, replace));
+  return { file, why };
+}
+
 rmSync(out, { recursive: true, force: true });
-const manifest = { built: new Date().toISOString(), packages: {} };
+const manifest = { built: new Date().toISOString(), packages: {}, patches: [] };
 for (const [pkg, list] of Object.entries(files)) {
   const root = join(modules, pkg);
   if (!existsSync(join(root, "package.json"))) {
@@ -40,5 +76,6 @@ for (const [pkg, list] of Object.entries(files)) {
     cpSync(join(root, from), join(out, to));
   }
 }
+for (const patch of PATCHES) manifest.patches.push(applyPatch(patch));
 writeFileSync(join(out, "manifest.json"), JSON.stringify(manifest, null, 2) + "\n");
 console.log(`build: vendor/ written (${Object.entries(manifest.packages).map(([n, p]) => `${n} ${p.version}`).join(", ")})`);

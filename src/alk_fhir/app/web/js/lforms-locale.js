@@ -11,8 +11,9 @@
 // reference to that object, so switching language later only changes the object's texts.
 //
 // Texts the renderer writes without a language file (screen-reader messages, the date picker's
-// buttons and its weekday and month names, which come from its built-in date-fns en-US locale, the
-// answer list's footer) are translated in its output by renderer-texts.js.
+// buttons (ng-zorro's en_US texts) and its weekday and month names (Angular's "en" locale data),
+// the answer list's footer) are translated in its output by renderer-texts.js. The picker's week
+// starts on Monday through a build-time patch of lhc-forms.js (build.mjs, PATCHES).
 (function () {
   "use strict";
 

@@ -53,7 +53,8 @@ const EXACT = new Map(Object.entries({
   "See more items (Ctl Ret)": "Meer keuzes tonen (Ctrl+Enter)",
   "Search Results": "Zoekresultaten",
   "Search Hint": "Zoektip",
-  // The date picker's weekday and month names (its date-fns en-US locale: no language file)
+  // The date picker's weekday and month names (Angular's "en" locale data, through ng-zorro's
+  // DatePipe date helper: no language file)
   "Su": "zo", "Mo": "ma", "Tu": "di", "We": "wo", "Th": "do", "Fr": "vr", "Sa": "za",
   "Sun": "zo", "Mon": "ma", "Tue": "di", "Wed": "wo", "Thu": "do", "Fri": "vr", "Sat": "za",
   "Sunday": "zondag", "Monday": "maandag", "Tuesday": "dinsdag", "Wednesday": "woensdag",
