@@ -55,9 +55,11 @@ WIDTHS = {1280: 800, 390: 844}  # width -> height of the screen
 LANGS = ("nl", "en")
 TEXT = {
     "nl": {"wish": "Duurzame doodswens: ja", "risk": "Risicomedicatie: 5", "safety": "Let op",
-           "urgent": "Eerst doen", "trigger": "Aanleiding: ", "consent": "Toestemming voor consultatie: ja"},
+           "urgent": "Eerst doen", "trigger": "Aanleiding: ", "consent": "Toestemming voor consultatie: ja",
+           "view-updated": "Bekijk de bijgewerkte beoordeling"},
     "en": {"wish": "Lasting wish to die: yes", "risk": "Risk medication: 5", "safety": "Take note",
-           "urgent": "Do first", "trigger": "Why: ", "consent": "Consent to consultation: yes"},
+           "urgent": "Do first", "trigger": "Why: ", "consent": "Consent to consultation: yes",
+           "view-updated": "View the updated assessment"},
 }
 
 
@@ -208,6 +210,34 @@ def test_typed_dates_are_read_and_saved(stack: Stack, app: AppPage) -> None:
         assert saved["last-somatic-workup"] == [{"valueDate": "2024-03-15"}], typed
         # the confirmation leads on: focus on the link to the updated view, not on <body>
         assert app.page.evaluate("document.activeElement.id") == "view-updated"
+    # that link opens the assessment the saved date feeds
+    assert app.page.locator("#view-updated").inner_text() == TEXT[language]["view-updated"]
+    app.page.keyboard.press("Enter")
+    app.ready()
+    assert app.page.locator("#tab-results").get_attribute("aria-selected") == "true"
+    assert app.problems == []
+
+
+def test_typing_after_an_existing_date_is_refused_not_saved(stack: Stack, app: AppPage) -> None:
+    """The English form once saved valueDate "12603-12-10" after a digit was typed behind the date it
+    showed: a digit typed behind the date now stays in the field, refused, and nothing is written."""
+    before = len(stack.responses(CARLA, CRITERIA_Q))
+    app.open(launch_url(stack, {"questionnaire": CRITERIA_Q}, patient=CARLA))
+    page = app.page
+    field = page.locator(DATE_FIELD)
+    shown = field.input_value()
+    assert shown == ("01-08-2025" if lang_of(app) == "nl" else "08/01/2025")  # Carla's record
+    field.click()
+    field.press("End")
+    field.type("3")
+    field.press("Tab")
+    page.wait_for_timeout(200)  # the picker puts its own text back a moment after the field is left
+    assert field.input_value() == shown + "3"
+    assert field.get_attribute("aria-invalid") == "true"
+    assert shown + "3" in page.locator('[id="date-error-last-somatic-workup/1/1"]').inner_text()
+    page.click("#submit-form")
+    page.locator("#form-errors").wait_for()
+    assert len(stack.responses(CARLA, CRITERIA_Q)) == before  # nothing written
     assert app.problems == []
 
 
@@ -299,17 +329,15 @@ def test_case_overview_is_worth_sending(stack: Stack, app: AppPage) -> None:
     assert app.problems == []
 
 
-def test_results_view_and_overview_state_consent_from_the_same_fact(stack: Stack) -> None:
-    app = page_for(stack, "nl", 1280)
-    try:
-        app.open(launch_url(stack, {"view": "results"}, patient=CARLA))
-        app.page.evaluate("() => document.querySelectorAll('details').forEach((d) => { d.open = true; })")
-        triggers = " ".join(app.page.locator(".trigger").all_inner_texts())
-        assert TEXT["nl"]["consent"] in triggers
-        app.tab("overview")
-        assert "Toestemming van de patiënt voor consultatie: ja" in app.page.locator("#overview-summary").inner_text()
-    finally:
-        app.close()
+def test_results_view_and_overview_state_consent_from_the_same_fact(stack: Stack, app: AppPage) -> None:
+    app.open(launch_url(stack, {"view": "results"}, patient=CARLA))
+    app.unfold()
+    triggers = " ".join(app.page.locator(".trigger").all_inner_texts())
+    assert TEXT[lang_of(app)]["consent"] in triggers
+    app.tab("overview")
+    # the overview is a Dutch document in either language
+    assert "Toestemming van de patiënt voor consultatie: ja" in app.page.locator("#overview-summary").inner_text()
+    assert app.problems == []
 
 
 # 6 -------------------------------------------------------------------------------------------------
@@ -336,45 +364,42 @@ def test_nothing_scrolls_sideways_at_390_px(stack: Stack, language: str) -> None
 
 # 7 -------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("language", LANGS)
-def test_texts_a_gp_reads(stack: Stack, language: str) -> None:
-    app = page_for(stack, language, 1280)
+def test_texts_a_gp_reads(stack: Stack, app: AppPage) -> None:
+    language = lang_of(app)
     text = TEXT[language]
-    try:
-        app.open(launch_url(stack, {"view": "results"}, patient=ANNA))
-        page = app.page
-        app.unfold()
-        # never "Aanleiding: Laatste somatische diagnostiek" without a value
-        for trigger in page.locator(".trigger").all_inner_texts():
-            for part in trigger.removeprefix(text["trigger"]).split("; "):
-                assert re.search(r": \S", part), trigger
-        # Anna has no criteria form, but the record meets criterion 1: assessed (from the record)
-        overall = page.locator("#assessment .overall").inner_text()
-        assert ("Nog niet beoordeeld" if language == "nl" else "Not assessed yet") not in overall
-        # contacts newest first, each with its kind
-        contacts = page.locator('[data-feature="feature-many-care-contacts"] li').all_inner_texts()
-        if contacts:
-            kind = "Spreekuurcontact" if language == "nl" else "Surgery consultation"
-            dated = [c for c in contacts if c.startswith(kind)]
-            assert dated, contacts
-            days = [re.findall(r"\d{2}-\d{2}-\d{4}|\d{1,2} [A-Z][a-z]{2,3} \d{4}", c)[-1] for c in dated]
-            assert days == sorted(days, key=_day, reverse=True)
-        assert "H §2.2" in page.locator("#guideline-note").inner_text()
-        # Gerda (ALK, many contacts, no criteria form, nothing settled by the record): never assessed,
-        # not "unknown (assessed on today)"
-        gerda = json.loads((EXAMPLES / "patient-possible-persistent-alk.json").read_text(encoding="utf-8"))
-        stack.ehr.load([e["resource"] for e in gerda["entry"]])
-        app.open(launch_url(stack, {"view": "results"}, patient="pat-gerda"))
-        app.unfold()
-        conclusion = page.locator("#conclusion strong").inner_text()
-        assert conclusion == ("Hardnekkige ALK: nog niet beoordeeld" if language == "nl"
-                              else "Persistent ALK: not assessed yet")
-        overall = page.locator("#assessment .overall").inner_text()
-        assert ("Nog niet beoordeeld" if language == "nl" else "Not assessed yet") in overall
-        assert ("beoordeeld op" if language == "nl" else "assessed on") not in overall
-        assert app.problems == []
-    finally:
-        app.close()
+    app.open(launch_url(stack, {"view": "results"}, patient=ANNA))
+    page = app.page
+    app.unfold()
+    # never "Aanleiding: Laatste somatische diagnostiek" without a value
+    for trigger in page.locator(".trigger").all_inner_texts():
+        for part in trigger.removeprefix(text["trigger"]).split("; "):
+            assert re.search(r": \S", part), trigger
+    # Anna has no criteria form, but the record meets criterion 1: assessed (from the record)
+    overall = page.locator("#assessment .overall").inner_text()
+    assert ("Nog niet beoordeeld" if language == "nl" else "Not assessed yet") not in overall
+    # contacts newest first, each with its kind
+    contacts = page.locator('[data-feature="feature-many-care-contacts"] li').all_inner_texts()
+    assert contacts  # Anna's record has a dozen (tests/app_support.py)
+    kind = "Spreekuurcontact" if language == "nl" else "Surgery consultation"
+    dated = [c for c in contacts if c.startswith(kind)]
+    assert dated, contacts
+    days = [re.findall(r"\d{2}-\d{2}-\d{4}|\d{1,2} [A-Z][a-z]{2,3} \d{4}", c)[-1] for c in dated]
+    assert len(days) > 1 and days == sorted(days, key=_day, reverse=True)
+    assert "H §2.2" in page.locator("#guideline-note").inner_text()
+    # Gerda (ALK, many contacts, no criteria form, nothing settled by the record): never assessed,
+    # not "unknown (assessed on today)"
+    gerda = json.loads((EXAMPLES / "patient-possible-persistent-alk.json").read_text(encoding="utf-8"))
+    stack.ehr.load([e["resource"] for e in gerda["entry"]])
+    app.open(launch_url(stack, {"view": "results"}, patient="pat-gerda"))
+    app.unfold()
+    conclusion = page.locator("#conclusion strong").inner_text()
+    assert conclusion == ("Hardnekkige ALK: nog niet beoordeeld" if language == "nl"
+                          else "Persistent ALK: not assessed yet")
+    overall = page.locator("#assessment .overall").inner_text()
+    assert ("Nog niet beoordeeld" if language == "nl" else "Not assessed yet") in overall
+    assert ("beoordeeld op" if language == "nl" else "assessed on") not in overall
+    no_sideways_scroll(app)
+    assert app.problems == []
 
 
 def _day(text: str) -> tuple[int, int, int]:
@@ -453,63 +478,60 @@ def test_date_picker_week_starts_on_monday_and_a_picked_day_is_saved(stack: Stac
     assert app.problems == []
 
 
-def test_aria_describedby_names_only_elements_that_exist(stack: Stack) -> None:
+def test_aria_describedby_names_only_elements_that_exist(stack: Stack, app: AppPage) -> None:
     source = axe_source()
-    app = page_for(stack, "nl", 1280)
-    try:
-        for form in (MODEL_Q, AMBIT_Q, CRITERIA_Q):
-            app.open(launch_url(stack, {"questionnaire": form}, patient=ANNA))
-            app.page.wait_for_timeout(300)
-            missing: list[Any] = app.page.evaluate("""() => [...document.querySelectorAll('[aria-describedby]')]
-                .flatMap((e) => e.getAttribute('aria-describedby').split(/\\s+/).filter(Boolean)
-                .filter((id) => !document.getElementById(id)).map((id) => id))""")
-            assert missing == [], (form, missing)
-        # the new states stay free of axe violations: a refused date, the folded results, the overview
-        app.open(launch_url(stack, {"questionnaire": CRITERIA_Q}, patient=CARLA))
-        type_date(app, "31-02-2024", "Tab")
-        assert run_axe(app.page, source) == []
-        for patient, view in ((CARLA, "results"), (DIRK, "results"), (CARLA, "overview")):
-            app.open(launch_url(stack, {"view": view}, patient=patient))
-            assert run_axe(app.page, source) == [], (patient, view)
-    finally:
-        app.close()
+    for form in (MODEL_Q, AMBIT_Q, CRITERIA_Q):
+        app.open(launch_url(stack, {"questionnaire": form}, patient=ANNA))
+        app.page.wait_for_timeout(300)
+        missing: list[Any] = app.page.evaluate("""() => [...document.querySelectorAll('[aria-describedby]')]
+            .flatMap((e) => e.getAttribute('aria-describedby').split(/\\s+/).filter(Boolean)
+            .filter((id) => !document.getElementById(id)).map((id) => id))""")
+        assert missing == [], (form, missing)
+    # the new states stay free of axe violations (any impact): a refused date, the date picker open,
+    # the first screen with safety facts, the overview with its summary
+    app.open(launch_url(stack, {"questionnaire": CRITERIA_Q}, patient=CARLA))
+    type_date(app, "31-02-2024", "Tab")
+    assert run_axe(app.page, source) == []
+    app.page.locator(DATE_FIELD).click()
+    app.page.locator(".ant-picker-dropdown").wait_for()
+    assert run_axe(app.page, source) == []
+    app.page.keyboard.press("Escape")
+    for patient, view in ((CARLA, "results"), (DIRK, "results"), (CARLA, "overview")):
+        app.open(launch_url(stack, {"view": view}, patient=patient))
+        assert run_axe(app.page, source) == [], (patient, view)
+    assert app.problems == []
 
 
-def test_a_count_of_nothing_is_not_filled_in_from_the_record(stack: Stack) -> None:
+def test_a_count_of_nothing_is_not_filled_in_from_the_record(stack: Stack, app: AppPage) -> None:
     """'0 geneesmiddelen, uit het dossier' for a record without medication: the question stays open."""
-    app = page_for(stack, "nl", 1280)
-    try:
-        for key in [k for k in stack.ehr.resources if k[0] in ("MedicationStatement", "MedicationRequest")
-                    and stack.ehr.in_compartment(stack.ehr.resources[k], ANNA)]:
-            del stack.ehr.resources[key]
-        app.open(launch_url(stack, {"questionnaire": CRITERIA_Q}, patient=ANNA))
-        app.radio("alk-present/1/1", "true")  # the situation questions show once ALK is present
-        count = app.page.locator('[id="active-medication-count/1/1"]')
-        assert count.input_value() == ""
-        assert app.page.locator('[id="from-record-active-medication-count/1/1"]').count() == 0
-        # what the record does hold is still filled in and marked
-        assert app.page.locator('[id="from-record-main-complaints/1/1"]').count() == 1
-        assert app.page.locator('[id="main-complaints/1/1"]').input_value() != ""
-        assert app.problems == []
-    finally:
-        app.close()
+    for key in [k for k in stack.ehr.resources if k[0] in ("MedicationStatement", "MedicationRequest")
+                and stack.ehr.in_compartment(stack.ehr.resources[k], ANNA)]:
+        del stack.ehr.resources[key]
+    app.open(launch_url(stack, {"questionnaire": CRITERIA_Q}, patient=ANNA))
+    app.radio("alk-present/1/1", "true")  # the situation questions show once ALK is present
+    count = app.page.locator('[id="active-medication-count/1/1"]')
+    assert count.input_value() == ""
+    assert app.page.locator('[id="from-record-active-medication-count/1/1"]').count() == 0
+    # what the record does hold is still filled in and marked
+    assert app.page.locator('[id="from-record-main-complaints/1/1"]').count() == 1
+    assert app.page.locator('[id="main-complaints/1/1"]').input_value() != ""
+    assert app.problems == []
 
 
-def test_the_model_takes_the_complaint_the_record_holds(stack: Stack) -> None:
+def test_the_model_takes_the_complaint_the_record_holds(stack: Stack, app: AppPage) -> None:
     """The explanatory model opens with the main complaint already known (SDC pre-population, as the
     criteria form takes it), marked 'uit het dossier'."""
-    app = page_for(stack, "nl", 1280)
-    try:
-        app.open(launch_url(stack, {"questionnaire": CRITERIA_Q}, patient=DIRK))
-        app.radio("alk-present/1/1", "true")
-        known = app.page.locator('[id="main-complaints/1/1"]').input_value()
-        assert known
-        app.open(launch_url(stack, {"questionnaire": MODEL_Q}, patient=DIRK))
-        assert app.page.locator('[id="main-complaint/1"]').input_value() == known
-        assert app.page.locator('[id="from-record-main-complaint/1"]').is_visible()
-        assert app.problems == []
-    finally:
-        app.close()
+    app.open(launch_url(stack, {"questionnaire": CRITERIA_Q}, patient=DIRK))
+    app.radio("alk-present/1/1", "true")
+    known = app.page.locator('[id="main-complaints/1/1"]').input_value()
+    assert known
+    app.open(launch_url(stack, {"questionnaire": MODEL_Q}, patient=DIRK))
+    assert app.page.locator('[id="main-complaint/1"]').input_value() == known
+    badge = app.page.locator('[id="from-record-main-complaint/1"]')
+    assert badge.is_visible()
+    assert badge.inner_text() == ("uit het dossier" if lang_of(app) == "nl" else "from the record")
+    no_sideways_scroll(app)
+    assert app.problems == []
 
 
 def test_results_say_so_when_the_safety_check_fails(stack: Stack) -> None:
