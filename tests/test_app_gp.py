@@ -370,6 +370,12 @@ def test_texts_a_gp_reads(stack: Stack, app: AppPage) -> None:
     app.open(launch_url(stack, {"view": "results"}, patient=ANNA))
     page = app.page
     app.unfold()
+    # every advice says why it applies to this patient (one without a condition of its own gives the
+    # reason of the advice it belongs to: "Uitgangspunt" under persistent ALK)
+    without = page.locator("article.advice").evaluate_all(
+        "els => els.filter((e) => !e.querySelector(':scope > .trigger')).map((e) => e.id)")
+    assert without == []
+    assert "advice-starting-point" in page.locator("article.advice").evaluate_all("els => els.map((e) => e.id)")
     # never "Aanleiding: Laatste somatische diagnostiek" without a value
     for trigger in page.locator(".trigger").all_inner_texts():
         for part in trigger.removeprefix(text["trigger"]).split("; "):

@@ -190,13 +190,20 @@ function triggerParts(extensions, ctx) {
   return parts;
 }
 
-/** What triggered an advice, as far as the $apply result says it. */
+/**
+ * What triggered an advice, as far as the $apply result says it. An advice without a condition of
+ * its own (the plan's "Uitgangspunt" under persistent ALK) applies because the advice it belongs to
+ * does: it gives that advice's reason, so no advice on the GP's screen stands without one for this
+ * patient (issue 24: "half the items have no patient-specific Aanleiding").
+ */
 function triggerText(action, ctx) {
   const parts = triggerParts(action.extension, ctx).map((p) => p.text);
   if (!parts.length && ctx.criteriaTriggered.has(action.id) && ctx.met) parts.push(ctx.conclusion);
   if (!parts.length && ctx.featureTriggered.has(action.id) && ctx.featureCount) {
     parts.push(plural("featureCount", ctx.featureCount));
   }
+  const parent = ctx.parents?.get(action);
+  if (!parts.length && parent && ctx.unconditional?.has(action.id)) return triggerText(parent, ctx);
   return parts.join("; ");
 }
 
@@ -294,10 +301,11 @@ function adviceView(action, level, ctx, nested = true) {
   children.map((child) => adviceView(child, level + 1, ctx)));
 }
 
-function allActions(actions, out = []) {
+function allActions(actions, out = [], parents = null, parent = null) {
   for (const a of actions || []) {
     out.push(a);
-    allActions(a.action, out);
+    if (parents && parent) parents.set(a, parent);
+    allActions(a.action, out, parents, a);
   }
   return out;
 }
@@ -442,15 +450,19 @@ export async function renderResults(client, panel, hooks) {
   };
   // Which advice the assessment triggers: the plan's own conditions say (%persistentAlk,
   // %profileFeatureCount); the values are the assessment's.
+  // Advice without a condition of its own apply whenever the advice they belong to does.
+  ctx.unconditional = new Set();
   for (const action of allActions(definition?.action)) {
     const expressions = (action.condition || []).map((c) => String(c.expression?.expression || "")).join(" ");
     if (/%persistentAlk\b/.test(expressions)) ctx.criteriaTriggered.add(action.id);
     if (/%profileFeatureCount\b/.test(expressions)) ctx.featureTriggered.add(action.id);
+    if (!expressions.trim()) ctx.unconditional.add(action.id);
   }
   ctx.featureCount = (obs?.component || []).filter((c) => c.valueBoolean === true).length;
   ctx.met = firstCode(obs?.valueCodeableConcept) === "criterion-met";
   const top = group?.action || [];
-  const every = allActions(top);
+  ctx.parents = new Map();
+  const every = allActions(top, [], ctx.parents);
   const urgent = inGuidelineOrder(every.filter((a) => URGENT.has(a.priority)));
   const rest = inGuidelineOrder(every.filter((a) => !URGENT.has(a.priority)));
 
