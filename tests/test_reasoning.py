@@ -41,6 +41,7 @@ from fixtures.vignettes import (
     procedure,
     sct,
     step_plan,
+    wish_entry,
 )
 from test_facts import _comparable, _fhirpathpy_facts
 
@@ -111,10 +112,16 @@ FAILED_THEN_SUCCESS = (procedure("cgt", CBT, "2024-03-01", UNSUCCESSFUL),
 
 def test_resolved_alk_after_a_successful_treatment_leaves_the_pathway(engine: Engine) -> None:
     """Older treatments failed, the newest succeeded and the condition is resolved: no §2–§4 and no
-    §1.1 (TREATED_WELL). One change, the same condition active again: the ALK is back, so §1.1 asks to
-    assess the criteria (the failures are there), while the success still keeps §2 away."""
+    §1.1 (TREATED_WELL), only the information that the pathway is not offered and why, though no criteria
+    form was ever filled in (the resolved condition and the successful treatment, dated). One change, the
+    same condition active again: the ALK is back, so §1.1 asks to assess the criteria (the failures are
+    there), while the success still keeps §2 away."""
     out = apply(engine, resolved(SOMATIZATION), *FAILED_THEN_SUCCESS)
-    assert actions(out) == set(), TREATED_WELL
+    assert actions(out) == {"alk-resolved"}, TREATED_WELL
+    why = triggers(out, "alk-resolved")
+    assert list(why) == ["outOfPathway"]
+    assert why["outOfPathway"]["value"] == "2026-06-01"
+    assert why["outOfPathway"]["evidence"] == ["Condition/som", "Procedure/hypno"]
     assert out.context.facts["persistenceStatus"] == "criterion-not-met"
     again = apply(engine, SOMATIZATION, *FAILED_THEN_SUCCESS)
     assert "screen-persistent-alk" in actions(again) and "persistent-alk" not in actions(again)
@@ -386,6 +393,60 @@ def test_psychiatric_comorbidity_in_the_record_is_possibly_more(engine: Engine, 
     assert "consult-cce" not in actions(apply(engine, SOMATIZATION, stuck, consent()))
 
 
+def test_a_psychiatric_condition_recorded_after_the_forms_no_is_newest(engine: Engine) -> None:
+    """The form says "no more than ALK" (2026-11-01); a personality disorder is recorded after it
+    (2026-11-15): the newest wins, so possibly more (CCE, MORE_THAN_ALK) citing the condition, and §1.1
+    asks to reassess, naming what is new since the assessment's date. One change, the condition recorded
+    before the form: the clinician's answer holds, no CCE and nothing to reassess."""
+    stuck_no = criteria(criterion_1="met", nothing_works=True, more_than_alk=False)
+    newer = apply(engine, SOMATIZATION, stuck_no, consent(), {**PERSONALITY, "recordedDate": "2026-11-15"})
+    assert {"consult-cce", "screen-persistent-alk"} <= actions(newer), MORE_THAN_ALK
+    assert triggers(newer, "consult-cce")["moreThanAlk"]["evidence"] == ["Condition/pd"]
+    why = triggers(newer, "screen-persistent-alk")["reassess"]
+    assert why["value"] == "2026-11-01" and why["evidence"] == ["Condition/pd"]
+    assert newer.observation["status"] == "preliminary"
+    older = apply(engine, SOMATIZATION, stuck_no, consent(), {**PERSONALITY, "recordedDate": "2026-10-01"})
+    assert not {"consult-cce", "screen-persistent-alk"} & actions(older)
+    assert older.context.facts["reassess"] is False and older.context.facts["moreThanAlk"] is False
+    # without a recorded date, the onset dates the condition
+    onset = apply(engine, SOMATIZATION, stuck_no, consent(), {**ALCOHOL, "onsetDateTime": "2026-11-20"})
+    assert "consult-cce" in actions(onset)
+
+
+WISH = seeded("Expertisecentrum Euthanasie als er een duurzame doodswens speelt n.a.v. de hardnekkige ALK")
+
+
+@pytest.mark.parametrize("form_says", [False, True], ids=["form-no", "form-yes"])
+def test_a_wish_to_die_entry_newer_than_the_form_reopens_it(engine: Engine, form_says: bool) -> None:
+    """The record says otherwise about the wish to die than the form did, after it (a wish after "no", a
+    denial after "yes"): the newest wins, so the wish is to be assessed again, with what is new since the
+    assessment's date; no consultation of the Euthanasia Expertise Centre on a single newer entry (WISH:
+    "duurzame"). One change, the entry dated before the form: the form's answer holds."""
+    form = criteria(criterion_1="met", nothing_works=True, wish_to_die=form_says)
+    newer = apply(engine, SOMATIZATION, form, consent(), wish_entry("2026-11-15", present=not form_says))
+    assert "wish-to-die-assess" in actions(newer), WISH
+    assert "consult-euthanasia-expertise" not in actions(newer)
+    why = triggers(newer, "wish-to-die-assess")["wishToDieSuperseded"]
+    assert why["value"] == "2026-11-01" and why["evidence"] == ["Observation/wish-2026-11-15"]
+    assert why["label"].startswith("Doodswens: nieuw in het dossier sinds de beoordeling")
+    assert newer.context.facts["wishToDie"] is False
+    older = apply(engine, SOMATIZATION, form, consent(), wish_entry("2026-10-01", present=not form_says))
+    assert "wish-to-die-assess" not in actions(older)
+    assert ("consult-euthanasia-expertise" in actions(older)) is form_says
+
+
+def test_a_wish_to_die_only_in_the_record_is_never_silent(engine: Engine) -> None:
+    """A wish to die recorded in the record while the form does not answer it: to be assessed, naming the
+    entry (WISH). One change, the newest entry denies it: nothing to assess."""
+    form = criteria(criterion_1="met")
+    wish = apply(engine, SOMATIZATION, form, wish_entry("2026-10-01"))
+    why = triggers(wish, "wish-to-die-assess")
+    assert list(why) == ["wishToDieInRecord"] and why["wishToDieInRecord"]["evidence"] == [
+        "Observation/wish-2026-10-01"]
+    denied = apply(engine, SOMATIZATION, form, wish_entry("2026-10-01"), wish_entry("2026-11-10", present=False))
+    assert "wish-to-die-assess" not in actions(denied)
+
+
 # ---------------------------------------------------------------- 7. the newest word on consent
 
 CONSENT = seeded("afhankelijk van of de patiënt hier toestemming voor geeft")
@@ -424,6 +485,10 @@ RECORDS: dict[str, Callable[[], tuple[JSON, ...]]] = {
     "text-only": lambda: (SOMATIZATION, criteria(criterion_1="met"), PSYCHIATRY_VISIT, PSYCHIATRIC_EXAM),
     "more": lambda: (SOMATIZATION, criteria(criterion_1="met", nothing_works=True), consent(), PERSONALITY, IBS),
     "relapse": lambda: (SOMATIZATION, *FAILED_THEN_SUCCESS, procedure("cgt2", CBT, "2026-10-01", UNSUCCESSFUL)),
+    "more-newer": lambda: (SOMATIZATION, criteria(criterion_1="met", more_than_alk=False),
+                           {**PERSONALITY, "recordedDate": "2026-11-15"}),
+    "wish-newer": lambda: (SOMATIZATION, criteria(criterion_1="met", wish_to_die=False), wish_entry("2026-11-15")),
+    "wish-only": lambda: (SOMATIZATION, wish_entry("2026-10-01"), wish_entry("2026-09-01", present=False)),
     "refusal": lambda: (SOMATIZATION, criteria(criterion_1="met", consent_consultation=True), refusal("2026-11-15"),
                         {**consent(), "dateTime": "2026-06-01"}),
 }
