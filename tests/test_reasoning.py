@@ -40,6 +40,8 @@ from fixtures.vignettes import (
     criteria,
     procedure,
     sct,
+    cgt_with_rom,
+    rom_score,
     step_plan,
     wish_entry,
 )
@@ -471,6 +473,89 @@ def test_a_refusal_newer_than_the_forms_yes_withdraws_consent(engine: Engine) ->
     assert "consult-topggz" in actions(apply(engine, SOMATIZATION, authored(said_no, "2026-01-01"), permit))
 
 
+# ---------------------------------------------------------------- 8. outcomes from a pre and a post measurement
+
+WORSENS = seeded("De klachten steeds verder uitbreiden of het functioneren verslechtert ondanks of tijdens een "
+                 "evidence-based ALK-behandeling.")
+CGT_ROM = "Procedure/cgt-rom"
+
+
+def outcome_lists(result: ApplyResult) -> dict[str, list[str]]:
+    facts = result.context
+    return {name: [r["reference"] for r in facts.evidence(name)]
+            for name in ("effectiveTreatments", "worsenedTreatments", "noClearChangeTreatments", "uncodedOutcomeTreatments")}
+
+
+@pytest.mark.parametrize(("pre", "post", "outcome"), [
+    (18, 10, "effectiveTreatments"), (18, 15, "effectiveTreatments"), (18, 16, "noClearChangeTreatments"),
+    (12, 17, "worsenedTreatments"), (12, 15, "worsenedTreatments"), (12, 13, "noClearChangeTreatments"),
+    (12, 12, "noClearChangeTreatments")])
+def test_a_change_between_pre_and_post_is_the_treatments_outcome(engine: Engine, pre: float, post: float,
+                                                                 outcome: str) -> None:
+    """PHQ-15 (LOINC 70273-8, higher = more symptoms) before and after a CBT course without a recorded outcome:
+    a fall of at least the Library's clear change (3 points here) is an effect, a rise of as much a worsening
+    (WORSENS), anything smaller no clear change: unknown and named, never a success or a failure."""
+    out = apply(engine, SOMATIZATION, *cgt_with_rom(pre, post))
+    lists = outcome_lists(out)
+    assert [name for name, refs in lists.items() if CGT_ROM in refs and name != "uncodedOutcomeTreatments"] == [outcome]
+    assert (CGT_ROM in lists["uncodedOutcomeTreatments"]) is (outcome == "noClearChangeTreatments")
+    crit2 = out.context.facts["criterion2Record"]
+    assert (crit2 if crit2 in (True, False) else None) is (True if outcome == "worsenedTreatments" else
+                                                           False if outcome == "effectiveTreatments" else None)
+
+
+def test_only_linked_scores_of_a_known_instrument_count(engine: Engine) -> None:
+    """Scores count only when they are partOf/focus the treatment and their code names an instrument the
+    package has a threshold for; the first and the last score make the pair (not any two)."""
+    cgt, pre, post = cgt_with_rom(12, 17)
+    loose = [{k: v for k, v in obs.items() if k != "partOf"} for obs in (pre, post)]
+    assert outcome_lists(apply(engine, SOMATIZATION, cgt, *loose))["worsenedTreatments"] == []
+    unknown_code = [{**obs, "code": {"text": "SCL-90 totaalscore"}} for obs in (pre, post)]
+    assert outcome_lists(apply(engine, SOMATIZATION, cgt, *unknown_code))["worsenedTreatments"] == []
+    middle = rom_score("phq-mid", "cgt-rom", "2025-12-01", 25)  # 12 -> 25 -> 13: first and last differ by 1
+    lists = outcome_lists(apply(engine, SOMATIZATION, *cgt_with_rom(12, 13), middle))
+    assert CGT_ROM in lists["noClearChangeTreatments"] and lists["worsenedTreatments"] == []
+
+
+def test_the_card_names_a_treatment_without_clear_change(engine: Engine) -> None:
+    """One failed treatment and a CBT course whose PHQ-15 rose by one point: §1.1 asks to assess, and its card
+    names the course as no clear change with the scores (nothing left out silently)."""
+    from alk_fhir.cds.cards import CardOptions, build_cards, compile_catalog
+
+    physio = procedure("fysio", PHYSIO, "2024-06-30", UNSUCCESSFUL)
+    out = apply(engine, SOMATIZATION, physio, *cgt_with_rom(12, 13))
+    assert "screen-persistent-alk" in actions(out) and "persistent-alk" not in actions(out), WORSENS
+    (card,) = [c for c in build_cards(out, compile_catalog(engine), CardOptions(lang="nl", hook_instance="x"))
+               if c["summary"].startswith("Mogelijk hardnekkige ALK")]
+    assert "Cognitive and behavioral therapy (2025-09-01): geen duidelijke verandering (PHQ-15 12 → 13)" in card["detail"]
+    worse = apply(engine, SOMATIZATION, physio, *cgt_with_rom(12, 17))
+    assert "persistent-alk" in actions(worse)
+
+
+def test_the_clear_change_is_the_librarys_number(engine: Engine, tmp_path: Path) -> None:
+    """The threshold is an operationalisation of Library alk-facts (romClearChangePhq15, "hier: …"): set to 1,
+    the same one-point rise is a worsening and criterion 2 is met."""
+    import json
+    import shutil
+
+    from alk_fhir.apply import load_engine
+    from alk_fhir.knowledge import load_package
+
+    copy = tmp_path / "profiles"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "profiles", copy)
+    lib = json.loads((copy / "Library-alk-facts.json").read_text(encoding="utf-8"))
+    (param,) = [p for p in lib["parameter"] if p["name"] == "romClearChangePhq15"]
+    assert any(e["url"].endswith("alk-operationalisation") for e in param["extension"])
+    for ext in param["extension"]:
+        if ext["url"].endswith("cqf-expression"):
+            ext["valueExpression"]["expression"] = "1"
+    (copy / "Library-alk-facts.json").write_text(json.dumps(lib, ensure_ascii=False), encoding="utf-8")
+    records = (SOMATIZATION, *cgt_with_rom(12, 13))
+    assert "persistent-alk" not in actions(apply(engine, *records))  # no clear change: unknown, assess
+    strict = run(load_engine(load_package(copy)), record(*records), TODAY)
+    assert "persistent-alk" in actions(strict) and strict.context.facts["criterion2Record"] is True
+
+
 # ---------------------------------------------------------------- both engines agree on these records
 
 RECORDS: dict[str, Callable[[], tuple[JSON, ...]]] = {
@@ -489,6 +574,10 @@ RECORDS: dict[str, Callable[[], tuple[JSON, ...]]] = {
                            {**PERSONALITY, "recordedDate": "2026-11-15"}),
     "wish-newer": lambda: (SOMATIZATION, criteria(criterion_1="met", wish_to_die=False), wish_entry("2026-11-15")),
     "wish-only": lambda: (SOMATIZATION, wish_entry("2026-10-01"), wish_entry("2026-09-01", present=False)),
+    "rom-better": lambda: (SOMATIZATION, *FAILED_THEN_SUCCESS[:2], *cgt_with_rom(18, 10)),
+    "rom-unclear": lambda: (SOMATIZATION, *cgt_with_rom(12, 13, link="focus"),
+                            rom_score("phq-mid", "cgt-rom", "2025-12-01", 25, link="focus")),
+    "rom-worse": lambda: (SOMATIZATION, *cgt_with_rom(12, 17)),
     "refusal": lambda: (SOMATIZATION, criteria(criterion_1="met", consent_consultation=True), refusal("2026-11-15"),
                         {**consent(), "dateTime": "2026-06-01"}),
 }
