@@ -35,13 +35,13 @@ from fixtures.vignettes import (
     C,
     Vignette,
     _subject,
+    cgt_with_rom,
     condition,
     consent,
     criteria,
     procedure,
-    sct,
-    cgt_with_rom,
     rom_score,
+    sct,
     step_plan,
     wish_entry,
 )
@@ -481,9 +481,8 @@ CGT_ROM = "Procedure/cgt-rom"
 
 
 def outcome_lists(result: ApplyResult) -> dict[str, list[str]]:
-    facts = result.context
-    return {name: [r["reference"] for r in facts.evidence(name)]
-            for name in ("effectiveTreatments", "worsenedTreatments", "noClearChangeTreatments", "uncodedOutcomeTreatments")}
+    names = ("effectiveTreatments", "worsenedTreatments", "noClearChangeTreatments", "uncodedOutcomeTreatments")
+    return {name: [r["reference"] for r in result.context.evidence(name)] for name in names}
 
 
 @pytest.mark.parametrize(("pre", "post", "outcome"), [
@@ -527,7 +526,8 @@ def test_the_card_names_a_treatment_without_clear_change(engine: Engine) -> None
     assert "screen-persistent-alk" in actions(out) and "persistent-alk" not in actions(out), WORSENS
     (card,) = [c for c in build_cards(out, compile_catalog(engine), CardOptions(lang="nl", hook_instance="x"))
                if c["summary"].startswith("Mogelijk hardnekkige ALK")]
-    assert "Cognitive and behavioral therapy (2025-09-01): geen duidelijke verandering (PHQ-15 12 → 13)" in card["detail"]
+    named = "Cognitive and behavioral therapy (2025-09-01): geen duidelijke verandering (PHQ-15 12 → 13)"
+    assert named in card["detail"]
     worse = apply(engine, SOMATIZATION, physio, *cgt_with_rom(12, 17))
     assert "persistent-alk" in actions(worse)
 
