@@ -528,6 +528,12 @@ def test_the_card_names_a_treatment_without_clear_change(engine: Engine) -> None
                if c["summary"].startswith("Mogelijk hardnekkige ALK")]
     named = "Cognitive and behavioral therapy (2025-09-01): geen duidelijke verandering (PHQ-15 12 → 13)"
     assert named in card["detail"]
+    assert "hier: bij de PHQ-15 (0–30, hoger = meer lichamelijke klachten) is een verschil van 3" in card["detail"]
+    # the number is said only where this record reaches it: not for the same patient without ROM pairs
+    plain = apply(engine, SOMATIZATION, physio, procedure("cgt", CBT, "2025-09-01", UNSUCCESSFUL))
+    (other,) = [c for c in build_cards(plain, compile_catalog(engine), CardOptions(lang="nl", hook_instance="x"))
+                if c["summary"].startswith("Mogelijk hardnekkige ALK") or c["summary"].startswith("Hardnekkige ALK")]
+    assert "PHQ-15" not in other["detail"]
     worse = apply(engine, SOMATIZATION, physio, *cgt_with_rom(12, 17))
     assert "persistent-alk" in actions(worse)
 

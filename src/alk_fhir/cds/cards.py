@@ -152,15 +152,30 @@ def compile_catalog(engine: Engine, plan: str = DEFAULT_PLAN) -> Catalog:
 
     applies = _note_subjects(pkg)
 
+    def deeper(name: str) -> list[str]:
+        """The facts and parameters ``name`` rests on through others (not those it reads itself)."""
+        seen: set[str] = set()
+        todo = [u for d in facts[name].uses if d in facts for u in facts[d].uses] if name in facts else []
+        while todo:
+            dep = todo.pop()
+            if dep in facts and dep not in seen:
+                seen.add(dep)
+                todo.extend(facts[dep].uses)
+        return sorted(seen)
+
     def numbers(action: JSON) -> tuple[Note, ...]:
         """Operationalisations of the facts a condition names and of the parameters those read, each
-        with the condition's fact that leads to it (shown only when that fact holds)."""
+        with the condition's fact that leads to it (shown only when that fact holds); further down the
+        facts' dependencies only those whose note names the fact it is about (``applies``), so that a
+        number shows where this patient's record reaches it (the PHQ-15 clear change, only with ROM
+        pairs) and not on every card that could."""
         found: list[Note] = []
         for cond in action.get("condition", []):
             text = str((cond.get("expression") or {}).get("expression", ""))
             for via in variables_in(text):
                 negated = f"%{via}.not()" in text
-                for name in [via, *sorted(facts[via].uses)] if via in facts else [via]:
+                direct = [via, *sorted(facts[via].uses)] if via in facts else [via]
+                for name in [*direct, *(n for n in deeper(via) if n in applies and n not in direct)]:
                     op = facts[name].operationalisation if name in facts else None
                     note = Note(via, negated, applies.get(name), op) if op else None
                     if note is not None and note not in found:
