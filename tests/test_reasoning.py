@@ -128,6 +128,8 @@ def test_resolved_alk_after_a_successful_treatment_leaves_the_pathway(engine: En
     again = apply(engine, SOMATIZATION, *FAILED_THEN_SUCCESS)
     assert "screen-persistent-alk" in actions(again) and "persistent-alk" not in actions(again)
     assert again.context.facts["treatmentSucceededLast"] is True
+    success = triggers(again, "screen-persistent-alk")["succeededAfterFailures"]  # the card says why no §2
+    assert success["value"] == "2026-03-01" and success["evidence"] == ["Procedure/hypno"]
 
 
 def test_resolution_alone_and_a_later_failure(engine: Engine) -> None:
