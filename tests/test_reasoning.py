@@ -540,6 +540,23 @@ def test_the_card_names_a_treatment_without_clear_change(engine: Engine) -> None
     assert "persistent-alk" in actions(worse)
 
 
+@pytest.mark.parametrize(("pre", "post", "said", "not_said"), [
+    (18, 10, "Effectief (meting)", "Geen duidelijke verandering"),
+    (18, 16, "Geen duidelijke verandering (meting)", "Effectief")])
+def test_the_overview_says_the_measured_outcome(package: Package, pre: float, post: float, said: str,
+                                                not_said: str) -> None:
+    """The overview's treatment line is the engine's fact: a clear fall is an effect "(meting)", a change
+    below the threshold "geen duidelijke verandering (meting): uitkomst onbekend"."""
+    from alk_fhir.overview import build_overview
+
+    practice = {"resourceType": "Organization", "id": "gp", "name": "Huisartsenpraktijk"}
+    document = build_overview(record(SOMATIZATION, practice, *cgt_with_rom(pre, post)), package, today=TODAY,
+                              timestamp="2026-11-23T12:00:00Z", custodian="Organization/gp")
+    sections = {s["code"]["coding"][0]["code"]: s for s in document["entry"][0]["resource"]["section"]}
+    text = sections["overview-treatments"]["text"]["div"]
+    assert said in text and not_said not in text
+
+
 def test_the_clear_change_is_the_librarys_number(engine: Engine, tmp_path: Path) -> None:
     """The threshold is an operationalisation of Library alk-facts (romClearChangePhq15, "hier: …"): set to 1,
     the same one-point rise is a worsening and criterion 2 is met."""
