@@ -35,12 +35,15 @@ from fixtures.vignettes import (
     C,
     Vignette,
     _subject,
+    cgt_with_rom,
     condition,
     consent,
     criteria,
     procedure,
+    rom_score,
     sct,
     step_plan,
+    wish_entry,
 )
 from test_facts import _comparable, _fhirpathpy_facts
 
@@ -111,14 +114,22 @@ FAILED_THEN_SUCCESS = (procedure("cgt", CBT, "2024-03-01", UNSUCCESSFUL),
 
 def test_resolved_alk_after_a_successful_treatment_leaves_the_pathway(engine: Engine) -> None:
     """Older treatments failed, the newest succeeded and the condition is resolved: no §2–§4 and no
-    §1.1 (TREATED_WELL). One change, the same condition active again: the ALK is back, so §1.1 asks to
-    assess the criteria (the failures are there), while the success still keeps §2 away."""
+    §1.1 (TREATED_WELL), only the information that the pathway is not offered and why, though no criteria
+    form was ever filled in (the resolved condition and the successful treatment, dated). One change, the
+    same condition active again: the ALK is back, so §1.1 asks to assess the criteria (the failures are
+    there), while the success still keeps §2 away."""
     out = apply(engine, resolved(SOMATIZATION), *FAILED_THEN_SUCCESS)
-    assert actions(out) == set(), TREATED_WELL
+    assert actions(out) == {"alk-resolved"}, TREATED_WELL
+    why = triggers(out, "alk-resolved")
+    assert list(why) == ["outOfPathway"]
+    assert why["outOfPathway"]["value"] == "2026-06-01"
+    assert why["outOfPathway"]["evidence"] == ["Condition/som", "Procedure/hypno"]
     assert out.context.facts["persistenceStatus"] == "criterion-not-met"
     again = apply(engine, SOMATIZATION, *FAILED_THEN_SUCCESS)
     assert "screen-persistent-alk" in actions(again) and "persistent-alk" not in actions(again)
     assert again.context.facts["treatmentSucceededLast"] is True
+    success = triggers(again, "screen-persistent-alk")["succeededAfterFailures"]  # the card says why no §2
+    assert success["value"] == "2026-03-01" and success["evidence"] == ["Procedure/hypno"]
 
 
 def test_resolution_alone_and_a_later_failure(engine: Engine) -> None:
@@ -386,6 +397,60 @@ def test_psychiatric_comorbidity_in_the_record_is_possibly_more(engine: Engine, 
     assert "consult-cce" not in actions(apply(engine, SOMATIZATION, stuck, consent()))
 
 
+def test_a_psychiatric_condition_recorded_after_the_forms_no_is_newest(engine: Engine) -> None:
+    """The form says "no more than ALK" (2026-11-01); a personality disorder is recorded after it
+    (2026-11-15): the newest wins, so possibly more (CCE, MORE_THAN_ALK) citing the condition, and §1.1
+    asks to reassess, naming what is new since the assessment's date. One change, the condition recorded
+    before the form: the clinician's answer holds, no CCE and nothing to reassess."""
+    stuck_no = criteria(criterion_1="met", nothing_works=True, more_than_alk=False)
+    newer = apply(engine, SOMATIZATION, stuck_no, consent(), {**PERSONALITY, "recordedDate": "2026-11-15"})
+    assert {"consult-cce", "screen-persistent-alk"} <= actions(newer), MORE_THAN_ALK
+    assert triggers(newer, "consult-cce")["moreThanAlk"]["evidence"] == ["Condition/pd"]
+    why = triggers(newer, "screen-persistent-alk")["reassess"]
+    assert why["value"] == "2026-11-01" and why["evidence"] == ["Condition/pd"]
+    assert newer.observation["status"] == "preliminary"
+    older = apply(engine, SOMATIZATION, stuck_no, consent(), {**PERSONALITY, "recordedDate": "2026-10-01"})
+    assert not {"consult-cce", "screen-persistent-alk"} & actions(older)
+    assert older.context.facts["reassess"] is False and older.context.facts["moreThanAlk"] is False
+    # without a recorded date, the onset dates the condition
+    onset = apply(engine, SOMATIZATION, stuck_no, consent(), {**ALCOHOL, "onsetDateTime": "2026-11-20"})
+    assert "consult-cce" in actions(onset)
+
+
+WISH = seeded("Expertisecentrum Euthanasie als er een duurzame doodswens speelt n.a.v. de hardnekkige ALK")
+
+
+@pytest.mark.parametrize("form_says", [False, True], ids=["form-no", "form-yes"])
+def test_a_wish_to_die_entry_newer_than_the_form_reopens_it(engine: Engine, form_says: bool) -> None:
+    """The record says otherwise about the wish to die than the form did, after it (a wish after "no", a
+    denial after "yes"): the newest wins, so the wish is to be assessed again, with what is new since the
+    assessment's date; no consultation of the Euthanasia Expertise Centre on a single newer entry (WISH:
+    "duurzame"). One change, the entry dated before the form: the form's answer holds."""
+    form = criteria(criterion_1="met", nothing_works=True, wish_to_die=form_says)
+    newer = apply(engine, SOMATIZATION, form, consent(), wish_entry("2026-11-15", present=not form_says))
+    assert "wish-to-die-assess" in actions(newer), WISH
+    assert "consult-euthanasia-expertise" not in actions(newer)
+    why = triggers(newer, "wish-to-die-assess")["wishToDieSuperseded"]
+    assert why["value"] == "2026-11-01" and why["evidence"] == ["Observation/wish-2026-11-15"]
+    assert why["label"].startswith("Doodswens: nieuw in het dossier sinds de beoordeling")
+    assert newer.context.facts["wishToDie"] is False
+    older = apply(engine, SOMATIZATION, form, consent(), wish_entry("2026-10-01", present=not form_says))
+    assert "wish-to-die-assess" not in actions(older)
+    assert ("consult-euthanasia-expertise" in actions(older)) is form_says
+
+
+def test_a_wish_to_die_only_in_the_record_is_never_silent(engine: Engine) -> None:
+    """A wish to die recorded in the record while the form does not answer it: to be assessed, naming the
+    entry (WISH). One change, the newest entry denies it: nothing to assess."""
+    form = criteria(criterion_1="met")
+    wish = apply(engine, SOMATIZATION, form, wish_entry("2026-10-01"))
+    why = triggers(wish, "wish-to-die-assess")
+    assert list(why) == ["wishToDieInRecord"] and why["wishToDieInRecord"]["evidence"] == [
+        "Observation/wish-2026-10-01"]
+    denied = apply(engine, SOMATIZATION, form, wish_entry("2026-10-01"), wish_entry("2026-11-10", present=False))
+    assert "wish-to-die-assess" not in actions(denied)
+
+
 # ---------------------------------------------------------------- 7. the newest word on consent
 
 CONSENT = seeded("afhankelijk van of de patiënt hier toestemming voor geeft")
@@ -410,6 +475,112 @@ def test_a_refusal_newer_than_the_forms_yes_withdraws_consent(engine: Engine) ->
     assert "consult-topggz" in actions(apply(engine, SOMATIZATION, authored(said_no, "2026-01-01"), permit))
 
 
+# ---------------------------------------------------------------- 8. outcomes from a pre and a post measurement
+
+WORSENS = seeded("De klachten steeds verder uitbreiden of het functioneren verslechtert ondanks of tijdens een "
+                 "evidence-based ALK-behandeling.")
+CGT_ROM = "Procedure/cgt-rom"
+
+
+def outcome_lists(result: ApplyResult) -> dict[str, list[str]]:
+    names = ("effectiveTreatments", "worsenedTreatments", "noClearChangeTreatments", "uncodedOutcomeTreatments")
+    return {name: [r["reference"] for r in result.context.evidence(name)] for name in names}
+
+
+@pytest.mark.parametrize(("pre", "post", "outcome"), [
+    (18, 10, "effectiveTreatments"), (18, 15, "effectiveTreatments"), (18, 16, "noClearChangeTreatments"),
+    (12, 17, "worsenedTreatments"), (12, 15, "worsenedTreatments"), (12, 13, "noClearChangeTreatments"),
+    (12, 12, "noClearChangeTreatments")])
+def test_a_change_between_pre_and_post_is_the_treatments_outcome(engine: Engine, pre: float, post: float,
+                                                                 outcome: str) -> None:
+    """PHQ-15 (LOINC 70273-8, higher = more symptoms) before and after a CBT course without a recorded outcome:
+    a fall of at least the Library's clear change (3 points here) is an effect, a rise of as much a worsening
+    (WORSENS), anything smaller no clear change: unknown and named, never a success or a failure."""
+    out = apply(engine, SOMATIZATION, *cgt_with_rom(pre, post))
+    lists = outcome_lists(out)
+    assert [name for name, refs in lists.items() if CGT_ROM in refs and name != "uncodedOutcomeTreatments"] == [outcome]
+    assert (CGT_ROM in lists["uncodedOutcomeTreatments"]) is (outcome == "noClearChangeTreatments")
+    crit2 = out.context.facts["criterion2Record"]
+    assert (crit2 if crit2 in (True, False) else None) is (True if outcome == "worsenedTreatments" else
+                                                           False if outcome == "effectiveTreatments" else None)
+
+
+def test_only_linked_scores_of_a_known_instrument_count(engine: Engine) -> None:
+    """Scores count only when they are partOf/focus the treatment and their code names an instrument the
+    package has a threshold for; the first and the last score make the pair (not any two)."""
+    cgt, pre, post = cgt_with_rom(12, 17)
+    loose = [{k: v for k, v in obs.items() if k != "partOf"} for obs in (pre, post)]
+    assert outcome_lists(apply(engine, SOMATIZATION, cgt, *loose))["worsenedTreatments"] == []
+    unknown_code = [{**obs, "code": {"text": "SCL-90 totaalscore"}} for obs in (pre, post)]
+    assert outcome_lists(apply(engine, SOMATIZATION, cgt, *unknown_code))["worsenedTreatments"] == []
+    middle = rom_score("phq-mid", "cgt-rom", "2025-12-01", 25)  # 12 -> 25 -> 13: first and last differ by 1
+    lists = outcome_lists(apply(engine, SOMATIZATION, *cgt_with_rom(12, 13), middle))
+    assert CGT_ROM in lists["noClearChangeTreatments"] and lists["worsenedTreatments"] == []
+
+
+def test_the_card_names_a_treatment_without_clear_change(engine: Engine) -> None:
+    """One failed treatment and a CBT course whose PHQ-15 rose by one point: §1.1 asks to assess, and its card
+    names the course as no clear change with the scores (nothing left out silently)."""
+    from alk_fhir.cds.cards import CardOptions, build_cards, compile_catalog
+
+    physio = procedure("fysio", PHYSIO, "2024-06-30", UNSUCCESSFUL)
+    out = apply(engine, SOMATIZATION, physio, *cgt_with_rom(12, 13))
+    assert "screen-persistent-alk" in actions(out) and "persistent-alk" not in actions(out), WORSENS
+    (card,) = [c for c in build_cards(out, compile_catalog(engine), CardOptions(lang="nl", hook_instance="x"))
+               if c["summary"].startswith("Mogelijk hardnekkige ALK")]
+    named = "Cognitive and behavioral therapy (2025-09-01): geen duidelijke verandering (PHQ-15 12 → 13)"
+    assert named in card["detail"]
+    assert "hier: bij de PHQ-15 (0–30, hoger = meer lichamelijke klachten) is een verschil van 3" in card["detail"]
+    # the number is said only where this record reaches it: not for the same patient without ROM pairs
+    plain = apply(engine, SOMATIZATION, physio, procedure("cgt", CBT, "2025-09-01", UNSUCCESSFUL))
+    (other,) = [c for c in build_cards(plain, compile_catalog(engine), CardOptions(lang="nl", hook_instance="x"))
+                if c["summary"].startswith("Mogelijk hardnekkige ALK") or c["summary"].startswith("Hardnekkige ALK")]
+    assert "PHQ-15" not in other["detail"]
+    worse = apply(engine, SOMATIZATION, physio, *cgt_with_rom(12, 17))
+    assert "persistent-alk" in actions(worse)
+
+
+@pytest.mark.parametrize(("pre", "post", "said", "not_said"), [
+    (18, 10, "Effectief (meting)", "Geen duidelijke verandering"),
+    (18, 16, "Geen duidelijke verandering (meting)", "Effectief")])
+def test_the_overview_says_the_measured_outcome(package: Package, pre: float, post: float, said: str,
+                                                not_said: str) -> None:
+    """The overview's treatment line is the engine's fact: a clear fall is an effect "(meting)", a change
+    below the threshold "geen duidelijke verandering (meting): uitkomst onbekend"."""
+    from alk_fhir.overview import build_overview
+
+    practice = {"resourceType": "Organization", "id": "gp", "name": "Huisartsenpraktijk"}
+    document = build_overview(record(SOMATIZATION, practice, *cgt_with_rom(pre, post)), package, today=TODAY,
+                              timestamp="2026-11-23T12:00:00Z", custodian="Organization/gp")
+    sections = {s["code"]["coding"][0]["code"]: s for s in document["entry"][0]["resource"]["section"]}
+    text = sections["overview-treatments"]["text"]["div"]
+    assert said in text and not_said not in text
+
+
+def test_the_clear_change_is_the_librarys_number(engine: Engine, tmp_path: Path) -> None:
+    """The threshold is an operationalisation of Library alk-facts (romClearChangePhq15, "hier: …"): set to 1,
+    the same one-point rise is a worsening and criterion 2 is met."""
+    import json
+    import shutil
+
+    from alk_fhir.apply import load_engine
+    from alk_fhir.knowledge import load_package
+
+    copy = tmp_path / "profiles"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "profiles", copy)
+    lib = json.loads((copy / "Library-alk-facts.json").read_text(encoding="utf-8"))
+    (param,) = [p for p in lib["parameter"] if p["name"] == "romClearChangePhq15"]
+    assert any(e["url"].endswith("alk-operationalisation") for e in param["extension"])
+    for ext in param["extension"]:
+        if ext["url"].endswith("cqf-expression"):
+            ext["valueExpression"]["expression"] = "1"
+    (copy / "Library-alk-facts.json").write_text(json.dumps(lib, ensure_ascii=False), encoding="utf-8")
+    records = (SOMATIZATION, *cgt_with_rom(12, 13))
+    assert "persistent-alk" not in actions(apply(engine, *records))  # no clear change: unknown, assess
+    strict = run(load_engine(load_package(copy)), record(*records), TODAY)
+    assert "persistent-alk" in actions(strict) and strict.context.facts["criterion2Record"] is True
+
+
 # ---------------------------------------------------------------- both engines agree on these records
 
 RECORDS: dict[str, Callable[[], tuple[JSON, ...]]] = {
@@ -424,6 +595,14 @@ RECORDS: dict[str, Callable[[], tuple[JSON, ...]]] = {
     "text-only": lambda: (SOMATIZATION, criteria(criterion_1="met"), PSYCHIATRY_VISIT, PSYCHIATRIC_EXAM),
     "more": lambda: (SOMATIZATION, criteria(criterion_1="met", nothing_works=True), consent(), PERSONALITY, IBS),
     "relapse": lambda: (SOMATIZATION, *FAILED_THEN_SUCCESS, procedure("cgt2", CBT, "2026-10-01", UNSUCCESSFUL)),
+    "more-newer": lambda: (SOMATIZATION, criteria(criterion_1="met", more_than_alk=False),
+                           {**PERSONALITY, "recordedDate": "2026-11-15"}),
+    "wish-newer": lambda: (SOMATIZATION, criteria(criterion_1="met", wish_to_die=False), wish_entry("2026-11-15")),
+    "wish-only": lambda: (SOMATIZATION, wish_entry("2026-10-01"), wish_entry("2026-09-01", present=False)),
+    "rom-better": lambda: (SOMATIZATION, *FAILED_THEN_SUCCESS[:2], *cgt_with_rom(18, 10)),
+    "rom-unclear": lambda: (SOMATIZATION, *cgt_with_rom(12, 13, link="focus"),
+                            rom_score("phq-mid", "cgt-rom", "2025-12-01", 25, link="focus")),
+    "rom-worse": lambda: (SOMATIZATION, *cgt_with_rom(12, 17)),
     "refusal": lambda: (SOMATIZATION, criteria(criterion_1="met", consent_consultation=True), refusal("2026-11-15"),
                         {**consent(), "dateTime": "2026-06-01"}),
 }

@@ -152,15 +152,30 @@ def compile_catalog(engine: Engine, plan: str = DEFAULT_PLAN) -> Catalog:
 
     applies = _note_subjects(pkg)
 
+    def deeper(name: str) -> list[str]:
+        """The facts and parameters ``name`` rests on through others (not those it reads itself)."""
+        seen: set[str] = set()
+        todo = [u for d in facts[name].uses if d in facts for u in facts[d].uses] if name in facts else []
+        while todo:
+            dep = todo.pop()
+            if dep in facts and dep not in seen:
+                seen.add(dep)
+                todo.extend(facts[dep].uses)
+        return sorted(seen)
+
     def numbers(action: JSON) -> tuple[Note, ...]:
         """Operationalisations of the facts a condition names and of the parameters those read, each
-        with the condition's fact that leads to it (shown only when that fact holds)."""
+        with the condition's fact that leads to it (shown only when that fact holds); further down the
+        facts' dependencies only those whose note names the fact it is about (``applies``), so that a
+        number shows where this patient's record reaches it (the PHQ-15 clear change, only with ROM
+        pairs) and not on every card that could."""
         found: list[Note] = []
         for cond in action.get("condition", []):
             text = str((cond.get("expression") or {}).get("expression", ""))
             for via in variables_in(text):
                 negated = f"%{via}.not()" in text
-                for name in [via, *sorted(facts[via].uses)] if via in facts else [via]:
+                direct = [via, *sorted(facts[via].uses)] if via in facts else [via]
+                for name in [*direct, *(n for n in deeper(via) if n in applies and n not in direct)]:
                     op = facts[name].operationalisation if name in facts else None
                     note = Note(via, negated, applies.get(name), op) if op else None
                     if note is not None and note not in found:
@@ -433,13 +448,34 @@ def _collect(action: JSON, catalog: Catalog, requests: dict[str, JSON], guidance
 
 
 _UNKNOWN: dict[str, str] = {
-    "nl": "Niet te beoordelen uit het dossier (de uitkomst staat er alleen als tekst); beantwoord de criteria in de "
-          "vragenlijst: {n} {what}: {items}.",
-    "en": "Not decidable from the record (the outcome is there only as text); answer the criteria in the "
-          "questionnaire: {n} {what}: {items}.",
+    "nl": "Niet te beoordelen uit het dossier (de uitkomst staat er alleen als tekst, of de metingen tonen geen "
+          "duidelijke verandering); beantwoord de criteria in de vragenlijst: {n} {what}: {items}.",
+    "en": "Not decidable from the record (the outcome is there only as text, or the measurements show no clear "
+          "change); answer the criteria in the questionnaire: {n} {what}: {items}.",
 }
 _TREATMENTS: dict[str, tuple[str, str]] = {"nl": ("ALK-behandeling", "ALK-behandelingen"),
                                            "en": ("ALK treatment", "ALK treatments")}
+_NO_CLEAR_CHANGE: dict[str, str] = {"nl": "geen duidelijke verandering", "en": "no clear change"}
+
+
+def _score_change(result: ApplyResult, key: str) -> str:
+    """The first and the last score of a treatment's pre/post measurements (the facts ``romScores``), as the
+    clinician reads them: "PHQ-15 12 → 13"; empty when they cannot be told apart by date."""
+    scores = [o for o in result.context.fact_resources("romScores")
+              if key in {str(r.get("reference")) for r in [*o.get("partOf", []), *o.get("focus", [])]
+                         if isinstance(r, dict)}]
+
+    def when(obs: JSON) -> str:
+        return str(obs.get("effectiveDateTime") or (obs.get("effectivePeriod") or {}).get("start") or "")
+
+    if len(scores) < 2:
+        return ""
+    first, last = min(scores, key=when), max(scores, key=when)
+    code = first.get("code") or {}
+    name = next((c.get("display") for c in code.get("coding", []) if c.get("display")), code.get("text") or "")
+    name = str(name).split(" (")[0].removeprefix("Patient Health Questionnaire 15 item").strip() or "PHQ-15"
+    values = [(o.get("valueQuantity") or {}).get("value") for o in (first, last)]
+    return f"{name} {values[0]} → {values[1]}"
 
 
 def _unknown_line(result: ApplyResult, lang: str) -> str:
@@ -448,6 +484,7 @@ def _unknown_line(result: ApplyResult, lang: str) -> str:
     seen = [str(ref["reference"]) for ref in unknown_entries(result.context, result.package)]
     if not seen:
         return ""
+    unclear = {str(ref["reference"]) for ref in result.context.evidence("noClearChangeTreatments")}
     items = []
     for key in seen:
         res = result.context.by_key.get(key) or {}
@@ -455,6 +492,12 @@ def _unknown_line(result: ApplyResult, lang: str) -> str:
         name = code.get("text") or next((c.get("display") for c in code.get("coding", []) if c.get("display")), key)
         when = str(res.get("performedDateTime") or (res.get("performedPeriod") or {}).get("start") or "")[:10]
         outcome = (res.get("outcome") or {}).get("text")
+        if key in unclear:
+            change = _score_change(result, key)
+            outcome = None
+            name += f" ({when})" if when else ""
+            when = ""
+            name += f": {_NO_CLEAR_CHANGE.get(lang, _NO_CLEAR_CHANGE['nl'])}" + (f" ({change})" if change else "")
         items.append(name + (f" ({when})" if when else "") + (f": \"{outcome}\"" if outcome else ""))
     what = _TREATMENTS.get(lang, _TREATMENTS["nl"])[0 if len(items) == 1 else 1]
     return _UNKNOWN.get(lang, _UNKNOWN["nl"]).format(n=len(items), what=what, items="; ".join(items))

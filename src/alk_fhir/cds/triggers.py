@@ -31,7 +31,8 @@ MAX_ENTRIES = 8
 MAX_NAME = 60
 _PLACEHOLDER = re.compile(r"\{([A-Za-z][A-Za-z0-9]*)\}")
 _WORDS: dict[str, Texts] = {"trigger": {"nl": "Aanleiding", "en": "Triggered by"},
-                            "since": {"nl": "sinds", "en": "since"}}
+                            "since": {"nl": "sinds", "en": "since"},
+                            "recorded": {"nl": "vastgelegd", "en": "recorded"}}
 _DATES = ("authoredOn", "authored", "performedDateTime", "effectiveDateTime", "onsetDateTime", "created", "issued",
           "dateAsserted", "recordedDate")
 _PERIODS = ("performedPeriod", "effectivePeriod", "period", "onsetPeriod")
@@ -121,6 +122,10 @@ def _entry(res: JSON, ctx: PatientContext, pkg: Package, lang: str) -> str:
     status = res.get("status") if res.get("resourceType") in ("Task", "ServiceRequest", "CareTeam") else None
     if when and status:
         return f"{entry_name(res, ctx, pkg)} ({status}, {pick(_WORDS['since'], lang)} {when})"
+    recorded = res.get("recordedDate")
+    if when and type(recorded) is str and recorded[:10] != when:
+        # a condition known long before it entered the record: "newer than the form" is about the latter
+        when += f", {pick(_WORDS['recorded'], lang)} {recorded[:10]}"
     return entry_name(res, ctx, pkg) + (f" ({when})" if when else "")
 
 

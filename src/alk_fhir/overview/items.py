@@ -155,6 +155,8 @@ def _diagnostic(res: JSON, pkg: Package) -> Item:
 # (a ROM measurement partOf/focus the treatment), and our concept that names it
 OUTCOME_FACTS = (("worsenedTreatments", "outcome-worsened"), ("noEffectTreatments", "outcome-no-effect"),
                  ("failedAttempts", "outcome-not-completed"), ("effectiveTreatments", "outcome-effective"))
+# a pre and a post measurement closer than the instrument's clear change: unknown, and the overview says so
+NO_CLEAR_CHANGE = "Geen duidelijke verandering (meting): uitkomst onbekend"
 
 
 def _treatment(ctx: PatientContext, res: JSON, pkg: Package) -> Item:
@@ -164,6 +166,9 @@ def _treatment(ctx: PatientContext, res: JSON, pkg: Package) -> Item:
             if any(t is res for t in ctx.facts.get(fact, [])):
                 effect = f"{pkg.terminology.display(CONCEPTS_SYSTEM, concept) or concept} (meting)"
                 break
+        else:
+            if any(t is res for t in ctx.facts.get("noClearChangeTreatments", [])):
+                effect = NO_CLEAR_CHANGE
     effect = effect or status_nl(res.get("status"))
     return Item(f"Procedure/{res.get('id')}", (concept_text(res.get("code"), pkg), _event_date(res), effect),
                 comparable(res), kind="treatment")
