@@ -498,7 +498,8 @@ FIELD_DATE = {"nl": "%d-%m-%Y", "en": "%d %b %Y"}  # the form's date format (en-
 
 def test_date_picker_week_starts_on_monday_and_a_picked_day_is_saved(stack: Stack, app: AppPage) -> None:
     """The picker's week runs Monday to Sunday (Dutch custom and ISO 8601; en-GB too), in its header and
-    in its rows of days; a day picked in it fills the field in the form's format and is what is saved."""
+    in its rows of days; its dates are in the form's format; a day picked in it fills the field in
+    that format and is what is saved."""
     language = lang_of(app)
     fmt = FIELD_DATE[language]
     app.open(launch_url(stack, {"questionnaire": CRITERIA_Q}, patient=CARLA))
@@ -513,6 +514,9 @@ def test_date_picker_week_starts_on_monday_and_a_picked_day_is_saved(stack: Stac
     firsts = picker.locator("tbody tr").evaluate_all("rows => rows.map((r) => r.querySelector('td').title)")
     assert len(firsts) >= 5
     assert [datetime.strptime(day, fmt).weekday() for day in firsts] == [0] * len(firsts), firsts
+    # the "Today" button's title is today in the form's format too, not ng-zorro's US M/D/YYYY
+    title = picker.locator(".ant-picker-today-btn").get_attribute("title") or ""
+    assert datetime.strptime(title, fmt).date() == datetime.now().date(), title
     no_sideways_scroll(app)
     app.shot(f"gp-date-picker-{language}-{app.width}")  # type: ignore[attr-defined]
     # pick the 15th of the month shown (Carla's record holds the 1st)
