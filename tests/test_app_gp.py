@@ -314,6 +314,23 @@ def test_english_dates_are_day_first_and_a_us_date_is_refused_in_place(stack: St
         app.close()
 
 
+def test_date_format_follows_a_language_switch_both_ways(stack: Stack) -> None:
+    """The renderer keeps one language object: switching to English gives en-GB dates (not the
+    shipped US format), switching back gives dd-mm-jjjj again, for the field and its placeholder."""
+    app = page_for(stack, "nl", 1280)
+    try:
+        app.open(launch_url(stack, {"questionnaire": CRITERIA_Q}, patient=CARLA))
+        field = app.page.locator(DATE_FIELD)
+        for language, shown, placeholder in (("nl", "01-08-2025", "DD-MM-JJJJ"), ("en", "1 Aug 2025", "DD/MM/YYYY"),
+                                             ("nl", "01-08-2025", "DD-MM-JJJJ")):
+            if app.page.locator("#lang-select").input_value() != language:
+                app.set_language(language)
+            assert (field.input_value(), field.get_attribute("placeholder")) == (shown, placeholder), language
+        assert app.problems == []
+    finally:
+        app.close()
+
+
 def test_saved_answers_are_checked_against_the_questionnaire(stack: Stack) -> None:
     app = page_for(stack, "nl", 1280)
     try:
