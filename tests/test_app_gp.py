@@ -186,8 +186,11 @@ def test_first_screen_is_conclusion_safety_urgent_then_folded_chapters(stack: St
 
 DATE_FIELD = '[id="last-somatic-workup/1/1"] input'
 READABLE = {"nl": ["15-03-2024", "15-3-2024", "15032024", "2024-03-15"],
-            "en": ["03/15/2024", "3/15/2024", "15 Mar 2024", "2024-03-15"]}
-UNREADABLE = {"nl": ["31-02-2024", "12603-12-10", "15 maart"], "en": ["12/10/20263", "15/03/2024", "soon"]}
+            "en": ["15/03/2024", "15-3-2024", "15 Mar 2024", "2024-03-15"]}
+UNREADABLE = {"nl": ["31-02-2024", "12603-12-10", "15 maart"], "en": ["12/10/20263", "03/15/2024", "soon"]}
+# 2024-03-15 as the form shows it: dd-mm-jjjj in Dutch; in English en-GB with the month's name, never
+# the renderer's US MM/DD/YYYY (08/01/2025 reads 8 January in the Netherlands and the UK)
+SHOWN = {"nl": "15-03-2024", "en": "15 Mar 2024"}
 
 
 def type_date(app: AppPage, text: str, key: str) -> None:
@@ -205,7 +208,7 @@ def test_typed_dates_are_read_and_saved(stack: Stack, app: AppPage) -> None:
         app.open(launch_url(stack, {"questionnaire": CRITERIA_Q}, patient=CARLA))
         type_date(app, typed, "Tab" if i % 2 == 0 else "Enter")
         shown = app.page.locator(DATE_FIELD).input_value()
-        assert shown == ("15-03-2024" if language == "nl" else "03/15/2024"), typed
+        assert shown == SHOWN[language], typed
         saved = answers(stack.ehr.resources[("QuestionnaireResponse", app.submit())])
         assert saved["last-somatic-workup"] == [{"valueDate": "2024-03-15"}], typed
         # the confirmation leads on: focus on the link to the updated view, not on <body>
@@ -226,7 +229,7 @@ def test_typing_after_an_existing_date_is_refused_not_saved(stack: Stack, app: A
     page = app.page
     field = page.locator(DATE_FIELD)
     shown = field.input_value()
-    assert shown == ("01-08-2025" if lang_of(app) == "nl" else "08/01/2025")  # Carla's record
+    assert shown == ("01-08-2025" if lang_of(app) == "nl" else "1 Aug 2025")  # Carla's record, 2025-08-01
     field.click()
     field.press("End")
     field.type("3")
@@ -267,6 +270,65 @@ def test_an_unreadable_date_stays_with_a_message_and_nothing_is_saved(stack: Sta
         saved = answers(stack.ehr.resources[("QuestionnaireResponse", app.submit())])
         assert saved["last-somatic-workup"] == [{"valueDate": "2024-03-15"}]
     assert app.problems == []
+
+
+@pytest.mark.parametrize("width", list(WIDTHS))
+def test_english_dates_are_day_first_and_a_us_date_is_refused_in_place(stack: Stack, width: int) -> None:
+    """English reads dates as en-GB, day first, like the rest of the English app ("1 Aug 2025"): the
+    form asks for DD/MM/YYYY, "15/03/2024" is saved as 2024-03-15 and shown with the month's name, and
+    the US "03/15/2024" (no month 15) stays in the field, refused with a message, nothing written."""
+    app = page_for(stack, "en", width)
+    try:
+        page = app.page
+        app.open(launch_url(stack, {"questionnaire": CRITERIA_Q}, patient=CARLA))
+        field = page.locator(DATE_FIELD)
+        assert field.get_attribute("placeholder") == "DD/MM/YYYY"
+        assert field.input_value() == "1 Aug 2025"  # Carla's record, 2025-08-01; not "08/01/2025"
+        before = len(stack.responses(CARLA, CRITERIA_Q))
+        type_date(app, "03/15/2024", "Tab")
+        page.wait_for_timeout(200)  # the picker puts its own text back a moment after the field is left
+        assert field.input_value() == "03/15/2024"
+        assert field.get_attribute("aria-invalid") == "true"
+        message = page.locator('[id="date-error-last-somatic-workup/1/1"]')
+        assert "03/15/2024" in message.inner_text() and "15/03/2024" in message.inner_text()
+        page.click("#submit-form")
+        page.locator("#form-errors").wait_for()
+        assert len(stack.responses(CARLA, CRITERIA_Q)) == before  # nothing written
+        # typed day first, read day first: 15 March, not refused, shown with the month's name
+        type_date(app, "15/03/2024", "Tab")
+        assert message.count() == 0 and field.get_attribute("aria-invalid") is None
+        assert field.input_value() == "15 Mar 2024"
+        saved = answers(stack.ehr.resources[("QuestionnaireResponse", app.submit())])
+        assert saved["last-somatic-workup"] == [{"valueDate": "2024-03-15"}]
+        # reopened, the form shows what was saved; a day of 12 or less is read day first too, and
+        # the field then shows which month that is
+        app.open(launch_url(stack, {"questionnaire": CRITERIA_Q}, patient=CARLA))
+        assert field.input_value() == "15 Mar 2024"
+        type_date(app, "08/01/2025", "Tab")
+        assert field.input_value() == "8 Jan 2025"
+        saved = answers(stack.ehr.resources[("QuestionnaireResponse", app.submit())])
+        assert saved["last-somatic-workup"] == [{"valueDate": "2025-01-08"}]
+        no_sideways_scroll(app)
+        assert app.problems == []
+    finally:
+        app.close()
+
+
+def test_date_format_follows_a_language_switch_both_ways(stack: Stack) -> None:
+    """The renderer keeps one language object: switching to English gives en-GB dates (not the
+    shipped US format), switching back gives dd-mm-jjjj again, for the field and its placeholder."""
+    app = page_for(stack, "nl", 1280)
+    try:
+        app.open(launch_url(stack, {"questionnaire": CRITERIA_Q}, patient=CARLA))
+        field = app.page.locator(DATE_FIELD)
+        for language, shown, placeholder in (("nl", "01-08-2025", "DD-MM-JJJJ"), ("en", "1 Aug 2025", "DD/MM/YYYY"),
+                                             ("nl", "01-08-2025", "DD-MM-JJJJ")):
+            if app.page.locator("#lang-select").input_value() != language:
+                app.set_language(language)
+            assert (field.input_value(), field.get_attribute("placeholder")) == (shown, placeholder), language
+        assert app.problems == []
+    finally:
+        app.close()
 
 
 def test_saved_answers_are_checked_against_the_questionnaire(stack: Stack) -> None:
@@ -448,12 +510,13 @@ def test_forms_in_guideline_order_one_ambit_name_short_way_to_save(stack: Stack,
 
 
 WEEKDAYS = {"nl": ["ma", "di", "wo", "do", "vr", "za", "zo"], "en": ["Mo", "Tu", "We", "Th", "Fr", "Sa", "Su"]}
-FIELD_DATE = {"nl": "%d-%m-%Y", "en": "%m/%d/%Y"}  # the form's date format (the renderer's, in English)
+FIELD_DATE = {"nl": "%d-%m-%Y", "en": "%d %b %Y"}  # the form's date format (en-GB with the month's name)
 
 
 def test_date_picker_week_starts_on_monday_and_a_picked_day_is_saved(stack: Stack, app: AppPage) -> None:
     """The picker's week runs Monday to Sunday (Dutch custom and ISO 8601; en-GB too), in its header and
-    in its rows of days; a day picked in it fills the field in the form's format and is what is saved."""
+    in its rows of days; its dates are in the form's format; a day picked in it fills the field in
+    that format and is what is saved."""
     language = lang_of(app)
     fmt = FIELD_DATE[language]
     app.open(launch_url(stack, {"questionnaire": CRITERIA_Q}, patient=CARLA))
@@ -468,6 +531,9 @@ def test_date_picker_week_starts_on_monday_and_a_picked_day_is_saved(stack: Stac
     firsts = picker.locator("tbody tr").evaluate_all("rows => rows.map((r) => r.querySelector('td').title)")
     assert len(firsts) >= 5
     assert [datetime.strptime(day, fmt).weekday() for day in firsts] == [0] * len(firsts), firsts
+    # the "Today" button's title is today in the form's format too, not ng-zorro's US M/D/YYYY
+    title = picker.locator(".ant-picker-today-btn").get_attribute("title") or ""
+    assert datetime.strptime(title, fmt).date() == datetime.now().date(), title
     no_sideways_scroll(app)
     app.shot(f"gp-date-picker-{language}-{app.width}")  # type: ignore[attr-defined]
     # pick the 15th of the month shown (Carla's record holds the 1st)

@@ -9,9 +9,11 @@
 //   change propagation `updateOnSourceItemChange`), so the picker shows it and the save holds it;
 // - anything else stays in the field as typed, marked invalid with a message next to it
 //   (aria-invalid, aria-describedby), and saving is refused until it is corrected or emptied.
-// Dutch: dd-mm-jjjj, d-m-jjjj, ddmmjjjj, jjjj-mm-dd (also with / or . between the parts). English:
-// the renderer's MM/DD/YYYY (also M/D/YYYY and MMDDYYYY), YYYY-MM-DD, and "15 Mar 2024" /
-// "March 15, 2024".
+// Numbers are read day first in both languages: Dutch dd-mm-jjjj, d-m-jjjj, ddmmjjjj; English (en-GB,
+// as the English form shows and asks for it, lforms-locale.js EN_GB) dd/mm/yyyy, d/m/yyyy, ddmmyyyy
+// (also with - or . between the parts); in both ISO yyyy-mm-dd and month names ("15 Mar 2024",
+// "15 maart 2024", "March 15, 2024"). A US month-first date is not guessed at: "03/15/2024" has no
+// month 15 and is refused, "08/01/2025" is 8 January and the field then shows "8 Jan 2025".
 import { h } from "./dom.js";
 import { t } from "./i18n.js";
 
@@ -35,17 +37,17 @@ function monthNumber(word) {
 
 /**
  * A typed date as FHIR date (YYYY-MM-DD), or null when it cannot be read as one calendar day.
- * `language` decides the order of day and month in numeric forms (nl: day first; en: month first,
- * as the renderer's English format MM/DD/YYYY shows).
+ * Numeric forms are day first in Dutch and in English alike (en-GB: the English form shows
+ * "1 Aug 2025" and asks for DD/MM/YYYY), so the language does not change how a date is read.
  */
-export function parseTypedDate(text, language) {
+export function parseTypedDate(text) {
   const value = String(text || "").trim();
   let m = /^(\d{4})-(\d{1,2})-(\d{1,2})$/.exec(value);
   if (m) return valid(+m[1], +m[2], +m[3]);
   m = /^(\d{1,2})[-/.](\d{1,2})[-/.](\d{4})$/.exec(value);
-  if (m) return language === "en" ? valid(+m[3], +m[1], +m[2]) : valid(+m[3], +m[2], +m[1]);
+  if (m) return valid(+m[3], +m[2], +m[1]);
   m = /^(\d{2})(\d{2})(\d{4})$/.exec(value);
-  if (m) return language === "en" ? valid(+m[3], +m[1], +m[2]) : valid(+m[3], +m[2], +m[1]);
+  if (m) return valid(+m[3], +m[2], +m[1]);
   m = /^(\d{1,2})\.?\s+([A-Za-z]{3,})\.?,?\s+(\d{4})$/.exec(value); // 15 Mar 2024, 15 maart 2024
   if (m && monthNumber(m[2])) return valid(+m[3], monthNumber(m[2]), +m[1]);
   m = /^([A-Za-z]{3,})\.?\s+(\d{1,2}),?\s+(\d{4})$/.exec(value); // March 15, 2024
@@ -107,7 +109,7 @@ function take(input, state) {
     clearError(input, picker.id, state);
     return true; // emptying a field is an answer too (the picker clears its value itself)
   }
-  const iso = parseTypedDate(typed, state.language);
+  const iso = parseTypedDate(typed);
   if (!iso) {
     refuse(input, picker, typed, state);
     return false;
@@ -122,7 +124,7 @@ function take(input, state) {
 }
 
 /**
- * Watch the date fields of a rendered form. `state`: {container, language}; returns the set of
+ * Watch the date fields of a rendered form. `state`: {container}; returns the set of
  * refused fields (elementId -> typed text) that the save checks.
  */
 export function watchDates(state) {

@@ -1,6 +1,7 @@
 // The app speaks Dutch (the guideline's language) with English available. Texts of FHIR resources
 // come in Dutch with English in the FHIR translation extension (R4 "_element" primitive extension);
-// codes of our CodeSystems carry English designations. Dates read dd-mm-jjjj in Dutch.
+// codes of our CodeSystems carry English designations. Dates read dd-mm-jjjj in Dutch and
+// "29 Nov 2026" (en-GB) in English, in the forms too (lforms-locale.js EN_GB).
 
 export const TRANSLATION = "http://hl7.org/fhir/StructureDefinition/translation";
 
@@ -154,7 +155,7 @@ export const STRINGS = {
     invalidSummary: "Not saved yet. Please answer first:",
     requiredError: "Please answer this question.",
     dateUnreadable: "‘{0}’ is not a date the app can read; nothing was saved. Type the date as {1}, or empty the field.",
-    dateExample: "03/15/2024 (also 3/15/2024, 15 Mar 2024 or 2024-03-15)",
+    dateExample: "15/03/2024 (day first; also 15-3-2024, 15032024, 15 Mar 2024 or 2024-03-15)",
     dateFix: "date not readable",
     answerMalformed: "this answer does not fit the question and was not saved",
     openedWith: "Opened with the latest answers, of {0}. Saving makes a new version; what you do not change stays.",

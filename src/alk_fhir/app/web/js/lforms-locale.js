@@ -13,7 +13,8 @@
 // Texts the renderer writes without a language file (screen-reader messages, the date picker's
 // buttons (ng-zorro's en_US texts) and its weekday and month names (Angular's "en" locale data),
 // the answer list's footer) are translated in its output by renderer-texts.js. The picker's week
-// starts on Monday through a build-time patch of lhc-forms.js (build.mjs, PATCHES).
+// starts on Monday through a build-time patch of lhc-forms.js (build.mjs, PATCHES). In English the
+// renderer's own file is used with en-GB dates (EN_GB below) instead of its US MM/DD/YYYY.
 (function () {
   "use strict";
 
@@ -81,6 +82,23 @@
     parsedDateFormats: ["D-M-YYYY", "D-M-YY", "D-M", "D/M/YYYY", "D/M/YY", "D/M", "YYYY", "YYYY-M-D", "YYYY/M/D",
       "D-M-YYYY HH:mm", "D-M-YY HH:mm", "D-M HH:mm", "D/M/YYYY HH:mm", "D/M/YY HH:mm", "D/M HH:mm"],
   };
+  // English dates as en-GB reads them, never the renderer's US MM/DD/YYYY ("08/01/2025" is 8 January
+  // to a clinician in the Netherlands or the UK, 1 August in the shipped English file). The date item
+  // draws ng-zorro's picker with nzFormat = this file's dateFormat (Angular DatePipe pattern, "en"
+  // locale data): "d MMM yyyy" shows "1 Aug 2025", the way the rest of the English app writes a date,
+  // so the month is never in doubt and a date typed month first ("08/01/2025") visibly reads as
+  // "8 Jan 2025". What a GP types (dd/mm/yyyy, ISO, month names) is read by date-input.js, day first.
+  // The rest of the English file stays the renderer's own.
+  const EN_GB = {
+    dateFormat: "d MMM yyyy",
+    dateTimeFormat: "d MMM yyyy HH:mm:ss",
+    placeholderDate: "DD/MM/YYYY",
+    placeholderDateTime: "DD/MM/YYYY HH:MM:SS",
+    errorMessages: { DT: "must be a date (dd/mm/yyyy).", DTM: "must be a date and time (dd/mm/yyyy hh:mm:ss)." },
+    parsedDateFormats: ["D/M/YYYY", "D/M/YY", "D/M", "D-M-YYYY", "D-M-YY", "D-M", "D MMM YYYY", "YYYY", "YYYY-M-D",
+      "YYYY/M/D", "D/M/YYYY HH:mm", "D/M/YY HH:mm", "D/M HH:mm", "D-M-YYYY HH:mm", "D-M-YY HH:mm", "D-M HH:mm",
+      "D MMM YYYY HH:mm"],
+  };
   const KEYS = ["booleanYes", "booleanNotAnswered", "requiresAValue", "placeholderSelectSingle"];
 
   function storedLanguage() {
@@ -111,7 +129,7 @@
       state.english = originalParse.call(JSON, text);
       state.missing = Object.keys(state.english).filter((k) => !(k in NL));
       state.active = originalParse.call(JSON, text);
-      if (state.language === "nl") fill(state.active, NL);
+      fill(state.active, state.language === "nl" ? NL : EN_GB);
       return state.active;
     }
     return value;
@@ -119,17 +137,20 @@
 
   globalThis.alkRendererLocale = {
     NL,
+    EN_GB,
     /** Whether the renderer's language object was found (false: the renderer changed; see README). */
     get captured() { return state.captured; },
     /** Keys of the renderer's language file that our Dutch file lacks (shown in English). */
     get missing() { return state.missing.slice(); },
     get language() { return state.language; },
-    /** The renderer's own English texts, as shipped. */
+    /** The renderer's own English texts, as shipped (the app's English is these with EN_GB's dates). */
     get english() { return state.english; },
     /** Switch the renderer's texts; forms rendered afterwards use them. */
     setLanguage(language) {
       state.language = language === "en" ? "en" : "nl";
-      if (state.active && state.english) fill(state.active, state.language === "nl" ? NL : state.english);
+      if (!state.active || !state.english) return;
+      fill(state.active, state.english);
+      fill(state.active, state.language === "nl" ? NL : EN_GB);
     },
     /** Put JSON.parse back if the renderer never parsed its language object (called by main.js). */
     release() {

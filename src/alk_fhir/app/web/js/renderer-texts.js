@@ -8,6 +8,10 @@
 // the Dutch text in place (text, title, placeholder and aria-label), from the tables below. In
 // English nothing is changed. Unknown texts are left as they are; the browser test lists the
 // renderer's English texts and fails when one shows in the Dutch app.
+// One date in both languages: the picker's "Today" button has today as its title in ng-zorro's
+// en_US format M/D/YYYY ("12/6/2026" on 6 December, a date in June to a Dutch or British reader);
+// it gets the app's own date format (formatDate: "06-12-2026", "6 Dec 2026").
+import { formatDate, localDay } from "./i18n.js";
 
 const EXACT = new Map(Object.entries({
   // LHC-Forms templates
@@ -146,7 +150,21 @@ function translateNode(node) {
   for (let text = walker.nextNode(); text; text = walker.nextNode()) translateNode(text);
 }
 
+const TODAY_BUTTON = ".ant-picker-today-btn[title]";
+
+function dateTitles(node) {
+  if (node.nodeType !== Node.ELEMENT_NODE) return;
+  const buttons = node.matches(TODAY_BUTTON) ? [node] : node.querySelectorAll(TODAY_BUTTON);
+  if (!buttons.length) return;
+  const today = formatDate(localDay());
+  for (const button of buttons) if (button.getAttribute("title") !== today) button.setAttribute("title", today);
+}
+
 function onMutations(records) {
+  for (const record of records) {
+    if (record.type === "attributes") dateTitles(record.target);
+    else if (record.type === "childList") for (const node of record.addedNodes) dateTitles(node);
+  }
   if (language !== "nl") return;
   for (const record of records) {
     if (record.type === "characterData") translateNode(record.target);
@@ -164,6 +182,7 @@ export function setRendererTextLanguage(lang) {
     observer.observe(document.body, { subtree: true, childList: true, characterData: true,
       attributes: true, attributeFilter: ATTRIBUTES });
   }
+  dateTitles(document.body);
   if (language === "nl") translateNode(document.body);
 }
 
