@@ -134,3 +134,51 @@ def test_to_date_keeps_the_day_as_written() -> None:
     assert fact([{}], {"x": ["2026-03-17T00:00:00+02:00"]}) == ["2026-03-17"]
     assert fact([{}], {"x": ["2026-03"]}) == ["2026-03"]
     assert fact([{}], {"x": ["geen datum"]}) == []
+
+
+_SHAPES: list[dict[str, Any]] = [
+    {"period": {"start": "2020"}}, {"period": [{"start": "2020"}]}, {"period": [{"start": "2020"}, {"start": "2021"}]},
+    {"answer": [{"valueBoolean": True}]}, {"answer": [{"valueCoding": {"code": "x"}}]}, {"answer": []},
+    {"medicationCodeableConcept": {"coding": [{"code": "a"}, {"code": "b"}]}},
+    {"medicationReference": {"reference": "Medication/1"}}, {"given": ["a", None], "_given": [None, {"id": "g"}]},
+    {"name": [{"given": ["a", None], "_given": [None, {"id": "g"}]}]}, {"_status": {"id": "s"}}, {"x": [None]},
+    {"x": ["s"]}, {"value": 5}, {"valueQuantity": {"value": 3}}, {"a": {"b": [[1]]}}, {"period": None},
+    {"extension": [{"url": "u", "valuePeriod": {"start": "2020"}}]},
+]
+_PATHS = [("period", "start"), ("answer", "value"), ("answer", "value", "code"), ("medication", "coding"),
+          ("medication", "coding", "code"), ("medication", "reference"), ("given",), ("name", "given"), ("status",),
+          ("x",), ("x", "y"), ("value",), ("value", "value"), ("a", "b"), ("extension", "value", "start"),
+          ("period",), ("medication",)]
+
+
+@pytest.mark.parametrize("names", _PATHS)
+def test_a_path_from_one_item_is_the_path_step_by_step(names: tuple[str, ...]) -> None:
+    """``_path1`` keeps the common shapes (one value per step, a choice element, a list of one on the way,
+    a list at the end) in one loop: each must give what navigating step by step gives, extension-only
+    primitives (NoValue) included."""
+    from alk_fhir.fastpath import NoValue
+    from alk_fhir.recordpath import _nav1, _path, _path1
+
+    def plain(items: list[Any]) -> list[Any]:
+        return [("no value", v.parts) if isinstance(v, NoValue) else v for v in items]
+
+    for item in _SHAPES:
+        assert plain(_path1(item, names)) == plain(_path(_nav1(item, names[0]), names[1:])), item
+
+
+def test_dates_of_one_precision_compare_as_their_parts() -> None:
+    """Two dates of the same precision are compared by their text; that must be the order of their
+    parts (compare_temporal), and an invalid date must still be no date."""
+    from alk_fhir.fhirpath.values import compare_temporal
+    from alk_fhir.recordpath import _dyn_compare, _temporal
+
+    days = ["2024-02-29", "2024-03-01", "2023-12-31", "0999-01-01", "2026-11-23", "2026-11-22"]
+    months, years = ["2024-02", "2024-11", "2023-12"], ["2024", "2023", "0999"]
+    for group in (days, months, years):
+        for a in group:
+            for b in group:
+                ta, tb = _temporal(a), _temporal(b)
+                assert ta is not None and tb is not None
+                assert _dyn_compare(a, b) == compare_temporal(ta, tb), (a, b)
+    assert _dyn_compare("2023-02-29", "2023-03-01") is None  # no such day: not a date, not comparable
+    assert _dyn_compare("2024-02", "2024-02-10") is None  # different precision, equal as far as both go

@@ -154,6 +154,10 @@ def _dyn_compare(x: Any, y: Any) -> int | None:
         dx = _temporal(x) if x[:1].isdigit() else None
         dy = _temporal(y) if y[:1].isdigit() else None
         if dx is not None and dy is not None:
+            if len(x) == len(y) and type(dx) is FDate and type(dy) is FDate:
+                # two dates of one precision (YYYY, YYYY-MM or YYYY-MM-DD, zero-padded): their text's
+                # order is their order, as compare_temporal would find it part by part
+                return 0 if x == y else -1 if x < y else 1
             return compare_temporal(dx, dy)
         if dx is None and dy is None:
             return 0 if x == y else -1 if x < y else 1
@@ -303,13 +307,32 @@ def _path(items: list[Any], names: tuple[str, ...]) -> list[Any]:
 
 
 def _path1(item: Any, names: tuple[str, ...]) -> list[Any]:
+    """A path from one item. The common cases stay in one loop: one value at each step
+    (``period.start``), a choice element (``medication.coding``), a list of one on the way
+    (``answer.value``) or a list at the end; anything else is navigated step by step."""
     value = item
-    for name in names:  # the common case: one value at each step (``period.start``)
+    last = len(names) - 1
+    for step, name in enumerate(names):
         if type(value) is not dict:
             break
-        value = value.get(name)
-        if value is None or type(value) is list:
-            break
+        found = value.get(name)
+        if found is None:
+            if "_" + name in value:  # a primitive with only extensions: NoValue items (_nav1)
+                break
+            if name not in _CHOICE_KEYS:
+                return []
+            found = _choice_value(value, name)
+            if found is None:
+                return []
+        if type(found) is list:
+            if step == last:
+                if None in found:
+                    break
+                return found[:]
+            if len(found) != 1 or type(found[0]) is not dict:
+                break
+            found = found[0]
+        value = found
     else:
         return [value]
     return _path(_nav1(item, names[0]), names[1:])
@@ -361,8 +384,9 @@ def _to_date(items: list[Any]) -> list[Any]:
     be compared with ``%today``; anything else is empty."""
     if len(items) != 1:
         return []
-    parts = _date_parts(items[0])
-    return [] if parts is None else [FDate(parts.parts[:3]).text()]
+    value = items[0]
+    # a valid date or dateTime (checked by _date_parts) begins with its zero-padded YYYY[-MM[-DD]]
+    return [] if _date_parts(value) is None else [value[:10]]
 
 
 def _case(items: list[Any], upper: bool) -> list[Any]:
