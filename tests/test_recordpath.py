@@ -85,6 +85,16 @@ EXPRESSIONS = [
     "%obs.ofType(Observation).id.count()",
     "%obs.where(status = 'final').where(value.value < 3).id",
     "%obs.select(code.coding.code | code.text).distinct()",
+    # runs of comparisons of one element with strings (a set lookup when the element is one string)
+    "%obs.where(status = 'amended' or status = 'final' or status = 'corrected').id",
+    "%obs.where(value.exists() and status != 'preliminary' and status != 'cancelled' and id.exists()).id",
+    "%obs.select(status = 'final' or status = 'x' or id = 'b' or id = 'c')",
+    "%obs.select(text = 'a' or text = 'b')",
+    "%qr.repeat(item).answer.select(value = 'text' or value = 'other')",
+    "%qr.repeat(item).answer.select(value != 'text' and value != 'other')",
+    # choice elements of one item, inline
+    "%obs.select(effective.ofType(dateTime) | effective.start)",
+    "%obs.where(value.exists()).select(value.unit)",
 ]
 
 

@@ -502,7 +502,8 @@ def _seen_key(v: Any) -> Any:
 
 _RUNTIME: dict[str, Any] = {
     "_one_or_none": _one_or_none, "_criterion": _criterion, "_seen_key": _seen_key,
-    "_UNSET": _UNSET, "_var": _var, "_nav1": _nav1, "_nav": _dyn_navigate, "_path": _path, "_path1": _path1,
+    "_UNSET": _UNSET, "_var": _var, "_choice_value": _choice_value,
+    "_nav1": _nav1, "_nav": _dyn_navigate, "_path": _path, "_path1": _path1,
     "_tl": _tl, "_truth": _truth, "_not": _not, "_has_value": _has_value, "_is_distinct": _is_distinct,
     "_distinct": _distinct, "_of_resource_type": _of_resource_type, "_of_primitive": _of_primitive,
     "_case": _case, "_to_date": _to_date, "_eq_literal": _eq_literal, "_field_eq": _field_eq, "_equal": _equal,
@@ -535,10 +536,12 @@ class Generator:
         self.lines: list[str] = []
         self.names = itertools.count()
         self.globals: dict[str, Any] = {}
+        self.constants: dict[Any, str] = {}  # key -> name of a global (see constant())
         self.cached: dict[str, str] = {}  # %name -> local caching its value for this evaluation
         self.totals: list[str] = []  # the locals holding $total of the enclosing aggregate()s
         # values already in a local at an indentation still open: (indentation, expression, local)
         self.available: list[tuple[int, str, str]] = []
+        self.chains_as_written = False  # while generating member_in()'s general case
 
     # plumbing
     def tmp(self, prefix: str = "v") -> str:
@@ -553,9 +556,15 @@ class Generator:
         while self.available and self.available[-1][0] > ind:
             self.available.pop()
 
-    def constant(self, value: Any) -> str:
-        name = self.tmp("k")
-        self.globals[name] = value
+    def constant(self, value: Any, key: Any = None) -> str:
+        """A global of the generated function holding ``value``; the same ``key`` (or the same object)
+        gets the same name, so that two calls of one function on one value read alike and the second is
+        not computed again where the first is still in a local (``bind``)."""
+        key = ("id", id(value)) if key is None else key
+        name = self.constants.get(key)
+        if name is None:
+            name = self.constants[key] = self.tmp("k")
+            self.globals[name] = value
         return name
 
     def bind(self, code: str, ind: int) -> str:
@@ -604,7 +613,7 @@ class Generator:
             return code
         handler = {"lit": Generator.literal, "empty": Generator.empty, "var": Generator.variable,
                    "this": Generator.this, "total": Generator.total, "member": Generator.member,
-                   "call": Generator.call}.get(kind)
+                   "call": Generator.call, "member_in": Generator.member_in}.get(kind)
         if handler is None:
             raise Unsupported({"unary": "unary + or -", "indexer": "indexer [ ]", "index": "$index",
                                "type": "is/as"}.get(kind, kind))
@@ -694,8 +703,26 @@ class Generator:
                            f"else [{raw}] if type({raw}) is not list else {raw}[:] if None not in {raw} else {key}")
             self.available.append((ind, key, out))
             return out
+        if kind == "I" and len(names) == 1:  # a choice element of one item (``effective``): inline too
+            name = names[0]
+            key = f"_nav1({var}, {name!r})"
+            self.close(ind)
+            for _, known, local in self.available:
+                if known == key:
+                    return local
+            few = _FEW_CHOICES.get(name)
+            # _choice_value's lookup, when the item has neither the base name nor its extension-only form
+            lookup = (" else ".join(f"{var}[{k!r}] if {k!r} in {var}" for k in few) + " else None" if few
+                      else f"_choice_value({var}, {name!r})")
+            raw, out = self.tmp("x"), self.tmp("v")
+            self.emit(ind, f"{raw} = ({lookup}) if type({var}) is dict and {name!r} not in {var} "
+                           f"and {'_' + name!r} not in {var} else _UNSET")
+            self.emit(ind, f"{out} = {key} if {raw} is _UNSET else [] if {raw} is None "
+                           f"else [{raw}] if type({raw}) is not list else {raw}[:] if None not in {raw} else {key}")
+            self.available.append((ind, key, out))
+            return out
         if kind == "I":
-            return f"_nav1({var}, {names[0]!r})" if len(names) == 1 else f"_path1({var}, {names!r})"
+            return f"_path1({var}, {names!r})"
         return f"_nav({var}, {names[0]!r})" if len(names) == 1 else f"_path({var}, {names!r})"
 
     def first_of_union(self, operands: list[Tree], focus: Focus, ind: int) -> Code:
@@ -752,11 +779,12 @@ class Generator:
         literals = [_string_literal(p) for p in params]
         if name in self.predicates and all(v is not None for v in literals):
             # memberOf('…'): specialised for its argument, answering true/false/empty directly
-            predicate = self.predicates[name](tuple(str(v) for v in literals))
-            return f"{self.constant(predicate)}({items})", "T"
+            key = ("predicate", name, tuple(str(v) for v in literals))
+            predicate = self.constants.get(key) or self.constant(self.predicates[name](key[2]), key)
+            return f"{predicate}({items})", "T"
         fn = self.constant(self.functions[name])
         if all(v is not None for v in literals):  # the argument is known now
-            args = self.constant([[v] for v in literals])
+            args = self.constant([[v] for v in literals], ("arguments", tuple(literals)))
         else:
             args = "[" + ", ".join(self.as_list(self.expr(p, focus, ind)) for p in params) + "]"
         return f"{fn}({items}, {args}, env)", "L"
@@ -851,6 +879,9 @@ class Generator:
         return out, "T"
 
     def and_(self, node: Tree, focus: Focus, ind: int) -> Code:
+        found = self.member_chain(node, focus, ind, "and", "!=")
+        if found is not None:
+            return found
         return self.logic(node, focus, ind, "False", "False",
                           "False if {b} is False else True if {a} is True and {b} is True else None")
 
@@ -860,8 +891,53 @@ class Generator:
         return f"(None if {a} is None or {b} is None else {a} != {b})", "T"
 
     def or_(self, node: Tree, focus: Focus, ind: int) -> Code:
+        found = self.member_chain(node, focus, ind, "or", "=")
+        if found is not None:
+            return found
         return self.logic(node, focus, ind, "True", "True",
                           "True if {b} is True else False if {a} is False and {b} is False else None")
+
+    def member_chain(self, node: Tree, focus: Focus, ind: int, op: str, cmp: str) -> Code | None:
+        """In ``a and status != 'x' and status != 'y' and b`` (or ``status = 'x' or status = 'y' or …``)
+        on one item, each run of two or more comparisons of one element with string literals becomes one
+        set lookup (``member_in``). The operators are associative and the operands keep their order, so
+        the same operands are evaluated as before."""
+        if focus[0] != "I" or self.chains_as_written:
+            return None
+        operands = _operands(node, op)
+        groups: list[Tree] = []
+        i = 0
+        while i < len(operands):
+            name, j = _compared_member(operands[i], cmp), i
+            while name is not None and j + 1 < len(operands) and _compared_member(operands[j + 1], cmp) == name:
+                j += 1
+            if j > i:
+                run = operands[i:j + 1]
+                groups.append(("member_in", op, cmp, name, [str(o[3][1]) for o in run], _fold(run, op)))
+            else:
+                groups.append(operands[i])
+            i = j + 1
+        if len(groups) == len(operands):
+            return None
+        return self.expr(_fold(groups, op), focus, ind)
+
+    def member_in(self, node: Tree, focus: Focus, ind: int) -> Code:
+        """One such run: when the element is one string each comparison is true or false and the run is a
+        set lookup; otherwise (absent, a list, extensions only) the comparisons as written decide."""
+        _, _, cmp, name, literals, written = node
+        item, value, out = focus[1], self.tmp("f"), self.tmp("b")
+        self.emit(ind, f"{value} = {item}.get({name!r}) if type({item}) is dict else None")
+        self.emit(ind, f"if type({value}) is str:")
+        test = "in" if cmp == "=" else "not in"
+        self.emit(ind + 1, f"{out} = {value} {test} {self.constant(frozenset(literals), ('set', frozenset(literals)))}")
+        self.emit(ind, "else:")
+        self.chains_as_written = True
+        try:
+            chain = self.as_truth(self.expr(written, focus, ind + 1))
+        finally:
+            self.chains_as_written = False
+        self.emit(ind + 1, f"{out} = {chain}")
+        return out, "T"
 
     def implies(self, node: Tree, focus: Focus, ind: int) -> Code:
         return self.logic(node, focus, ind, "False", "True",
@@ -931,6 +1007,32 @@ def _union_operands(node: Tree) -> list[Tree]:
     if node[0] != "binary" or node[1] != "|":
         return [node]
     return [*_union_operands(node[2]), *_union_operands(node[3])]
+
+
+def _operands(node: Tree, op: str) -> list[Tree]:
+    """The operands of ``a op b op c`` in order (however the chain is grouped)."""
+    if node[0] != "binary" or node[1] != op:
+        return [node]
+    return [*_operands(node[2], op), *_operands(node[3], op)]
+
+
+def _fold(operands: list[Tree], op: str) -> Tree:
+    """``a op b op c`` grouped from the left, as the parser groups it."""
+    tree = operands[0]
+    for operand in operands[1:]:
+        tree = ("binary", op, tree, operand)
+    return tree
+
+
+def _compared_member(node: Tree, cmp: str) -> str | None:
+    """``name`` when ``node`` is ``name cmp 'literal'``, the literal a string that is no date (a date
+    literal compares as a date)."""
+    if node[0] != "binary" or node[1] != cmp:
+        return None
+    literal = _string_literal(node[3])
+    if literal is None or _date_parts(literal) is not None:
+        return None
+    return _leading_member(node[2])
 
 
 def _leading_member(node: Tree) -> str | None:
