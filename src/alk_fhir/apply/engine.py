@@ -26,8 +26,9 @@ from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
 
-from alk_fhir import fhirpath
+from alk_fhir import fhirpath, recordpath
 from alk_fhir.context import PatientContext, build_context, compile_facts
+from alk_fhir.context.facts import fact_lists
 from alk_fhir.context.fhirdata import JSON
 from alk_fhir.criteria import Assessment, assess, assessment_observation
 from alk_fhir.fhir import uuid5_text
@@ -194,7 +195,7 @@ def _compile_action(pkg: Package, plan: JSON, action: JSON, declared: dict[str, 
         if unknown:
             raise BrokenPackage(f"{where}: condition uses undeclared facts {sorted(unknown)}")
         try:
-            tests.append(fhirpath.compile_condition(text, declared))
+            tests.append(_condition(text, declared))
         except fhirpath.FHIRPathError as exc:
             raise BrokenPackage(f"{where}: {exc}") from exc
         conditions.append(text)
@@ -227,6 +228,25 @@ def _compile_action(pkg: Package, plan: JSON, action: JSON, declared: dict[str, 
                   if n in presented)
     return CompiledAction(action, tuple(conditions), tuple(tests), tuple(dynamic), triggers, definition, children,
                           shown)
+
+
+def _condition(text: str, declared: dict[str, str]) -> fhirpath.Condition:
+    """An applicability condition over the facts, compiled as the facts themselves are (``recordpath``:
+    one Python function, reading each fact's list as it is); a condition outside that subset goes to
+    ``fhirpath.compile_condition``. Exactly ``[True]`` is true (as ``fhirpath.is_true``)."""
+    try:
+        run = recordpath.compile_record_expression(text, set(declared), {}, f"condition {text}")
+    except recordpath.Unsupported:
+        return fhirpath.compile_condition(text, declared)
+    except Exception as exc:  # the parser's own errors
+        raise fhirpath.FHIRPathError(f"cannot parse FHIRPath {text!r}: {exc}") from exc
+
+    def test(resource: Any, facts: Any) -> bool:
+        try:
+            return run([resource] if resource else [], facts) == [True]
+        except Exception as exc:
+            raise fhirpath.FHIRPathError(f"cannot evaluate FHIRPath {text!r}: {exc}") from exc
+    return test
 
 
 @lru_cache(maxsize=256)
@@ -331,7 +351,8 @@ def _apply_action(compiled: CompiledAction, ctx: PatientContext, variables: dict
                   requests: list[JSON], trace: list[JSON], new_id: Any, practitioner: JSON | None,
                   plan: CompiledPlan, explain: bool = True) -> JSON | None:
     action = compiled.action
-    applicable = all(test(ctx.patient or {}, ctx.facts) for test in compiled.tests)
+    facts = fact_lists(ctx.facts)
+    applicable = all(test(ctx.patient or {}, facts) for test in compiled.tests)
     trace.append({"action": action.get("id"), "conditions": list(compiled.conditions), "applicable": applicable})
     if not applicable:
         return None

@@ -307,6 +307,12 @@ def fact_environment(ctx: PatientContext) -> dict[str, Any]:
     return ctx.facts._record
 
 
+def fact_lists(facts: dict[str, Any]) -> dict[str, Any]:
+    """What a condition over the facts reads: each fact as its list (a record's ``FactValues`` without
+    unwrapping single values, computed on first read as they are), or the given mapping as it is."""
+    return facts._record if isinstance(facts, FactValues) else facts
+
+
 def unread_types(data: Any, program: FactProgram) -> dict[str, int]:
     """Resource types the record holds that no data requirement of the Library reads, with how many
     of each: what ``--explain`` names as left out (some are still reached by reference, e.g. the
