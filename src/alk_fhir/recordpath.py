@@ -533,6 +533,7 @@ class Generator:
         self.variables = variables
         self.functions = functions
         self.predicates = predicates
+        self.lists: set[str] | frozenset[str] = frozenset()  # variables known to be lists (see compile_…)
         self.lines: list[str] = []
         self.names = itertools.count()
         self.globals: dict[str, Any] = {}
@@ -650,7 +651,7 @@ class Generator:
             local = self.cached[name] = self.tmp("c")
         # read once per evaluation, and only when reached (a fact is computed on its first read)
         self.emit(ind, f"if {local} is _UNSET:")
-        self.emit(ind + 1, f"{local} = _var(env, {name!r})")
+        self.emit(ind + 1, f"{local} = env[{name!r}]" if name in self.lists else f"{local} = _var(env, {name!r})")
         return local, "L"
 
     def this(self, node: Tree, focus: Focus, ind: int) -> Code:
@@ -711,12 +712,15 @@ class Generator:
                 if known == key:
                     return local
             few = _FEW_CHOICES.get(name)
-            # _choice_value's lookup, when the item has neither the base name nor its extension-only form
+            # _choice_value's lookup, when the item has neither the base name nor its extension-only form;
+            # anything unusual (not an object, extensions only, a list with nulls) goes to _nav1
             lookup = (" else ".join(f"{var}[{k!r}] if {k!r} in {var}" for k in few) + " else None" if few
                       else f"_choice_value({var}, {name!r})")
             raw, out = self.tmp("x"), self.tmp("v")
-            self.emit(ind, f"{raw} = ({lookup}) if type({var}) is dict and {name!r} not in {var} "
-                           f"and {'_' + name!r} not in {var} else _UNSET")
+            # the base name itself first (``start`` of a Period is no choice, ``start[x]`` of a Goal is)
+            self.emit(ind, f"{raw} = {var}.get({name!r}) if type({var}) is dict else _UNSET")
+            self.emit(ind, f"if {raw} is None:")
+            self.emit(ind + 1, f"{raw} = ({lookup}) if {'_' + name!r} not in {var} else _UNSET")
             self.emit(ind, f"{out} = {key} if {raw} is _UNSET else [] if {raw} is None "
                            f"else [{raw}] if type({raw}) is not list else {raw}[:] if None not in {raw} else {key}")
             self.available.append((ind, key, out))
@@ -1044,12 +1048,16 @@ def _leading_member(node: Tree) -> str | None:
 
 
 def compile_record_expression(expression: str, variables: set[str], functions: dict[str, HostFunction],
-                              name: str = "expression", predicates: dict[str, HostPredicate] | None = None) -> Fn:
+                              name: str = "expression", predicates: dict[str, HostPredicate] | None = None,
+                              lists: set[str] | frozenset[str] = frozenset()) -> Fn:
     """A Python function for a fact definition, generated once; raises ``Unsupported`` (with the
     reason) outside the subset, so that a package using more of FHIRPath is refused at start-up
-    rather than evaluated slowly, and ``FHIRPathSyntaxError`` for text that is not FHIRPath."""
+    rather than evaluated slowly, and ``FHIRPathSyntaxError`` for text that is not FHIRPath.
+    ``lists`` names the variables the caller guarantees to be in the environment as lists (the
+    record's resource lists, the facts of a ``_Record``): read as they are, without ``_var``."""
     tree = parse(expression)
     gen = Generator(variables, functions, predicates or {})
+    gen.lists = lists
     source = gen.function(tree, "fact")
     namespace = {**_RUNTIME, **gen.globals}
     exec(compile(source, f"<fact {name}>", "exec"), namespace)  # our own generated source

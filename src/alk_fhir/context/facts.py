@@ -208,7 +208,9 @@ def compile_facts(pkg: Package, library: str = FACTS_LIBRARY) -> FactProgram:
             raise BrokenPackage(f"{where}: uses {sorted(unknown)}, neither a data requirement, a built-in "
                                 "nor a fact defined before it")
         try:
-            run = recordpath.compile_record_expression(text, known, HOST_FUNCTIONS, name, predicates)
+            # the data requirements and the earlier facts are lists in a _Record (compute_facts)
+            run = recordpath.compile_record_expression(text, known, HOST_FUNCTIONS, name, predicates,
+                                                       known - set(BUILTINS))
         except recordpath.Unsupported as exc:
             raise BrokenPackage(f"{where}: outside the FHIRPath the engine compiles ({exc})") from exc
         except Exception as exc:  # the parser's own errors
