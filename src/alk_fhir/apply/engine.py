@@ -297,12 +297,12 @@ def apply_plan(engine: Engine, plan_ref: str, ctx: PatientContext, *,
     subject = ctx.subject_reference
     seed = f"{(subject or {}).get('reference', 'anonymous')}|{compiled.canonical}|{ctx.today.isoformat()}|{hook or ''}"
 
-    prefix = hashlib.sha1(_NAMESPACE.bytes + f"{seed}|".encode("utf-8"), usedforsecurity=False)
+    prefix = hashlib.sha1(_NAMESPACE.bytes + f"{seed}|".encode(), usedforsecurity=False)
 
     def new_id(kind: str) -> str:
         """_uuid5(f"{seed}|{kind}"), the seed hashed once per call of apply_plan."""
         digest = prefix.copy()
-        digest.update(kind.encode("utf-8"))
+        digest.update(kind.encode())
         return uuid5_from_sha1(digest.digest())
 
     obs = {"id": new_id("assessment")}  # built when read (ApplyResult.observation)
