@@ -192,3 +192,25 @@ def test_dates_of_one_precision_compare_as_their_parts() -> None:
                 assert _dyn_compare(a, b) == compare_temporal(ta, tb), (a, b)
     assert _dyn_compare("2023-02-29", "2023-03-01") is None  # no such day: not a date, not comparable
     assert _dyn_compare("2024-02", "2024-02-10") is None  # different precision, equal as far as both go
+
+
+def test_a_date_plus_calendar_units_is_add_temporals_answer() -> None:
+    """The full-date shortcut of ``date + quantity`` (``%today - 12 months``, an MP9 start plus its weeks)
+    gives add_temporal's date: truncation towards zero, month ends kept in their month, leap days; what
+    it leaves to add_temporal (out of range) add_temporal still refuses."""
+    import itertools
+    from decimal import Decimal
+
+    from alk_fhir.fhirpath.values import FDate, add_temporal
+    from alk_fhir.recordpath import Quantity, _add_to_day
+
+    days = ["2024-02-29", "2024-01-31", "2023-12-31", "2026-11-23", "0001-01-01", "9999-12-31", "2000-02-29"]
+    amounts = [Decimal(x) for x in ("0", "1", "-1", "12", "-12", "1.5", "-1.5", "2.9", "-2.9", "9999", "-9999")]
+    shortcut = 0
+    for day, amount, unit, sign in itertools.product(days, amounts, ("day", "week", "month", "year"), (1, -1)):
+        found = _add_to_day(FDate.parse(day), Quantity(amount, unit), sign)
+        if found is not None:
+            shortcut += 1
+            assert found == add_temporal(FDate.parse(day), Quantity(amount, unit), sign).text(), (day, amount, unit)
+    assert shortcut > 500
+    assert _add_to_day(FDate.parse("9999-12-31"), Quantity(Decimal(1), "day"), 1) is None

@@ -22,10 +22,12 @@ tests/test_fhirpath_suite.py runs the HL7 FHIRPath suite through this generator 
 
 from __future__ import annotations
 
+import calendar
 import itertools
 import re
 from collections.abc import Callable
-from decimal import Decimal
+from datetime import date
+from decimal import ROUND_DOWN, Decimal
 from typing import Any, ClassVar
 
 from alk_fhir.fastpath import _CHOICES, Fn, NoValue, _eq, _num, _truth, collection_op, string_test
@@ -463,7 +465,8 @@ def _add(a: list[Any], b: list[Any], sign: int) -> list[Any]:
         t = _date_parts(x)
         if t is None:
             raise FHIRPathEvaluationError(f"cannot add a quantity to {x!r}")
-        return [add_temporal(t, y, sign).text()]
+        found = _add_to_day(t, y, sign) if type(t) is FDate else None
+        return [found if found is not None else add_temporal(t, y, sign).text()]
     if type(x) is str and type(y) is str and sign == 1:
         return [x + y]
     if type(x) in (int, Decimal, float) and type(y) in (int, Decimal, float):
@@ -471,6 +474,34 @@ def _add(a: list[Any], b: list[Any], sign: int) -> list[Any]:
         return [x + y if sign == 1 else x - y]
     raise FHIRPathEvaluationError(f"cannot {'add' if sign == 1 else 'subtract'} {type(y).__name__} "
                                   f"{'to' if sign == 1 else 'from'} {type(x).__name__}")
+
+
+def _add_to_day(t: FDate, q: Quantity, sign: int) -> str | None:
+    """``add_temporal`` for the common case, a full date plus days, weeks, months or years (``%today - 12
+    months``, an MP9 start + its duration in weeks), as text, without building values: the same
+    arithmetic (the quantity truncated towards zero, a month's end kept within the month); None for
+    anything else, out of range included, which add_temporal then answers (or refuses) itself."""
+    unit = q.unit
+    if len(t.parts) != 3 or unit not in ("day", "week", "month", "year"):
+        return None
+    value = q.value * sign
+    if unit == "week":
+        value = value * 7
+    n = int(value.to_integral_value(rounding=ROUND_DOWN))
+    y, m, d = t.parts
+    if unit in ("day", "week"):
+        try:
+            day = date.fromordinal(date(y, m, d).toordinal() + n)
+        except (ValueError, OverflowError):
+            return None
+        y, m, d = day.year, day.month, day.day
+    else:
+        total = y * 12 + (m - 1) + (n * 12 if unit == "year" else n)
+        y, m = total // 12, total % 12 + 1
+        if not 1 <= y <= 9999:
+            return None
+        d = min(d, calendar.monthrange(y, m)[1])
+    return f"{y:04d}-{m:02d}-{d:02d}"
 
 
 def _one_or_none(items: list[Any], what: str) -> None:
@@ -976,8 +1007,9 @@ class Generator:
     def additive(self, node: Tree, focus: Focus, ind: int) -> Code:
         sign = 1 if node[1] == "+" else -1
         if _constant(node):  # e.g. %today - %careContactsWindow: once per evaluation, not per item
-            local = self.tmp("c")
-            self.cached[" " + local] = local
+            key = " " + repr(node)  # written twice in one definition: still computed once
+            local = self.cached.get(key) or self.tmp("c")
+            self.cached[key] = local
             self.emit(ind, f"if {local} is _UNSET:")
             a = self.bind(self.as_list(self.expr(node[2], focus, ind + 1)), ind + 1)
             b = self.as_list(self.expr(node[3], focus, ind + 1))
