@@ -92,6 +92,10 @@ EXPRESSIONS = [
     "%obs.select(text = 'a' or text = 'b')",
     "%qr.repeat(item).answer.select(value = 'text' or value = 'other')",
     "%qr.repeat(item).answer.select(value != 'text' and value != 'other')",
+    # comparison with a boolean literal (one boolean by identity, anything else as = compares)
+    "%qr.repeat(item).where(answer.value != false).linkId",
+    "%qr.repeat(item).select(answer.value = true)",
+    "%obs.select(status = true)",
     # choice elements of one item, inline
     "%obs.select(effective.ofType(dateTime) | effective.start)",
     "%obs.where(value.exists()).select(value.unit)",

@@ -418,6 +418,14 @@ def _field_eq(item: Any, name: str, literal: str, same: bool) -> bool | None:
     return _eq_literal(_nav1(item, name), literal, same)
 
 
+def _eq_bool(a: list[Any], literal: bool, same: bool) -> bool | None:
+    """``x = true`` (``same``) or ``x != false``: one boolean is compared by identity; anything else as
+    ``_equal`` compares it."""
+    if len(a) == 1 and type(a[0]) is bool:
+        return (a[0] is literal) == same
+    return _equal(a, [literal], same)
+
+
 def _equal(a: list[Any], b: list[Any], same: bool) -> bool | None:
     if not a or not b:
         return None
@@ -537,7 +545,8 @@ _RUNTIME: dict[str, Any] = {
     "_nav1": _nav1, "_nav": _dyn_navigate, "_path": _path, "_path1": _path1,
     "_tl": _tl, "_truth": _truth, "_not": _not, "_has_value": _has_value, "_is_distinct": _is_distinct,
     "_distinct": _distinct, "_of_resource_type": _of_resource_type, "_of_primitive": _of_primitive,
-    "_case": _case, "_to_date": _to_date, "_eq_literal": _eq_literal, "_field_eq": _field_eq, "_equal": _equal,
+    "_case": _case, "_to_date": _to_date, "_eq_literal": _eq_literal, "_eq_bool": _eq_bool, "_field_eq": _field_eq,
+    "_equal": _equal,
     "_compare": _compare,
     "_in": _in, "_add": _add, "_union": _union, "_union_all": _union_all, "_collection": collection_op,
     "_string_test": string_test,
@@ -992,6 +1001,9 @@ class Generator:
                 return out, "T"
             a = self.as_list(self.expr(left_node, focus, ind))
             return f"_eq_literal({a}, {literal!r}, {same})", "T"
+        if right_node[0] == "lit" and type(right_node[1]) is bool:  # answer.value = true
+            a = self.as_list(self.expr(left_node, focus, ind))
+            return f"_eq_bool({a}, {right_node[1]!r}, {same})", "T"
         a = self.bind(self.as_list(self.expr(left_node, focus, ind)), ind)
         b = self.as_list(self.expr(right_node, focus, ind))
         return f"_equal({a}, {b}, {same})", "T"
