@@ -158,6 +158,10 @@ _SHAPES: list[dict[str, Any]] = [
     {"name": [{"given": ["a", None], "_given": [None, {"id": "g"}]}]}, {"_status": {"id": "s"}}, {"x": [None]},
     {"x": ["s"]}, {"value": 5}, {"valueQuantity": {"value": 3}}, {"a": {"b": [[1]]}}, {"period": None},
     {"extension": [{"url": "u", "valuePeriod": {"start": "2020"}}]},
+    {"_period": {"id": "p"}}, {"period": {"_start": {"id": "s"}}}, {"period": {"start": ["a", None],
+                                                                              "_start": [None, {"id": "e"}]}},
+    {"answer": [{"valueBoolean": True}, {"valueBoolean": False}]}, {"answer": ["x"]}, {"_medication": {"id": "m"}},
+    {"medicationReference": {"_reference": {"id": "r"}}}, {"period": {"start": None, "end": "2021"}},
 ]
 _PATHS = [("period", "start"), ("answer", "value"), ("answer", "value", "code"), ("medication", "coding"),
           ("medication", "coding", "code"), ("medication", "reference"), ("given",), ("name", "given"), ("status",),
@@ -168,16 +172,19 @@ _PATHS = [("period", "start"), ("answer", "value"), ("answer", "value", "code"),
 @pytest.mark.parametrize("names", _PATHS)
 def test_a_path_from_one_item_is_the_path_step_by_step(names: tuple[str, ...]) -> None:
     """``_path1`` keeps the common shapes (one value per step, a choice element, a list of one on the way,
-    a list at the end) in one loop: each must give what navigating step by step gives, extension-only
-    primitives (NoValue) included."""
+    a list at the end) in one loop, ``_path2`` the two-step paths in straight-line code: each must give
+    what navigating step by step gives, extension-only primitives (NoValue) included."""
     from alk_fhir.fastpath import NoValue
-    from alk_fhir.recordpath import _nav1, _path, _path1
+    from alk_fhir.recordpath import _nav1, _path, _path1, _path2
 
     def plain(items: list[Any]) -> list[Any]:
         return [("no value", v.parts) if isinstance(v, NoValue) else v for v in items]
 
     for item in _SHAPES:
-        assert plain(_path1(item, names)) == plain(_path(_nav1(item, names[0]), names[1:])), item
+        expected = plain(_path(_nav1(item, names[0]), names[1:]))
+        assert plain(_path1(item, names)) == expected, item
+        if len(names) == 2:
+            assert plain(_path2(item, *names)) == expected, item
 
 
 def test_dates_of_one_precision_compare_as_their_parts() -> None:

@@ -340,6 +340,33 @@ def _path1(item: Any, names: tuple[str, ...]) -> list[Any]:
     return _path(_nav1(item, names[0]), names[1:])
 
 
+def _path2(item: Any, first: str, second: str) -> list[Any]:
+    """``_path1`` of a two-step path (``period.start``, ``answer.value``, ``coding.display``: most paths
+    the facts navigate from one item), in straight-line code; anything unusual goes to _path1."""
+    if type(item) is dict:
+        value = item.get(first)
+        if value is None and first in _CHOICE_KEYS and "_" + first not in item:
+            value = _choice_value(item, first)
+        elif type(value) is list and len(value) == 1:
+            value = value[0]
+        if type(value) is dict:
+            found = value.get(second)
+            if found is None and "_" + second not in value:
+                if second not in _CHOICE_KEYS:
+                    return []
+                found = _choice_value(value, second)
+                if found is None:
+                    return []
+            if found is not None:
+                if type(found) is not list:
+                    return [found]
+                if None not in found:
+                    return found[:]
+        elif value is None and first not in _CHOICE_KEYS and "_" + first not in item:
+            return []
+    return _path1(item, (first, second))
+
+
 def _tl(t: bool | None) -> list[Any]:
     return [] if t is None else [t]
 
@@ -542,7 +569,7 @@ def _seen_key(v: Any) -> Any:
 _RUNTIME: dict[str, Any] = {
     "_one_or_none": _one_or_none, "_criterion": _criterion, "_seen_key": _seen_key,
     "_UNSET": _UNSET, "_var": _var, "_choice_value": _choice_value,
-    "_nav1": _nav1, "_nav": _dyn_navigate, "_path": _path, "_path1": _path1,
+    "_nav1": _nav1, "_nav": _dyn_navigate, "_path": _path, "_path1": _path1, "_path2": _path2,
     "_tl": _tl, "_truth": _truth, "_not": _not, "_has_value": _has_value, "_is_distinct": _is_distinct,
     "_distinct": _distinct, "_of_resource_type": _of_resource_type, "_of_primitive": _of_primitive,
     "_case": _case, "_to_date": _to_date, "_eq_literal": _eq_literal, "_eq_bool": _eq_bool, "_field_eq": _field_eq,
@@ -766,8 +793,10 @@ class Generator:
             self.available.append((ind, key, out))
             return out
         if kind == "I":
-            return f"_path1({var}, {names!r})"
-        return f"_nav({var}, {names[0]!r})" if len(names) == 1 else f"_path({var}, {names!r})"
+            return f"_path2({var}, {names[0]!r}, {names[1]!r})" if len(names) == 2 else f"_path1({var}, {names!r})"
+        # navigating nothing gives nothing: the common empty collection costs no call
+        call = f"_nav({var}, {names[0]!r})" if len(names) == 1 else f"_path({var}, {names!r})"
+        return f"({call} if {var} else [])" if _IDENT.match(var) else call
 
     def first_of_union(self, operands: list[Tree], focus: Focus, ind: int) -> Code:
         """``(a | b | c).first()``: the first item of the first operand that has one (a union keeps
@@ -1011,9 +1040,9 @@ class Generator:
     def inequality(self, node: Tree, focus: Focus, ind: int) -> Code:
         op = node[1]
         a = self.bind(self.as_list(self.expr(node[2], focus, ind)), ind)
-        b = self.as_list(self.expr(node[3], focus, ind))
+        b = self.bind(self.as_list(self.expr(node[3], focus, ind)), ind)
         c = self.tmp("o")
-        self.emit(ind, f"{c} = _compare({a}, {b})")
+        self.emit(ind, f"{c} = _compare({a}, {b}) if {a} and {b} else None")  # empty: no call
         return f"(None if {c} is None else {c} {op} 0)", "T"
 
     def additive(self, node: Tree, focus: Focus, ind: int) -> Code:
