@@ -193,6 +193,11 @@ def _union(a: list[Any], b: list[Any]) -> list[Any]:
         return a
     if not a and len(b) <= 1:
         return b
+    if len(a) == 1 == len(b):  # text | display: one string (or one element) each, as _union_all keys them
+        x, y = a[0], b[0]
+        kind = type(x)
+        if kind is type(y) and (kind is str or kind is dict):
+            return a if (x == y if kind is str else x is y) else [x, y]
     return _union_all((a, b))
 
 
