@@ -130,7 +130,7 @@ def _names_in(term: Terminology, url: str, items: list[Any]) -> bool | None:
     """``namesMemberOf(url)``: whether a string names a concept of the ValueSet (empty input: empty)."""
     if not items:
         return None
-    for s in items:  # a loop, not any(): product names are read on every medication
+    for s in items:  # noqa: SIM110 (a loop, not any(): product names are read on every medication)
         if type(s) is str and term.names_in(url, s):
             return True
     return False
