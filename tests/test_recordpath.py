@@ -96,6 +96,15 @@ EXPRESSIONS = [
     "%qr.repeat(item).where(answer.value != false).linkId",
     "%qr.repeat(item).select(answer.value = true)",
     "%obs.select(status = true)",
+    # a call or union written twice for one item: computed once (both branches of an or, a nested loop)
+    "%obs.where(code.coding.where(system = 'x').exists() or code.coding.where(system = 'x').count() = 0).id",
+    "%obs.where((effective.start | effective.ofType(dateTime)).exists() and "
+    "(effective.start | effective.ofType(dateTime)).first() > @2025-01-01).id",
+    "%obs.select(code.coding.where(code = 'x').code | code.coding.where(code = 'x').system)",
+    "%obs.where(code.coding.select(code.coding.where(code = 'x').exists()).exists() or "
+    "code.coding.where(code = 'x').exists()).id",
+    "%obs.select(code.coding.code.aggregate($total | code.coding.code.first(), {}) | "
+    "code.coding.code.aggregate($total | code.coding.code.first(), {}))",
     # choice elements of one item, inline
     "%obs.select(effective.ofType(dateTime) | effective.start)",
     "%obs.where(value.exists()).select(value.unit)",

@@ -615,6 +615,8 @@ class Generator:
         # values already in a local at an indentation still open: (indentation, expression, local)
         self.available: list[tuple[int, str, str]] = []
         self.chains_as_written = False  # while generating member_in()'s general case
+        # (expression text, item local) -> local caching its value for the current item (see loop())
+        self.lazy: dict[tuple[str, str], str] = {}
 
     # plumbing
     def tmp(self, prefix: str = "v") -> str:
@@ -677,6 +679,15 @@ class Generator:
 
     # dispatch
     def expr(self, node: Tree, focus: Focus, ind: int) -> Code:
+        if focus[0] == "I" and self.lazy:
+            key = (repr(node), focus[1])
+            local = self.lazy.pop(key, None)
+            if local is not None:  # written more than once for this item (see loop()): computed once
+                self.emit(ind, f"if {local} is _UNSET:")
+                value = self.as_list(self.expr(node, focus, ind + 1))
+                self.emit(ind + 1, f"{local} = {value}")
+                self.lazy[key] = local
+                return local, "L"
         kind = node[0]
         if kind == "binary":
             method = self._BINARY.get(node[1])
@@ -874,7 +885,7 @@ class Generator:
             return self.repeat(param, items, ind)
         self.emit(ind, f"{out} = {start}")
         self.emit(ind, f"for {item} in {items}:")
-        code = self.expr(param, ("I", item), ind + 1)
+        code = self.per_item(param, item, ind + 1)
         if name == "select":
             expr, mode = code
             if mode == "T":
@@ -897,6 +908,19 @@ class Generator:
             self.emit(ind + 2, f"{out} = False")
         self.emit(ind + 2, "break")
         return out, "T"
+
+    def per_item(self, param: Tree, item: str, ind: int) -> Code:
+        """``param`` for one item of a loop. A sub-expression written twice for the item (in both branches
+        of an or, say) is computed at most once per item: a local per such expression, reset for each."""
+        shared = {(text, item): self.tmp("c") for text in _repeated(param)}
+        for local in shared.values():
+            self.emit(ind, f"{local} = _UNSET")
+        self.lazy.update(shared)
+        try:
+            return self.expr(param, ("I", item), ind)
+        finally:
+            for key in shared:
+                self.lazy.pop(key, None)
 
     def repeat(self, param: Tree, items: str, ind: int) -> Code:
         out, seen, todo, new, item, value = (self.tmp(p) for p in ("r", "s", "t", "n", "i", "x"))
@@ -937,7 +961,7 @@ class Generator:
         self.emit(ind, f"for {item} in {items}:")
         self.totals.append(total)
         try:
-            step = self.as_list(self.expr(params[0], ("I", item), ind + 1))
+            step = self.as_list(self.per_item(params[0], item, ind + 1))
         finally:
             self.totals.pop()
         self.emit(ind + 1, f"{total} = {step}")
@@ -1089,6 +1113,48 @@ def _union_operands(node: Tree) -> list[Tree]:
     if node[0] != "binary" or node[1] != "|":
         return [node]
     return [*_union_operands(node[2]), *_union_operands(node[3])]
+
+
+def _repeated(tree: Tree) -> list[str]:
+    """The texts (repr) of the function calls and unions written at least twice in ``tree``, outermost
+    only (what a repeated call contains is computed once with it), none that reads ``$total`` (a
+    different value on each step of an aggregate()). Sub-expressions of nested loops are counted too;
+    they never match the outer item (the generator looks them up with their own focus)."""
+    counts: dict[str, int] = {}
+
+    def cacheable(node: Tree) -> bool:
+        return node[0] == "call" or (node[0] == "binary" and node[1] == "|")
+
+    def children(node: Tree) -> list[Tree]:
+        out: list[Tree] = []
+        for part in node[1:]:
+            if type(part) is tuple and part and type(part[0]) is str:
+                out.append(part)
+            elif type(part) is list:
+                out += [p for p in part if type(p) is tuple]
+        return out
+
+    def reads_total(node: Tree) -> bool:
+        return node[0] == "total" or any(reads_total(c) for c in children(node))
+
+    def count(node: Tree) -> None:
+        if cacheable(node) and not reads_total(node):
+            counts[repr(node)] = counts.get(repr(node), 0) + 1
+        for child in children(node):
+            count(child)
+
+    found: list[str] = []
+
+    def outermost(node: Tree) -> None:
+        if counts.get(repr(node), 0) > 1:
+            found.append(repr(node))
+            return
+        for child in children(node):
+            outermost(child)
+
+    count(tree)
+    outermost(tree)
+    return list(dict.fromkeys(found))
 
 
 def _operands(node: Tree, op: str) -> list[Tree]:
