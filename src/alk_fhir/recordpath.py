@@ -1123,7 +1123,7 @@ def _repeated(tree: Tree) -> list[str]:
     counts: dict[str, int] = {}
 
     def cacheable(node: Tree) -> bool:
-        return node[0] == "call" or (node[0] == "binary" and node[1] == "|")
+        return bool(node[0] == "call" or (node[0] == "binary" and node[1] == "|"))
 
     def children(node: Tree) -> list[Tree]:
         out: list[Tree] = []
