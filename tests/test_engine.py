@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
-from alk_fhir import fastpath, fhirpath
+from alk_fhir import fhirpath, recordpath
 from alk_fhir.api.app import create_app
 from alk_fhir.apply import ApplyResult, Engine, run
 from alk_fhir.apply.engine import _walk
@@ -314,14 +314,15 @@ def test_every_condition_is_exercised_both_ways(engine: Engine, package: Package
 
 
 def test_conditions_compile_to_closures_that_agree_with_fhirpathpy(engine: Engine) -> None:
-    """Every plan condition fits fastpath's subset (no fhirpathpy call per request), and on facts
-    set to every combination of empty, false/0, true/1 and larger values both engines agree."""
+    """Every plan condition compiles as the facts do (recordpath: generated code, no fhirpathpy call per
+    request), and on facts set to every combination of empty, false/0, true/1 and larger values both
+    engines agree."""
     compiled = [c for c in _all_compiled(engine) if c.conditions]
     types = {p["name"]: p["type"] for p in engine.package.resolve(
         "https://alk-fhir.org/fhir/Library/alk-facts")["parameter"] if p["use"] == "in"}
     for c in compiled:
         for expr in c.conditions:
-            assert fastpath.compile_fast(expr, "Patient", types) is not None, expr
+            assert recordpath.compile_record_expression(expr, set(types), {}) is not None, expr
     samples = {"boolean": [[], False, True], "integer": [[], 0, 1, 4, 5, 23, 24, 25]}
     for c in compiled:
         for expr, test in zip(c.conditions, c.tests, strict=True):

@@ -22,10 +22,12 @@ tests/test_fhirpath_suite.py runs the HL7 FHIRPath suite through this generator 
 
 from __future__ import annotations
 
+import calendar
 import itertools
 import re
 from collections.abc import Callable
-from decimal import Decimal
+from datetime import date
+from decimal import ROUND_DOWN, Decimal
 from typing import Any, ClassVar
 
 from alk_fhir.fastpath import _CHOICES, Fn, NoValue, _eq, _num, _truth, collection_op, string_test
@@ -154,6 +156,10 @@ def _dyn_compare(x: Any, y: Any) -> int | None:
         dx = _temporal(x) if x[:1].isdigit() else None
         dy = _temporal(y) if y[:1].isdigit() else None
         if dx is not None and dy is not None:
+            if len(x) == len(y) and type(dx) is FDate and type(dy) is FDate:
+                # two dates of one precision (YYYY, YYYY-MM or YYYY-MM-DD, zero-padded): their text's
+                # order is their order, as compare_temporal would find it part by part
+                return 0 if x == y else -1 if x < y else 1
             return compare_temporal(dx, dy)
         if dx is None and dy is None:
             return 0 if x == y else -1 if x < y else 1
@@ -187,6 +193,11 @@ def _union(a: list[Any], b: list[Any]) -> list[Any]:
         return a
     if not a and len(b) <= 1:
         return b
+    if len(a) == 1 == len(b):  # text | display: one string (or one element) each, as _union_all keys them
+        x, y = a[0], b[0]
+        kind = type(x)
+        if kind is type(y) and (kind is str or kind is dict):
+            return a if (x == y if kind is str else x is y) else [x, y]
     return _union_all((a, b))
 
 
@@ -303,16 +314,62 @@ def _path(items: list[Any], names: tuple[str, ...]) -> list[Any]:
 
 
 def _path1(item: Any, names: tuple[str, ...]) -> list[Any]:
+    """A path from one item. The common cases stay in one loop: one value at each step
+    (``period.start``), a choice element (``medication.coding``), a list of one on the way
+    (``answer.value``) or a list at the end; anything else is navigated step by step."""
     value = item
-    for name in names:  # the common case: one value at each step (``period.start``)
+    last = len(names) - 1
+    for step, name in enumerate(names):
         if type(value) is not dict:
             break
-        value = value.get(name)
-        if value is None or type(value) is list:
-            break
+        found = value.get(name)
+        if found is None:
+            if "_" + name in value:  # a primitive with only extensions: NoValue items (_nav1)
+                break
+            if name not in _CHOICE_KEYS:
+                return []
+            found = _choice_value(value, name)
+            if found is None:
+                return []
+        if type(found) is list:
+            if step == last:
+                if None in found:
+                    break
+                return found[:]
+            if len(found) != 1 or type(found[0]) is not dict:
+                break
+            found = found[0]
+        value = found
     else:
         return [value]
     return _path(_nav1(item, names[0]), names[1:])
+
+
+def _path2(item: Any, first: str, second: str) -> list[Any]:
+    """``_path1`` of a two-step path (``period.start``, ``answer.value``, ``coding.display``: most paths
+    the facts navigate from one item), in straight-line code; anything unusual goes to _path1."""
+    if type(item) is dict:
+        value = item.get(first)
+        if value is None and first in _CHOICE_KEYS and "_" + first not in item:
+            value = _choice_value(item, first)
+        elif type(value) is list and len(value) == 1:
+            value = value[0]
+        if type(value) is dict:
+            found = value.get(second)
+            if found is None and "_" + second not in value:
+                if second not in _CHOICE_KEYS:
+                    return []
+                found = _choice_value(value, second)
+                if found is None:
+                    return []
+            if found is not None:
+                if type(found) is not list:
+                    return [found]
+                if None not in found:
+                    return found[:]
+        elif value is None and first not in _CHOICE_KEYS and "_" + first not in item:
+            return []
+    return _path1(item, (first, second))
 
 
 def _tl(t: bool | None) -> list[Any]:
@@ -361,8 +418,9 @@ def _to_date(items: list[Any]) -> list[Any]:
     be compared with ``%today``; anything else is empty."""
     if len(items) != 1:
         return []
-    parts = _date_parts(items[0])
-    return [] if parts is None else [FDate(parts.parts[:3]).text()]
+    value = items[0]
+    # a valid date or dateTime (checked by _date_parts) begins with its zero-padded YYYY[-MM[-DD]]
+    return [] if _date_parts(value) is None else [value[:10]]
 
 
 def _case(items: list[Any], upper: bool) -> list[Any]:
@@ -390,6 +448,14 @@ def _field_eq(item: Any, name: str, literal: str, same: bool) -> bool | None:
         if type(value) is str:
             return (value == literal) == same
     return _eq_literal(_nav1(item, name), literal, same)
+
+
+def _eq_bool(a: list[Any], literal: bool, same: bool) -> bool | None:
+    """``x = true`` (``same``) or ``x != false``: one boolean is compared by identity; anything else as
+    ``_equal`` compares it."""
+    if len(a) == 1 and type(a[0]) is bool:
+        return (a[0] is literal) == same
+    return _equal(a, [literal], same)
 
 
 def _equal(a: list[Any], b: list[Any], same: bool) -> bool | None:
@@ -439,7 +505,8 @@ def _add(a: list[Any], b: list[Any], sign: int) -> list[Any]:
         t = _date_parts(x)
         if t is None:
             raise FHIRPathEvaluationError(f"cannot add a quantity to {x!r}")
-        return [add_temporal(t, y, sign).text()]
+        found = _add_to_day(t, y, sign) if type(t) is FDate else None
+        return [found if found is not None else add_temporal(t, y, sign).text()]
     if type(x) is str and type(y) is str and sign == 1:
         return [x + y]
     if type(x) in (int, Decimal, float) and type(y) in (int, Decimal, float):
@@ -447,6 +514,34 @@ def _add(a: list[Any], b: list[Any], sign: int) -> list[Any]:
         return [x + y if sign == 1 else x - y]
     raise FHIRPathEvaluationError(f"cannot {'add' if sign == 1 else 'subtract'} {type(y).__name__} "
                                   f"{'to' if sign == 1 else 'from'} {type(x).__name__}")
+
+
+def _add_to_day(t: FDate, q: Quantity, sign: int) -> str | None:
+    """``add_temporal`` for the common case, a full date plus days, weeks, months or years (``%today - 12
+    months``, an MP9 start + its duration in weeks), as text, without building values: the same
+    arithmetic (the quantity truncated towards zero, a month's end kept within the month); None for
+    anything else, out of range included, which add_temporal then answers (or refuses) itself."""
+    unit = q.unit
+    if len(t.parts) != 3 or unit not in ("day", "week", "month", "year"):
+        return None
+    value = q.value * sign
+    if unit == "week":
+        value = value * 7
+    n = int(value.to_integral_value(rounding=ROUND_DOWN))
+    y, m, d = t.parts
+    if unit in ("day", "week"):
+        try:
+            day = date.fromordinal(date(y, m, d).toordinal() + n)
+        except (ValueError, OverflowError):
+            return None
+        y, m, d = day.year, day.month, day.day
+    else:
+        total = y * 12 + (m - 1) + (n * 12 if unit == "year" else n)
+        y, m = total // 12, total % 12 + 1
+        if not 1 <= y <= 9999:
+            return None
+        d = min(d, calendar.monthrange(y, m)[1])
+    return f"{y:04d}-{m:02d}-{d:02d}"
 
 
 def _one_or_none(items: list[Any], what: str) -> None:
@@ -478,10 +573,12 @@ def _seen_key(v: Any) -> Any:
 
 _RUNTIME: dict[str, Any] = {
     "_one_or_none": _one_or_none, "_criterion": _criterion, "_seen_key": _seen_key,
-    "_UNSET": _UNSET, "_var": _var, "_nav1": _nav1, "_nav": _dyn_navigate, "_path": _path, "_path1": _path1,
+    "_UNSET": _UNSET, "_var": _var, "_choice_value": _choice_value,
+    "_nav1": _nav1, "_nav": _dyn_navigate, "_path": _path, "_path1": _path1, "_path2": _path2,
     "_tl": _tl, "_truth": _truth, "_not": _not, "_has_value": _has_value, "_is_distinct": _is_distinct,
     "_distinct": _distinct, "_of_resource_type": _of_resource_type, "_of_primitive": _of_primitive,
-    "_case": _case, "_to_date": _to_date, "_eq_literal": _eq_literal, "_field_eq": _field_eq, "_equal": _equal,
+    "_case": _case, "_to_date": _to_date, "_eq_literal": _eq_literal, "_eq_bool": _eq_bool, "_field_eq": _field_eq,
+    "_equal": _equal,
     "_compare": _compare,
     "_in": _in, "_add": _add, "_union": _union, "_union_all": _union_all, "_collection": collection_op,
     "_string_test": string_test,
@@ -508,13 +605,18 @@ class Generator:
         self.variables = variables
         self.functions = functions
         self.predicates = predicates
+        self.lists: set[str] | frozenset[str] = frozenset()  # variables known to be lists (see compile_…)
         self.lines: list[str] = []
         self.names = itertools.count()
         self.globals: dict[str, Any] = {}
+        self.constants: dict[Any, str] = {}  # key -> name of a global (see constant())
         self.cached: dict[str, str] = {}  # %name -> local caching its value for this evaluation
         self.totals: list[str] = []  # the locals holding $total of the enclosing aggregate()s
         # values already in a local at an indentation still open: (indentation, expression, local)
         self.available: list[tuple[int, str, str]] = []
+        self.chains_as_written = False  # while generating member_in()'s general case
+        # (expression text, item local) -> local caching its value for the current item (see loop())
+        self.lazy: dict[tuple[str, str], str] = {}
 
     # plumbing
     def tmp(self, prefix: str = "v") -> str:
@@ -529,9 +631,15 @@ class Generator:
         while self.available and self.available[-1][0] > ind:
             self.available.pop()
 
-    def constant(self, value: Any) -> str:
-        name = self.tmp("k")
-        self.globals[name] = value
+    def constant(self, value: Any, key: Any = None) -> str:
+        """A global of the generated function holding ``value``; the same ``key`` (or the same object)
+        gets the same name, so that two calls of one function on one value read alike and the second is
+        not computed again where the first is still in a local (``bind``)."""
+        key = ("id", id(value)) if key is None else key
+        name = self.constants.get(key)
+        if name is None:
+            name = self.constants[key] = self.tmp("k")
+            self.globals[name] = value
         return name
 
     def bind(self, code: str, ind: int) -> str:
@@ -571,6 +679,15 @@ class Generator:
 
     # dispatch
     def expr(self, node: Tree, focus: Focus, ind: int) -> Code:
+        if focus[0] == "I" and self.lazy:
+            key = (repr(node), focus[1])
+            local = self.lazy.pop(key, None)
+            if local is not None:  # written more than once for this item (see loop()): computed once
+                self.emit(ind, f"if {local} is _UNSET:")
+                value = self.as_list(self.expr(node, focus, ind + 1))
+                self.emit(ind + 1, f"{local} = {value}")
+                self.lazy[key] = local
+                return local, "L"
         kind = node[0]
         if kind == "binary":
             method = self._BINARY.get(node[1])
@@ -580,7 +697,7 @@ class Generator:
             return code
         handler = {"lit": Generator.literal, "empty": Generator.empty, "var": Generator.variable,
                    "this": Generator.this, "total": Generator.total, "member": Generator.member,
-                   "call": Generator.call}.get(kind)
+                   "call": Generator.call, "member_in": Generator.member_in}.get(kind)
         if handler is None:
             raise Unsupported({"unary": "unary + or -", "indexer": "indexer [ ]", "index": "$index",
                                "type": "is/as"}.get(kind, kind))
@@ -617,7 +734,7 @@ class Generator:
             local = self.cached[name] = self.tmp("c")
         # read once per evaluation, and only when reached (a fact is computed on its first read)
         self.emit(ind, f"if {local} is _UNSET:")
-        self.emit(ind + 1, f"{local} = _var(env, {name!r})")
+        self.emit(ind + 1, f"{local} = env[{name!r}]" if name in self.lists else f"{local} = _var(env, {name!r})")
         return local, "L"
 
     def this(self, node: Tree, focus: Focus, ind: int) -> Code:
@@ -670,9 +787,32 @@ class Generator:
                            f"else [{raw}] if type({raw}) is not list else {raw}[:] if None not in {raw} else {key}")
             self.available.append((ind, key, out))
             return out
+        if kind == "I" and len(names) == 1:  # a choice element of one item (``effective``): inline too
+            name = names[0]
+            key = f"_nav1({var}, {name!r})"
+            self.close(ind)
+            for _, known, local in self.available:
+                if known == key:
+                    return local
+            few = _FEW_CHOICES.get(name)
+            # _choice_value's lookup, when the item has neither the base name nor its extension-only form;
+            # anything unusual (not an object, extensions only, a list with nulls) goes to _nav1
+            lookup = (" else ".join(f"{var}[{k!r}] if {k!r} in {var}" for k in few) + " else None" if few
+                      else f"_choice_value({var}, {name!r})")
+            raw, out = self.tmp("x"), self.tmp("v")
+            # the base name itself first (``start`` of a Period is no choice, ``start[x]`` of a Goal is)
+            self.emit(ind, f"{raw} = {var}.get({name!r}) if type({var}) is dict else _UNSET")
+            self.emit(ind, f"if {raw} is None:")
+            self.emit(ind + 1, f"{raw} = ({lookup}) if {'_' + name!r} not in {var} else _UNSET")
+            self.emit(ind, f"{out} = {key} if {raw} is _UNSET else [] if {raw} is None "
+                           f"else [{raw}] if type({raw}) is not list else {raw}[:] if None not in {raw} else {key}")
+            self.available.append((ind, key, out))
+            return out
         if kind == "I":
-            return f"_nav1({var}, {names[0]!r})" if len(names) == 1 else f"_path1({var}, {names!r})"
-        return f"_nav({var}, {names[0]!r})" if len(names) == 1 else f"_path({var}, {names!r})"
+            return f"_path2({var}, {names[0]!r}, {names[1]!r})" if len(names) == 2 else f"_path1({var}, {names!r})"
+        # navigating nothing gives nothing: the common empty collection costs no call
+        call = f"_nav({var}, {names[0]!r})" if len(names) == 1 else f"_path({var}, {names!r})"
+        return f"({call} if {var} else [])" if _IDENT.match(var) else call
 
     def first_of_union(self, operands: list[Tree], focus: Focus, ind: int) -> Code:
         """``(a | b | c).first()``: the first item of the first operand that has one (a union keeps
@@ -728,11 +868,12 @@ class Generator:
         literals = [_string_literal(p) for p in params]
         if name in self.predicates and all(v is not None for v in literals):
             # memberOf('…'): specialised for its argument, answering true/false/empty directly
-            predicate = self.predicates[name](tuple(str(v) for v in literals))
-            return f"{self.constant(predicate)}({items})", "T"
+            key = ("predicate", name, tuple(str(v) for v in literals))
+            predicate = self.constants.get(key) or self.constant(self.predicates[name](key[2]), key)
+            return f"{predicate}({items})", "T"
         fn = self.constant(self.functions[name])
         if all(v is not None for v in literals):  # the argument is known now
-            args = self.constant([[v] for v in literals])
+            args = self.constant([[v] for v in literals], ("arguments", tuple(literals)))
         else:
             args = "[" + ", ".join(self.as_list(self.expr(p, focus, ind)) for p in params) + "]"
         return f"{fn}({items}, {args}, env)", "L"
@@ -744,7 +885,7 @@ class Generator:
             return self.repeat(param, items, ind)
         self.emit(ind, f"{out} = {start}")
         self.emit(ind, f"for {item} in {items}:")
-        code = self.expr(param, ("I", item), ind + 1)
+        code = self.per_item(param, item, ind + 1)
         if name == "select":
             expr, mode = code
             if mode == "T":
@@ -767,6 +908,19 @@ class Generator:
             self.emit(ind + 2, f"{out} = False")
         self.emit(ind + 2, "break")
         return out, "T"
+
+    def per_item(self, param: Tree, item: str, ind: int) -> Code:
+        """``param`` for one item of a loop. A sub-expression written twice for the item (in both branches
+        of an or, say) is computed at most once per item: a local per such expression, reset for each."""
+        shared = {(text, item): self.tmp("c") for text in _repeated(param)}
+        for local in shared.values():
+            self.emit(ind, f"{local} = _UNSET")
+        self.lazy.update(shared)
+        try:
+            return self.expr(param, ("I", item), ind)
+        finally:
+            for key in shared:
+                self.lazy.pop(key, None)
 
     def repeat(self, param: Tree, items: str, ind: int) -> Code:
         out, seen, todo, new, item, value = (self.tmp(p) for p in ("r", "s", "t", "n", "i", "x"))
@@ -807,7 +961,7 @@ class Generator:
         self.emit(ind, f"for {item} in {items}:")
         self.totals.append(total)
         try:
-            step = self.as_list(self.expr(params[0], ("I", item), ind + 1))
+            step = self.as_list(self.per_item(params[0], item, ind + 1))
         finally:
             self.totals.pop()
         self.emit(ind + 1, f"{total} = {step}")
@@ -827,6 +981,9 @@ class Generator:
         return out, "T"
 
     def and_(self, node: Tree, focus: Focus, ind: int) -> Code:
+        found = self.member_chain(node, focus, ind, "and", "!=")
+        if found is not None:
+            return found
         return self.logic(node, focus, ind, "False", "False",
                           "False if {b} is False else True if {a} is True and {b} is True else None")
 
@@ -836,8 +993,53 @@ class Generator:
         return f"(None if {a} is None or {b} is None else {a} != {b})", "T"
 
     def or_(self, node: Tree, focus: Focus, ind: int) -> Code:
+        found = self.member_chain(node, focus, ind, "or", "=")
+        if found is not None:
+            return found
         return self.logic(node, focus, ind, "True", "True",
                           "True if {b} is True else False if {a} is False and {b} is False else None")
+
+    def member_chain(self, node: Tree, focus: Focus, ind: int, op: str, cmp: str) -> Code | None:
+        """In ``a and status != 'x' and status != 'y' and b`` (or ``status = 'x' or status = 'y' or …``)
+        on one item, each run of two or more comparisons of one element with string literals becomes one
+        set lookup (``member_in``). The operators are associative and the operands keep their order, so
+        the same operands are evaluated as before."""
+        if focus[0] != "I" or self.chains_as_written:
+            return None
+        operands = _operands(node, op)
+        groups: list[Tree] = []
+        i = 0
+        while i < len(operands):
+            name, j = _compared_member(operands[i], cmp), i
+            while name is not None and j + 1 < len(operands) and _compared_member(operands[j + 1], cmp) == name:
+                j += 1
+            if j > i:
+                run = operands[i:j + 1]
+                groups.append(("member_in", op, cmp, name, [str(o[3][1]) for o in run], _fold(run, op)))
+            else:
+                groups.append(operands[i])
+            i = j + 1
+        if len(groups) == len(operands):
+            return None
+        return self.expr(_fold(groups, op), focus, ind)
+
+    def member_in(self, node: Tree, focus: Focus, ind: int) -> Code:
+        """One such run: when the element is one string each comparison is true or false and the run is a
+        set lookup; otherwise (absent, a list, extensions only) the comparisons as written decide."""
+        _, _, cmp, name, literals, written = node
+        item, value, out = focus[1], self.tmp("f"), self.tmp("b")
+        self.emit(ind, f"{value} = {item}.get({name!r}) if type({item}) is dict else None")
+        self.emit(ind, f"if type({value}) is str:")
+        test = "in" if cmp == "=" else "not in"
+        self.emit(ind + 1, f"{out} = {value} {test} {self.constant(frozenset(literals), ('set', frozenset(literals)))}")
+        self.emit(ind, "else:")
+        self.chains_as_written = True
+        try:
+            chain = self.as_truth(self.expr(written, focus, ind + 1))
+        finally:
+            self.chains_as_written = False
+        self.emit(ind + 1, f"{out} = {chain}")
+        return out, "T"
 
     def implies(self, node: Tree, focus: Focus, ind: int) -> Code:
         return self.logic(node, focus, ind, "False", "True",
@@ -857,6 +1059,9 @@ class Generator:
                 return out, "T"
             a = self.as_list(self.expr(left_node, focus, ind))
             return f"_eq_literal({a}, {literal!r}, {same})", "T"
+        if right_node[0] == "lit" and type(right_node[1]) is bool:  # answer.value = true
+            a = self.as_list(self.expr(left_node, focus, ind))
+            return f"_eq_bool({a}, {right_node[1]!r}, {same})", "T"
         a = self.bind(self.as_list(self.expr(left_node, focus, ind)), ind)
         b = self.as_list(self.expr(right_node, focus, ind))
         return f"_equal({a}, {b}, {same})", "T"
@@ -864,16 +1069,17 @@ class Generator:
     def inequality(self, node: Tree, focus: Focus, ind: int) -> Code:
         op = node[1]
         a = self.bind(self.as_list(self.expr(node[2], focus, ind)), ind)
-        b = self.as_list(self.expr(node[3], focus, ind))
+        b = self.bind(self.as_list(self.expr(node[3], focus, ind)), ind)
         c = self.tmp("o")
-        self.emit(ind, f"{c} = _compare({a}, {b})")
+        self.emit(ind, f"{c} = _compare({a}, {b}) if {a} and {b} else None")  # empty: no call
         return f"(None if {c} is None else {c} {op} 0)", "T"
 
     def additive(self, node: Tree, focus: Focus, ind: int) -> Code:
         sign = 1 if node[1] == "+" else -1
         if _constant(node):  # e.g. %today - %careContactsWindow: once per evaluation, not per item
-            local = self.tmp("c")
-            self.cached[" " + local] = local
+            key = " " + repr(node)  # written twice in one definition: still computed once
+            local = self.cached.get(key) or self.tmp("c")
+            self.cached[key] = local
             self.emit(ind, f"if {local} is _UNSET:")
             a = self.bind(self.as_list(self.expr(node[2], focus, ind + 1)), ind + 1)
             b = self.as_list(self.expr(node[3], focus, ind + 1))
@@ -909,6 +1115,74 @@ def _union_operands(node: Tree) -> list[Tree]:
     return [*_union_operands(node[2]), *_union_operands(node[3])]
 
 
+def _repeated(tree: Tree) -> list[str]:
+    """The texts (repr) of the function calls and unions written at least twice in ``tree``, outermost
+    only (what a repeated call contains is computed once with it), none that reads ``$total`` (a
+    different value on each step of an aggregate()). Sub-expressions of nested loops are counted too;
+    they never match the outer item (the generator looks them up with their own focus)."""
+    counts: dict[str, int] = {}
+
+    def cacheable(node: Tree) -> bool:
+        return bool(node[0] == "call" or (node[0] == "binary" and node[1] == "|"))
+
+    def children(node: Tree) -> list[Tree]:
+        out: list[Tree] = []
+        for part in node[1:]:
+            if type(part) is tuple and part and type(part[0]) is str:
+                out.append(part)
+            elif type(part) is list:
+                out += [p for p in part if type(p) is tuple]
+        return out
+
+    def reads_total(node: Tree) -> bool:
+        return node[0] == "total" or any(reads_total(c) for c in children(node))
+
+    def count(node: Tree) -> None:
+        if cacheable(node) and not reads_total(node):
+            counts[repr(node)] = counts.get(repr(node), 0) + 1
+        for child in children(node):
+            count(child)
+
+    found: list[str] = []
+
+    def outermost(node: Tree) -> None:
+        if counts.get(repr(node), 0) > 1:
+            found.append(repr(node))
+            return
+        for child in children(node):
+            outermost(child)
+
+    count(tree)
+    outermost(tree)
+    return list(dict.fromkeys(found))
+
+
+def _operands(node: Tree, op: str) -> list[Tree]:
+    """The operands of ``a op b op c`` in order (however the chain is grouped)."""
+    if node[0] != "binary" or node[1] != op:
+        return [node]
+    return [*_operands(node[2], op), *_operands(node[3], op)]
+
+
+def _fold(operands: list[Tree], op: str) -> Tree:
+    """``a op b op c`` grouped from the left, as the parser groups it."""
+    tree = operands[0]
+    for operand in operands[1:]:
+        tree = ("binary", op, tree, operand)
+    return tree
+
+
+def _compared_member(node: Tree, cmp: str) -> str | None:
+    """``name`` when ``node`` is ``name cmp 'literal'``, the literal a string that is no date (a date
+    literal compares as a date)."""
+    if node[0] != "binary" or node[1] != cmp:
+        return None
+    literal = _string_literal(node[3])
+    if literal is None or _date_parts(literal) is not None:
+        return None
+    return _leading_member(node[2])
+
+
 def _leading_member(node: Tree) -> str | None:
     """``name`` when ``node`` is a bare member name navigated from the focus (not a type name)."""
     if node[0] != "member" or node[1] is not None:
@@ -918,12 +1192,16 @@ def _leading_member(node: Tree) -> str | None:
 
 
 def compile_record_expression(expression: str, variables: set[str], functions: dict[str, HostFunction],
-                              name: str = "expression", predicates: dict[str, HostPredicate] | None = None) -> Fn:
+                              name: str = "expression", predicates: dict[str, HostPredicate] | None = None,
+                              lists: set[str] | frozenset[str] = frozenset()) -> Fn:
     """A Python function for a fact definition, generated once; raises ``Unsupported`` (with the
     reason) outside the subset, so that a package using more of FHIRPath is refused at start-up
-    rather than evaluated slowly, and ``FHIRPathSyntaxError`` for text that is not FHIRPath."""
+    rather than evaluated slowly, and ``FHIRPathSyntaxError`` for text that is not FHIRPath.
+    ``lists`` names the variables the caller guarantees to be in the environment as lists (the
+    record's resource lists, the facts of a ``_Record``): read as they are, without ``_var``."""
     tree = parse(expression)
     gen = Generator(variables, functions, predicates or {})
+    gen.lists = lists
     source = gen.function(tree, "fact")
     namespace = {**_RUNTIME, **gen.globals}
     exec(compile(source, f"<fact {name}>", "exec"), namespace)  # our own generated source

@@ -17,6 +17,7 @@ CarePlan with everything contained, as the operation's single return value.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -26,11 +27,12 @@ from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
 
-from alk_fhir import fhirpath
+from alk_fhir import fhirpath, recordpath
 from alk_fhir.context import PatientContext, build_context, compile_facts
+from alk_fhir.context.facts import fact_lists
 from alk_fhir.context.fhirdata import JSON
 from alk_fhir.criteria import Assessment, assess, assessment_observation
-from alk_fhir.fhir import uuid5_text
+from alk_fhir.fhir import uuid5_from_sha1, uuid5_text
 from alk_fhir.knowledge import CANONICAL_BASE, BrokenPackage, Package
 from alk_fhir.knowledge.canonical import TRANSLATION_EXT
 
@@ -65,6 +67,8 @@ class CompiledAction:
     children: tuple[CompiledAction, ...]
     # the facts its conditions read that the Library presents (name, presentation), in condition order
     shown: tuple[tuple[str, dict[str, str]], ...] = ()
+    # what every applied RequestGroup action copies from the plan's action (texts, code, behaviours)
+    copied: JSON = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -194,7 +198,7 @@ def _compile_action(pkg: Package, plan: JSON, action: JSON, declared: dict[str, 
         if unknown:
             raise BrokenPackage(f"{where}: condition uses undeclared facts {sorted(unknown)}")
         try:
-            tests.append(fhirpath.compile_condition(text, declared))
+            tests.append(_condition(text, declared))
         except fhirpath.FHIRPathError as exc:
             raise BrokenPackage(f"{where}: {exc}") from exc
         conditions.append(text)
@@ -225,8 +229,29 @@ def _compile_action(pkg: Package, plan: JSON, action: JSON, declared: dict[str, 
     # a yes/no fact triggers when it holds as the condition reads it (true, or false where negated)
     shown = tuple((n, {**presented[n], "expect": "false" if n in negated else "true"}) for n in names
                   if n in presented)
+    copied = {k: action[k] for k in (*_TEXT_KEYS, "code", "documentation", "priority", "groupingBehavior",
+                                     "selectionBehavior") if k in action}
     return CompiledAction(action, tuple(conditions), tuple(tests), tuple(dynamic), triggers, definition, children,
-                          shown)
+                          shown, copied)
+
+
+def _condition(text: str, declared: dict[str, str]) -> fhirpath.Condition:
+    """An applicability condition over the facts, compiled as the facts themselves are (``recordpath``:
+    one Python function, reading each fact's list as it is); a condition outside that subset goes to
+    ``fhirpath.compile_condition``. Exactly ``[True]`` is true (as ``fhirpath.is_true``)."""
+    try:
+        run = recordpath.compile_record_expression(text, set(declared), {}, f"condition {text}")
+    except recordpath.Unsupported:
+        return fhirpath.compile_condition(text, declared)
+    except Exception as exc:  # the parser's own errors
+        raise fhirpath.FHIRPathError(f"cannot parse FHIRPath {text!r}: {exc}") from exc
+
+    def test(resource: Any, facts: Any) -> bool:
+        try:
+            return run([resource] if resource else [], facts) == [True]
+        except Exception as exc:
+            raise fhirpath.FHIRPathError(f"cannot evaluate FHIRPath {text!r}: {exc}") from exc
+    return test
 
 
 @lru_cache(maxsize=256)
@@ -272,8 +297,13 @@ def apply_plan(engine: Engine, plan_ref: str, ctx: PatientContext, *,
     subject = ctx.subject_reference
     seed = f"{(subject or {}).get('reference', 'anonymous')}|{compiled.canonical}|{ctx.today.isoformat()}|{hook or ''}"
 
+    prefix = hashlib.sha1(_NAMESPACE.bytes + f"{seed}|".encode(), usedforsecurity=False)
+
     def new_id(kind: str) -> str:
-        return _uuid5(f"{seed}|{kind}")
+        """_uuid5(f"{seed}|{kind}"), the seed hashed once per call of apply_plan."""
+        digest = prefix.copy()
+        digest.update(kind.encode())
+        return uuid5_from_sha1(digest.digest())
 
     obs = {"id": new_id("assessment")}  # built when read (ApplyResult.observation)
     care_teams = [{"reference": f"CareTeam/{t['id']}"} for t in ctx.of_type("CareTeam") if t.get("status") == "active"]
@@ -331,19 +361,21 @@ def _apply_action(compiled: CompiledAction, ctx: PatientContext, variables: dict
                   requests: list[JSON], trace: list[JSON], new_id: Any, practitioner: JSON | None,
                   plan: CompiledPlan, explain: bool = True) -> JSON | None:
     action = compiled.action
-    applicable = all(test(ctx.patient or {}, ctx.facts) for test in compiled.tests)
+    facts = fact_lists(ctx.facts)
+    applicable = all(test(ctx.patient or {}, facts) for test in compiled.tests)
     trace.append({"action": action.get("id"), "conditions": list(compiled.conditions), "applicable": applicable})
     if not applicable:
         return None
     out: JSON = {"id": action["id"]}
-    triggers = [_trigger(ctx, name, shown) for name, shown in compiled.shown if explain and (
-        not isinstance(ctx.facts.get(name), bool) or str(ctx.facts.get(name)).lower() == shown["expect"])]
-    if triggers:
-        out["extension"] = triggers
-    out.update({k: action[k] for k in _TEXT_KEYS if k in action})
-    for key in ("code", "documentation", "priority", "groupingBehavior", "selectionBehavior"):
-        if key in action:
-            out[key] = action[key]
+    if explain and compiled.shown:
+        triggers = []
+        for name, shown in compiled.shown:
+            value = ctx.facts.get(name)
+            if not isinstance(value, bool) or str(value).lower() == shown["expect"]:
+                triggers.append(_trigger(ctx, name, shown))
+        if triggers:
+            out["extension"] = triggers
+    out.update(compiled.copied)
     if compiled.definition is not None:
         resource = _instantiate(compiled.definition, compiled.dynamic, variables, new_id(action["id"]))
         requests.append(resource)

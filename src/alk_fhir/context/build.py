@@ -121,7 +121,11 @@ def resources_of(data: Any) -> list[Any]:
         out: list[Any] = []
         for entry in as_list(data.get("entry")):
             if isinstance(entry, dict) and "resource" in entry:
-                out += resources_of(entry["resource"])
+                res = entry["resource"]
+                if type(res) is dict and res.get("resourceType") != "Bundle":
+                    out.append(res)  # what resources_of(res) gives, without the call per entry
+                else:
+                    out += resources_of(res)
         return out
     if data is None:
         return []
@@ -159,10 +163,11 @@ def _index_full_urls(by_key: dict[str, JSON], bundle: JSON) -> None:
     transaction or searchset Bundle's references do (FHIR bundle.html#references; MP9 3.0 sends
     them so). Only entries that were indexed are named; each resource stays listed once."""
     for entry in as_list(bundle.get("entry")):
-        if not isinstance(entry, dict) or not isinstance(entry.get("fullUrl"), str):
+        full_url = entry.get("fullUrl") if isinstance(entry, dict) else None
+        if type(full_url) is not str or not full_url.startswith(("urn:uuid:", "urn:oid:")):
             continue
         res = entry.get("resource")
-        if entry["fullUrl"].startswith(("urn:uuid:", "urn:oid:")) and isinstance(res, dict):
+        if isinstance(res, dict):
             found = by_key.get(f"{res.get('resourceType')}/{res.get('id')}")
             if found is not None:
                 by_key[entry["fullUrl"]] = found
@@ -180,21 +185,27 @@ def build_context(data: Iterable[Any] | JSON, pkg: Package, today: date,
         rtype: Any = res.get("resourceType") if type(res) is dict else None
         required = USED_TYPES.get(rtype) if type(rtype) is str else None
         res_id = res.get("id", _NO_ID) if required is not None else _NO_ID
-        if required is None or (res_id is not _NO_ID and type(res_id) is not str) or (
-                required and any(k not in res for k in required)):
+        usable = required is not None and (res_id is _NO_ID or type(res_id) is str)
+        for k in required or ():  # a loop, not any(): at most two names, on every resource
+            if k not in res:
+                usable = False
+        if not usable:
             _refuse(ctx, res, i)
             continue
         if res_id is _NO_ID:
             res_id = f"anon-{i}"
             res = {**res, "id": res_id}
-        elif f"{rtype}/{res_id}" in by_key:  # the same resource twice (two prefetch keys, two pages): once
-            continue
+            key = f"{rtype}/{res_id}"
+        else:
+            key = f"{rtype}/{res_id}"
+            if key in by_key:  # the same resource twice (two prefetch keys, two pages): once
+                continue
         found = by_type.get(rtype)
         if found is None:
             by_type[rtype] = [res]
         else:
             found.append(res)
-        by_key[f"{rtype}/{res_id}"] = res
+        by_key[key] = res
         if "contained" in res:
             _index_contained(ctx, res)
     if isinstance(data, dict) and data.get("resourceType") == "Bundle":

@@ -130,7 +130,10 @@ def _names_in(term: Terminology, url: str, items: list[Any]) -> bool | None:
     """``namesMemberOf(url)``: whether a string names a concept of the ValueSet (empty input: empty)."""
     if not items:
         return None
-    return any(type(s) is str and term.names_in(url, s) for s in items)
+    for s in items:  # noqa: SIM110 (a loop, not any(): product names are read on every medication)
+        if type(s) is str and term.names_in(url, s):
+            return True
+    return False
 
 
 def _member_of(items: list[Any], args: list[list[Any]], env: dict[str, Any]) -> list[Any]:
@@ -208,7 +211,9 @@ def compile_facts(pkg: Package, library: str = FACTS_LIBRARY) -> FactProgram:
             raise BrokenPackage(f"{where}: uses {sorted(unknown)}, neither a data requirement, a built-in "
                                 "nor a fact defined before it")
         try:
-            run = recordpath.compile_record_expression(text, known, HOST_FUNCTIONS, name, predicates)
+            # the data requirements and the earlier facts are lists in a _Record (compute_facts)
+            run = recordpath.compile_record_expression(text, known, HOST_FUNCTIONS, name, predicates,
+                                                       known - set(BUILTINS))
         except recordpath.Unsupported as exc:
             raise BrokenPackage(f"{where}: outside the FHIRPath the engine compiles ({exc})") from exc
         except Exception as exc:  # the parser's own errors
@@ -305,6 +310,12 @@ def fact_environment(ctx: PatientContext) -> dict[str, Any]:
     if not isinstance(ctx.facts, FactValues):
         raise ValueError("the context's facts are not computed (build_context computes them)")
     return ctx.facts._record
+
+
+def fact_lists(facts: dict[str, Any]) -> dict[str, Any]:
+    """What a condition over the facts reads: each fact as its list (a record's ``FactValues`` without
+    unwrapping single values, computed on first read as they are), or the given mapping as it is."""
+    return facts._record if isinstance(facts, FactValues) else facts
 
 
 def unread_types(data: Any, program: FactProgram) -> dict[str, int]:

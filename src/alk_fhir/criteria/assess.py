@@ -51,10 +51,12 @@ def _properties(concept: JSON | None, code: str) -> list[str]:
 
 def _refs(ctx: PatientContext, facts: list[str]) -> list[JSON]:
     out: list[JSON] = []
+    seen: set[str] = set()
     for fact in facts:
-        for ref in ctx.evidence(fact):
-            if ref not in out:
-                out.append(dict(ref))
+        for ref in ctx.evidence(fact):  # {"reference": …} each: the same reference is the same dict
+            if ref["reference"] not in seen:
+                seen.add(ref["reference"])
+                out.append(ref)
     return out
 
 
