@@ -162,11 +162,11 @@ class Compiler:
             sfields = self._fields_for(snode, url, owner_path, resource_root)
             if not sfields:
                 continue
-            match = slicing.compile_matcher(discriminators, snode, f"{where}:{sname}", self.defs.is_type,
-                                            self._conforms_bool, self._slice_member)
+            match, key = slicing.compile_matcher(discriminators, snode, f"{where}:{sname}", self.defs.is_type,
+                                                 self._conforms_bool, self._slice_member)
             slices.append(slicing.Slice(sname, int(snode.el.get("min", 0)), _max(snode.el.get("max", "*")), match,
-                                        sfields[0][0].check))
-        return slicing.compile_items_check(node, slices, where)
+                                        sfields[0][0].check, key))
+        return slicing.compile_items_check(node, slices, where, self.defs.is_type)
 
     def _slice_member(self, valueset: str, node: tree.Node) -> Callable[[Any], bool] | None:
         found = self.terms.membership(valueset)
@@ -538,13 +538,16 @@ def _max(value: Any) -> int:
 def _fixed_check(kind: str, expected: Any) -> ValueCheck:
     shown = patterns.show(expected)
     if kind == "fixed":
+        same = patterns.compile_equal(expected)
+
         def check_fixed(value: Any, path: str, run: Run) -> None:
-            if not patterns.equal(value, expected):
+            if not same(value):
                 run.error("value", f"value must be exactly {shown}", path)
         return check_fixed
+    test = patterns.compile_pattern(expected)
 
     def check_pattern(value: Any, path: str, run: Run) -> None:
-        if not patterns.matches(value, expected):
+        if not test(value):
             run.error("value", f"value does not match the required pattern {shown}", path)
     return check_pattern
 

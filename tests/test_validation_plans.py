@@ -1,0 +1,153 @@
+"""What the validator's compiled plans must keep doing: the compiled fixed/pattern comparisons mean
+exactly ``patterns.equal``/``patterns.matches``, and slicing finds an item's slice through its
+index (slices filed by discriminator value) the way trying every slice in order would — first
+matching slice in definition order, a filed value that is not enough to match, slices that cannot
+be filed (required binding), malformed values where a code was expected."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from alk_fhir.config import REPO_ROOT
+from alk_fhir.knowledge import Package
+from alk_fhir.knowledge.canonical import CONCEPTS_SYSTEM
+from alk_fhir.validation import Validator, build_validator, patterns
+
+GUIDELINE_SYSTEM = "https://alk-fhir.org/fhir/CodeSystem/alk-guideline"
+OVERVIEW = "https://alk-fhir.org/fhir/StructureDefinition/alk-case-overview"
+
+scalars = st.one_of(st.none(), st.booleans(), st.sampled_from([0, 1, 2, -1, 0.0, 1.0, 1.5]),
+                    st.sampled_from(["", "a", "b", "1", CONCEPTS_SYSTEM]))
+json_values = st.recursive(scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=3),
+    st.dictionaries(st.sampled_from(["system", "code", "coding", "value", "text"]), inner, max_size=3)),
+    max_leaves=12)
+
+
+@st.composite
+def pattern_and_value(draw: st.DrawFn) -> tuple[Any, Any]:
+    """A pattern and a value that often matches it: the pattern itself, the pattern with more
+    properties/items, or anything."""
+    pattern = draw(json_values)
+    kind = draw(st.sampled_from(["same", "more", "other"]))
+    if kind == "other":
+        return pattern, draw(json_values)
+    value = copy.deepcopy(pattern)
+    if kind == "more" and isinstance(value, dict):
+        value[draw(st.sampled_from(["display", "code", "x"]))] = draw(json_values)
+    elif kind == "more" and isinstance(value, list):
+        value.insert(draw(st.integers(0, len(value))), draw(json_values))
+    return pattern, value
+
+
+@settings(max_examples=600, deadline=None, database=None, derandomize=True)
+@given(pattern_and_value())
+def test_compiled_pattern_and_fixed_mean_matches_and_equal(pair: tuple[Any, Any]) -> None:
+    pattern, value = pair
+    assert patterns.compile_pattern(pattern)(value) is patterns.matches(value, pattern)
+    assert patterns.compile_equal(pattern)(value) is patterns.equal(value, pattern)
+
+
+def test_booleans_never_equal_numbers_in_patterns() -> None:
+    assert not patterns.compile_pattern({"value": 1})({"value": True})
+    assert not patterns.compile_equal(0)(False)
+    assert patterns.compile_pattern({"value": True})({"value": True, "x": 1})
+
+
+@pytest.fixture(scope="module")
+def validator(package: Package, core_dir: Path) -> Validator:
+    return build_validator(package, core_dir)
+
+
+def example(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((REPO_ROOT / "examples" / "profiles" / name).read_text(encoding="utf-8"))
+    return data
+
+
+def errors(validator: Validator, resource: dict[str, Any]) -> list[tuple[str, str, str]]:
+    outcome = validator.validate(resource)
+    return [(i["code"], ", ".join(i.get("expression", [])), i["diagnostics"]) for i in outcome["issue"]
+            if i["severity"] == "error"]
+
+
+def section_code(concept: str, guideline: str) -> list[dict[str, str]]:
+    return [{"system": CONCEPTS_SYSTEM, "code": concept}, {"system": GUIDELINE_SYSTEM, "code": guideline}]
+
+
+def test_overview_examples_hold(validator: Validator) -> None:
+    assert errors(validator, example("alk-case-overview-example.json")) == []
+    assert errors(validator, example("alk-assessment-example.json")) == []
+
+
+def test_an_item_in_two_slices_goes_to_the_first_in_definition_order(validator: Validator) -> None:
+    """section[3] carries the medication codes first and the complaints codes after them: it is in
+    'complaints' (defined before 'medication'), so 'complaints' has two and 'medication' none."""
+    composition = example("alk-case-overview-example.json")
+    section = composition["section"][3]
+    assert section["code"]["coding"][0]["code"] == "overview-medication"
+    section["code"]["coding"] += section_code("overview-complaints", "1.1")
+    assert sorted(errors(validator, composition)) == [
+        ("required", "Composition.section", "slice 'medication': minimum required = 1, but only found 0"),
+        ("structure", "Composition.section", "slice 'complaints': at most 1 allowed, found 2"),
+    ]
+
+
+def test_a_filed_code_alone_does_not_make_a_match(validator: Validator) -> None:
+    """The concept code files section[0] under 'complaints', but the slice's pattern also asks for
+    guideline section 1.1: without it the section is in no slice, and the slicing is closed."""
+    composition = example("alk-case-overview-example.json")
+    composition["section"][0]["code"]["coding"] = [{"system": CONCEPTS_SYSTEM, "code": "overview-complaints"}]
+    closed = f"section[0] matches none of the slices of {OVERVIEW} Composition.section (closed slicing)"
+    assert sorted(errors(validator, composition)) == [
+        ("required", "Composition.section", "slice 'complaints': minimum required = 1, but only found 0"),
+        ("structure", "Composition.section[0]", closed),
+    ]
+
+
+@pytest.mark.parametrize("coding", [
+    [{"system": {"not": "a string"}, "code": "overview-complaints"}],
+    [{"system": [CONCEPTS_SYSTEM], "code": "overview-complaints"}],
+    "overview-complaints",
+])
+def test_malformed_codings_in_a_sliced_element_are_reported_not_raised(validator: Validator, coding: Any) -> None:
+    composition = example("alk-case-overview-example.json")
+    composition["section"][0]["code"]["coding"] = coding
+    found = errors(validator, composition)
+    assert ("required", "Composition.section", "slice 'complaints': minimum required = 1, but only found 0") in found
+    assert any(e.startswith("Composition.section[0].code.coding") and c == "structure" for c, e, _ in found) or any(
+        e == "Composition.section[0]" and "closed slicing" in d for _, e, d in found), found
+
+
+def test_slices_by_binding_and_by_pattern_side_by_side(validator: Validator) -> None:
+    """Observation.component: criterion1..3 are filed by their pattern, 'features' (a required
+    binding) is tried for every component; a feature code lands in 'features', a criterion code in
+    its criterion slice, a code in neither in no slice (open slicing: no error for that)."""
+    obs = example("alk-assessment-example.json")
+    feature = copy.deepcopy(obs["component"][3])
+    obs["component"] = [*obs["component"][:3], feature, copy.deepcopy(obs["component"][0])]
+    assert errors(validator, obs) == [
+        ("structure", "Observation.component", "slice 'criterion1': at most 1 allowed, found 2")]
+    obs["component"][0]["code"]["coding"][0]["code"] = "criterion-9"
+    found = errors(validator, obs)
+    assert ("structure", "Observation.component", "slice 'criterion1': at most 1 allowed, found 2") not in found
+    assert not any("criterion1" in d for _, _, d in found), found
+
+
+def test_extension_slices_by_url(validator: Validator) -> None:
+    """The extension is in slice 'evidence' by its url and checked against alk-evidence, which
+    allows a Reference value only."""
+    obs = example("alk-assessment-example.json")
+    evidence = obs["component"][0]["extension"][0]
+    evidence["valueString"] = evidence.pop("valueReference")["reference"]
+    where = "Observation.component[0].extension[0]"
+    assert errors(validator, obs) == [
+        ("structure", f"{where}.valueString", "unknown element 'valueString'"),
+        ("required", f"{where}.value", "value: minimum required = 1, but only found 0"),
+    ]
