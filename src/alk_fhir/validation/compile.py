@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from alk_fhir.validation import bindings, invariants, patterns, slicing, structure, tree
 from alk_fhir.validation.bundle import CONDITIONAL, RESTFUL, BundleIndex
@@ -136,9 +136,10 @@ class Compiler:
             cap = code[:1].upper() + code[1:]
             key = base + cap if choice else base
             source = node.slices.get(key, node) if choice else node
-            check, primitive = self._value_check(source, code, _type_entry(source, code, t), url, owner_path)
+            spec = self._value_check(source, code, _type_entry(source, code, t), url, owner_path)
             label = f"{base}.ofType({code})" if choice else base
-            fields.append(Field(key, base, label, array, minimum, maximum, primitive, choice, check))
+            fields.append(Field(key, base, label, array, minimum, maximum, spec.primitive, choice, spec.check,
+                                prim=spec.prim, after=spec.after, plan=spec.plan, extra=spec.extra))
         if not fields:
             return []
         out: list[tuple[Field, tuple[str, tuple[str, ...], str] | None]] = [(f, None) for f in fields]
@@ -184,10 +185,10 @@ class Compiler:
 
     # ---- one value of one type -----------------------------------------------------------------
     def _value_check(self, node: tree.Node, code: str, type_entry: dict[str, Any], url: str,
-                     owner_path: str) -> tuple[ValueCheck, bool]:
+                     owner_path: str) -> Spec:
         el = node.el
         if code in self.defs.primitive_types or code == "xhtml":
-            return self._primitive_check(node, code), True
+            return self._primitive_check(node, code)
         extra = self._element_checks(node, code, type_entry, set())
         if code == "Resource" or code in self.defs.resource_types:
             profiles = tuple(type_entry.get("profile", []))
@@ -197,26 +198,26 @@ class Compiler:
                 self.check_resource(value, path, run, profiles, contained)
                 for c in extra:
                     c(value, path, run)
-            return check_resource, False
+            return Spec(check_resource)
         if code == "Extension" and not node.children:
             profiles = type_entry.get("profile", [])
             if profiles:
-                return self._with_extra(self.plan(profiles[0]), extra), False
+                return _complex(self.plan(profiles[0]), extra)
             generic = self._extension_check(node.name == "modifierExtension", owner_path)
             if not extra:
-                return generic, False
+                return Spec(generic)
 
             def check_ext(value: Any, path: str, run: Run) -> None:
                 generic(value, path, run)
                 for c in extra:
                     c(value, path, run)
-            return check_ext, False
+            return Spec(check_ext)
         if node.children:
             memo_key = (id(node.children), code)
             known = self._backbones.get(memo_key)
             if known is not None and known[0] is node.children:
                 # a contentReference (Composition.section.section) shares its target's plan
-                return self._with_extra(known[1], extra), False
+                return _complex(known[1], extra)
             type_path = str(el.get("_typePath") or el.get("path")) if code in _STRUCTURAL else code
             plan = ComplexPlan(type_path=type_path, url=url)
             self._backbones[memo_key] = (node.children, plan)
@@ -236,22 +237,11 @@ class Compiler:
                 if check is not None and c.get("key") not in keys:
                     plan.node_checks.append((str(c.get("key")), check))
                     keys.add(str(c.get("key")))
-            return self._with_extra(plan, extra), False
+            return _complex(plan, extra)
         plan = self.plan((type_entry.get("profile") or [type_url(code)])[0])
         keys = {k for k, _ in plan.node_checks}
         extra = self._element_checks(node, code, type_entry, keys) + self._constraints(node, code, keys, url)
-        return self._with_extra(plan, extra), False
-
-    def _with_extra(self, plan: ComplexPlan, extra: list[ValueCheck]) -> ValueCheck:
-        if not extra:
-            return lambda value, path, run: walk(value, path, run, plan)
-
-        def check(value: Any, path: str, run: Run) -> None:
-            walk(value, path, run, plan)
-            if type(value) is dict:
-                for c in extra:
-                    c(value, path, run)
-        return check
+        return _complex(plan, extra)
 
     def _constraints(self, node: tree.Node, type_path: str, skip: set[str], url: str) -> list[ValueCheck]:
         out: list[ValueCheck] = []
@@ -279,7 +269,7 @@ class Compiler:
             out.append(self._reference_check(type_entry))
         return out
 
-    def _primitive_check(self, node: tree.Node, code: str) -> ValueCheck:
+    def _primitive_check(self, node: tree.Node, code: str) -> Spec:
         prim = self._prims.get(code)
         if prim is None:
             prim = self._prims[code] = primitive_checker(code, self.regexes)
@@ -287,19 +277,28 @@ class Compiler:
         max_length = node.el.get("maxLength")
         if isinstance(max_length, int):
             extra.append(_max_length_check(max_length))
-        record = code in _LOCAL_REF_TYPES
-        checker = prim
+        after: ValueCheck | None = None
+        if code in _LOCAL_REF_TYPES:
+            def after(value: Any, path: str, run: Run) -> None:
+                if value[:1] == "#" and run.frame is not None:
+                    run.frame.local_refs.add(value)
+                for c in extra:
+                    c(value, path, run)
+        elif len(extra) == 1:
+            after = extra[0]
+        elif extra:
+            def after(value: Any, path: str, run: Run) -> None:
+                for c in extra:
+                    c(value, path, run)
+        checker, then = prim, after
 
         def check(value: Any, path: str, run: Run) -> None:
             problem = checker(value)
             if problem is not None:
                 run.error("value", problem, path)
-                return
-            if record and value[:1] == "#" and run.frame is not None:
-                run.frame.local_refs.add(value)
-            for c in extra:
-                c(value, path, run)
-        return check
+            elif then is not None:
+                then(value, path, run)
+        return Spec(check, True, prim=prim, after=after)
 
     def _reference_check(self, type_entry: dict[str, Any]) -> ValueCheck:
         allowed: set[str] | None = set()
@@ -412,7 +411,8 @@ class Compiler:
 
     def _primitive_element_plan(self) -> ComplexPlan:
         plan = ComplexPlan(type_path="Element")
-        plan.add_field(Field("id", "id", "id", False, 0, 1, True, False, self._plain_primitive("string")))
+        plan.add_field(Field("id", "id", "id", False, 0, 1, True, False, self._plain_primitive("string"),
+                             prim=primitive_checker("string", self.regexes)))
         plan.add_field(Field("extension", "extension", "extension", True, 0, -1, False, False,
                              self._extension_check(False, "Element")))
         return plan
@@ -502,6 +502,32 @@ class Compiler:
 
     def _conforms_bool(self, value: Any, url: str, run: Run) -> bool:
         return isinstance(value, dict) and not self.conformance(value, url, run)
+
+
+class Spec(NamedTuple):
+    """How one value of one type is checked: ``check`` does all of it; the walk uses the parts
+    when it has them — ``prim`` (the primitive's format; the location string is only built when
+    something is reported or ``after`` needs it) and ``after`` (bindings, fixed values, constraints
+    of a valid primitive), or ``plan`` (walked directly) followed by ``extra`` on a JSON object."""
+    check: ValueCheck
+    primitive: bool = False
+    prim: PrimitiveCheck | None = None
+    after: ValueCheck | None = None
+    plan: ComplexPlan | None = None
+    extra: tuple[ValueCheck, ...] = ()
+
+
+def _complex(plan: ComplexPlan, extra: list[ValueCheck]) -> Spec:
+    if not extra:
+        return Spec(lambda value, path, run: walk(value, path, run, plan), plan=plan)
+    checks = tuple(extra)
+
+    def check(value: Any, path: str, run: Run) -> None:
+        walk(value, path, run, plan)
+        if type(value) is dict:
+            for c in checks:
+                c(value, path, run)
+    return Spec(check, plan=plan, extra=checks)
 
 
 def _record_local_reference(value: Any, path: str, run: Run) -> None:
