@@ -352,7 +352,7 @@ class Compiler:
             bundle: BundleIndex | None = run.bundle
             if bundle is None:
                 return
-            target = bundle.resolve(ref, run.frame.resource)
+            target = bundle.resolve_parsed(ref, m, run.frame.resource)
             if target is None:
                 if not run.quiet_depth:
                     bundle.note_unresolved(ref, path, run.frame.resource)

@@ -53,13 +53,24 @@ def compile_pattern(pattern: Any) -> Callable[[Any], bool]:
         if flat is not None:
             return flat
         parts = tuple((k, compile_pattern(p)) for k, p in pattern.items())
+        if len(parts) == 1:  # a CodeableConcept pattern: {"coding": [...]}
+            (key, part), = parts
+            return lambda v: isinstance(v, dict) and key in v and part(v[key])
         return lambda v: isinstance(v, dict) and all(k in v and m(v[k]) for k, m in parts)
     if isinstance(pattern, list):
         items = tuple(compile_pattern(p) for p in pattern)
-        if len(items) == 1:
-            only = items[0]
-            return lambda v: isinstance(v, list) and any(only(x) for x in v)
-        return lambda v: isinstance(v, list) and all(any(m(x) for x in v) for m in items)
+
+        def each_found(v: Any) -> bool:  # every pattern item matches some item of the value
+            if not isinstance(v, list):
+                return False
+            for m in items:
+                for x in v:
+                    if m(x):
+                        break
+                else:
+                    return False
+            return True
+        return each_found
     return _scalar(pattern)
 
 
