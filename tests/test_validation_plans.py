@@ -6,8 +6,11 @@ be filed (required binding), malformed values where a code was expected."""
 
 from __future__ import annotations
 
+import calendar
 import copy
 import json
+import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,7 @@ from hypothesis import strategies as st
 from alk_fhir.config import REPO_ROOT
 from alk_fhir.knowledge import Package
 from alk_fhir.knowledge.canonical import CONCEPTS_SYSTEM
-from alk_fhir.validation import Validator, build_validator, patterns
+from alk_fhir.validation import Validator, build_validator, patterns, primitives
 
 GUIDELINE_SYSTEM = "https://alk-fhir.org/fhir/CodeSystem/alk-guideline"
 OVERVIEW = "https://alk-fhir.org/fhir/StructureDefinition/alk-case-overview"
@@ -47,7 +50,7 @@ def pattern_and_value(draw: st.DrawFn) -> tuple[Any, Any]:
     return pattern, value
 
 
-@settings(max_examples=600, deadline=None, database=None, derandomize=True)
+@settings(max_examples=300, deadline=None, database=None, derandomize=True)
 @given(pattern_and_value())
 def test_compiled_pattern_and_fixed_mean_matches_and_equal(pair: tuple[Any, Any]) -> None:
     pattern, value = pair
@@ -151,3 +154,44 @@ def test_extension_slices_by_url(validator: Validator) -> None:
         ("structure", f"{where}.valueString", "unknown element 'valueString'"),
         ("required", f"{where}.value", "value: minimum required = 1, but only found 0"),
     ]
+
+
+def test_printable_strings_have_no_whitespace_but_the_space_and_no_control_characters() -> None:
+    """What primitives._IMPLIED_BY_PRINTABLE rests on, checked over every code point."""
+    space = re.compile(r"\s")
+    for c in map(chr, range(sys.maxunicode + 1)):
+        assert bool(space.match(c)) == c.isspace()
+        if c.isprintable():
+            assert c == " " or not c.isspace(), hex(ord(c))
+            assert primitives._CONTROL.match(c) is None, hex(ord(c))
+
+
+@pytest.fixture(scope="module")
+def regexes(validator: Validator) -> dict[str, re.Pattern[str]]:
+    return validator.compiler.regexes
+
+
+characters = st.sampled_from(["a", "Z", "0", "-", ".", "/", ":", " ", "\t", "\n", "\r", "\x01", "\x1f", "\x0b",
+                              "\u00a0", "\u2028", "\u200b", "é", "😀"])
+
+
+@settings(max_examples=500, deadline=None, database=None, derandomize=True)
+@given(st.lists(characters, min_size=1, max_size=8).map("".join))
+def test_the_printable_shortcut_accepts_only_what_the_regex_and_the_control_check_accept(
+        regexes: dict[str, re.Pattern[str]], value: str) -> None:
+    for code in ("string", "markdown", "uri", "url", "canonical", "code"):
+        pattern = regexes[code]
+        implied = primitives._IMPLIED_BY_PRINTABLE.get(pattern.pattern)
+        assert implied is not None, f"{code}: the published regex is not the one the shortcut was written for"
+        if implied(value):
+            assert pattern.fullmatch(value) is not None and primitives._CONTROL.search(value) is None, (code, value)
+        slow = None if pattern.fullmatch(value) and not primitives._CONTROL.search(value) else "invalid"
+        assert (primitives.primitive_checker(code, regexes)(value) is None) == (slow is None), (code, value)
+
+
+def test_real_dates_follow_the_calendar() -> None:
+    for year in (1900, 2000, 2023, 2024):
+        for month in range(1, 13):
+            last = calendar.monthrange(year, month)[1]
+            assert primitives._real_date(f"{year}-{month:02d}-{last:02d}")
+            assert not primitives._real_date(f"{year}-{month:02d}-{last + 1:02d}")
