@@ -142,6 +142,11 @@ class BundleIndex:
         elif self.type == "transaction" and urn:
             self.unresolved.append((reference, path, URN_IN_TRANSACTION))
 
+    def may_keep_unresolved(self, urn: bool) -> bool:
+        """Whether ``note_unresolved`` could keep a reference (a ``urn:`` one or not) that no entry
+        answers to: the reference check resolves a reference only when something depends on it."""
+        return self.is_document or (self.type == "transaction" and urn)
+
     def _report_duplicate_full_urls(self, run: Run) -> None:
         """Name each entry whose fullUrl (and version) an earlier entry already has: bdl-7 holds for
         the Bundle as a whole and says neither which entries clash nor which to fix."""

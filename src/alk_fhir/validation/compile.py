@@ -139,7 +139,8 @@ class Compiler:
             spec = self._value_check(source, code, _type_entry(source, code, t), url, owner_path)
             label = f"{base}.ofType({code})" if choice else base
             fields.append(Field(key, base, label, array, minimum, maximum, spec.primitive, choice, spec.check,
-                                prim=spec.prim, after=spec.after, plan=spec.plan, extra=spec.extra))
+                                prim=spec.prim, after=spec.after, record=spec.record, plan=spec.plan,
+                                extra=spec.extra))
         if not fields:
             return []
         out: list[tuple[Field, tuple[str, tuple[str, ...], str] | None]] = [(f, None) for f in fields]
@@ -278,27 +279,25 @@ class Compiler:
         if isinstance(max_length, int):
             extra.append(_max_length_check(max_length))
         after: ValueCheck | None = None
-        if code in _LOCAL_REF_TYPES:
-            def after(value: Any, path: str, run: Run) -> None:
-                if value[:1] == "#" and run.frame is not None:
-                    run.frame.local_refs.add(value)
-                for c in extra:
-                    c(value, path, run)
-        elif len(extra) == 1:
+        if len(extra) == 1:
             after = extra[0]
         elif extra:
             def after(value: Any, path: str, run: Run) -> None:
                 for c in extra:
                     c(value, path, run)
+        record = code in _LOCAL_REF_TYPES
         checker, then = prim, after
 
         def check(value: Any, path: str, run: Run) -> None:
             problem = checker(value)
             if problem is not None:
                 run.error("value", problem, path)
-            elif then is not None:
+                return
+            if record and value[:1] == "#" and run.frame is not None:
+                run.frame.local_refs.add(value)
+            if then is not None:
                 then(value, path, run)
-        return Spec(check, True, prim=prim, after=after)
+        return Spec(check, True, prim=prim, after=after, record=record)
 
     def _reference_check(self, type_entry: dict[str, Any]) -> ValueCheck:
         allowed: set[str] | None = set()
@@ -320,42 +319,46 @@ class Compiler:
 
         def check(value: Any, path: str, run: Run) -> None:
             ref = value.get("reference") if type(value) is dict else None
-            if not isinstance(ref, str) or run.frame is None:
+            frame = run.frame
+            if not isinstance(ref, str) or frame is None:
                 return
-            if ref.startswith("#"):
+            if ref[:1] == "#":
                 target = invariants.resolve(ref, run)
                 if target is not None and allowed is not None and target.get("resourceType") not in allowed:
                     run.error("invalid", f"reference to a {target.get('resourceType')}; allowed here: {allowed_text}",
                               path)
                 return
             m = RESTFUL.match(ref)
-            if m is None and run.bundle is not None and run.bundle.type == "transaction":
-                conditional = CONDITIONAL.fullmatch(ref)
-                if conditional is not None:  # http.html#trules: resolved by the server when it processes the bundle
-                    kind = conditional.group("type")
-                    if kind not in resource_types or (allowed is not None and kind not in allowed):
-                        run.error("invalid", f"conditional reference '{ref}': {kind} is not allowed here"
-                                  + (f" (allowed: {allowed_text})" if allowed_text else ""), path)
+            bundles = run.bundles
+            bundle: BundleIndex | None = bundles[-1] if bundles else None
+            if m is None:
+                if bundle is not None and bundle.type == "transaction":
+                    conditional = CONDITIONAL.fullmatch(ref)
+                    if conditional is not None:  # http.html#trules: resolved by the server when it processes it
+                        kind = conditional.group("type")
+                        if kind not in resource_types or (allowed is not None and kind not in allowed):
+                            run.error("invalid", f"conditional reference '{ref}': {kind} is not allowed here"
+                                      + (f" (allowed: {allowed_text})" if allowed_text else ""), path)
+                        return
+                if ":" not in ref:
+                    run.error("invalid", f"'{ref}' is not a valid reference: neither '#id', 'Type/id' nor an absolute"
+                              " URL (references.html#literal)", path)
                     return
-            if m is None and ":" not in ref:
-                run.error("invalid", f"'{ref}' is not a valid reference: neither '#id', 'Type/id' nor an absolute URL"
-                          " (references.html#literal)", path)
-                return
-            literal = m.group("type") if m is not None else None
-            if literal is not None:
+                literal = None
+            else:
+                literal = m.group("type")
                 if literal not in resource_types:
                     run.error("invalid", f"'{literal}' in reference '{ref}' is not a resource type", path)
                     return
                 if allowed is not None and literal not in allowed:
                     run.error("invalid", f"reference to a {literal}; allowed here: {allowed_text}", path)
                     return
-            bundle: BundleIndex | None = run.bundle
-            if bundle is None:
-                return
-            target = bundle.resolve_parsed(ref, m, run.frame.resource)
+            if bundle is None or (literal is not None and not required and not bundle.may_keep_unresolved(False)):
+                return  # a Type/id reference the bundle need not hold, to no profile of ours: nothing to look up
+            target = bundle.resolve_parsed(ref, m, frame.resource)
             if target is None:
                 if not run.quiet_depth:
-                    bundle.note_unresolved(ref, path, run.frame.resource)
+                    bundle.note_unresolved(ref, path, frame.resource)
                 return
             rtype = target.get("resourceType")
             if literal is None and allowed is not None and rtype not in allowed:
@@ -507,12 +510,14 @@ class Compiler:
 class Spec(NamedTuple):
     """How one value of one type is checked: ``check`` does all of it; the walk uses the parts
     when it has them — ``prim`` (the primitive's format; the location string is only built when
-    something is reported or ``after`` needs it) and ``after`` (bindings, fixed values, constraints
-    of a valid primitive), or ``plan`` (walked directly) followed by ``extra`` on a JSON object."""
+    something is reported or ``after`` needs it), ``record`` (a valid uri/url/canonical starting
+    with '#' is remembered for dom-3) and ``after`` (bindings, fixed values, constraints of a valid
+    primitive), or ``plan`` (walked directly) followed by ``extra`` on a JSON object."""
     check: ValueCheck
     primitive: bool = False
     prim: PrimitiveCheck | None = None
     after: ValueCheck | None = None
+    record: bool = False
     plan: ComplexPlan | None = None
     extra: tuple[ValueCheck, ...] = ()
 

@@ -42,6 +42,7 @@ class Field:
     # the checks that follow on a JSON object.
     prim: Callable[[Any], str | None] | None = None
     after: ValueCheck | None = None
+    record: bool = False  # a uri/url/canonical: '#id' values are local references (dom-3)
     plan: ComplexPlan | None = None
     extra: tuple[ValueCheck, ...] = ()
 
@@ -111,7 +112,10 @@ def walk(node: Any, path: str, run: Run, plan: ComplexPlan) -> None:
                         problem = prim(item)
                         if problem is not None:
                             run.error("value", problem, f"{path}.{f.label}[{i}]")
-                        elif after is not None:
+                            continue
+                        if f.record and item[:1] == "#" and run.frame is not None:
+                            run.frame.local_refs.add(item)
+                        if after is not None:
                             after(item, f"{path}.{f.label}[{i}]", run)
                     elif type(parts) is not list or i >= len(parts) or parts[i] is None:
                         run.error("structure", f"'{key}' has a null without a matching '_{key}' entry"
@@ -151,7 +155,10 @@ def walk(node: Any, path: str, run: Run, plan: ComplexPlan) -> None:
                 problem = prim(value)
                 if problem is not None:
                     run.error("value", problem, f"{path}.{f.label}")
-                elif f.after is not None:
+                    continue
+                if f.record and value[:1] == "#" and run.frame is not None:
+                    run.frame.local_refs.add(value)
+                if f.after is not None:
                     f.after(value, f"{path}.{f.label}", run)
                 continue
             sub = f.plan
