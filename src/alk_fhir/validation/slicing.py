@@ -71,6 +71,19 @@ def path_getter(path: str, is_type: Callable[[str], bool]) -> Callable[[Any], li
     if path in ("$this", ""):
         return lambda item: [item]
     steps = tuple(_steps(path))
+    if len(steps) == 1 and not steps[0].startswith("extension('"):
+        step = steps[0]
+
+        def get_one(item: Any) -> list[Any]:  # the common case, one element name (callers only read the list)
+            if type(item) is not dict:
+                return []
+            found = item.get(step)
+            if found is not None:
+                return found if isinstance(found, list) else [found]
+            out: list[Any] = []
+            _step(item, step, out, is_type)  # a choice element named without its type
+            return out
+        return get_one
 
     def get(item: Any) -> list[Any]:
         current = [item]
@@ -192,7 +205,8 @@ def _value_matcher(path: str, target: Node | None, slice_node: Node, where: str,
         if found is not None:
             kind, expected = found
             test = patterns.compile_equal(expected) if kind == "fixed" else patterns.compile_pattern(expected)
-            return (lambda item, run: any(test(v) for v in get(item))), _key_for(path, expected)
+
+            return (lambda item, run: any(map(test, get(item)))), _key_for(path, expected)
         binding = target.el.get("binding", {})
         if binding.get("strength") == "required" and binding.get("valueSet"):
             inside = member(binding["valueSet"], target)
@@ -259,6 +273,22 @@ def candidates(slices: list[Slice], is_type: Callable[[str], bool]) -> Callable[
         return None
     lookups = tuple((path_getter(path, is_type), _projection(shape), table) for (path, shape), table in groups.items())
     fallback = tuple(always)
+
+    if len(lookups) == 1 and not fallback:
+        (one_get, one_project, one_table), = lookups
+
+        def find_one(item: Any) -> list[int]:  # one way of filing, every slice filed: usually one hit
+            hits: list[int] = []
+            for v in one_get(item):
+                for k in one_project(v):
+                    try:
+                        hit = one_table.get(k)
+                    except TypeError:
+                        continue
+                    if hit:
+                        hits = sorted({*hits, *hit}) if hits else hit
+            return hits
+        return find_one
 
     def find(item: Any) -> list[int]:
         found: set[int] = set(fallback)
