@@ -195,3 +195,50 @@ def test_real_dates_follow_the_calendar() -> None:
             last = calendar.monthrange(year, month)[1]
             assert primitives._real_date(f"{year}-{month:02d}-{last:02d}")
             assert not primitives._real_date(f"{year}-{month:02d}-{last + 1:02d}")
+
+
+CONDITION = {"resourceType": "Condition", "id": "c", "subject": {"reference": "Patient/p"},
+             "text": {"status": "generated", "div": '<div xmlns="http://www.w3.org/1999/xhtml">x</div>'}}
+CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+
+
+@pytest.mark.parametrize(("fields", "expected"), [
+    ({"clinicalStatus": {"coding": [{"system": CLINICAL, "code": {"x": 1}}]}},
+     ("Condition.clinicalStatus.coding[0].code", "expected a JSON string for a code, got dict")),
+    ({"clinicalStatus": {"coding": None}},
+     ("Condition.clinicalStatus.coding", "'coding' repeats and must be a JSON array")),
+    ({"verificationStatus": {"coding": [{"system": ["a"], "code": "confirmed"}]}},
+     ("Condition.verificationStatus.coding[0].system", "'system' does not repeat and must not be an array")),
+    ({"onsetPeriod": {"start": "2026-13-01", "end": "2026-12-01"}},
+     ("Condition.onset.ofType(Period)", "per-1: If present, start SHALL have a lower value than end")),
+    ({"onsetPeriod": {"start": "2026-01-01T25:00:00Z", "end": "2026-12-01"}},
+     ("Condition.onset.ofType(Period).start", "'2026-01-01T25:00:00Z' is not a valid dateTime")),
+])
+def test_malformed_values_are_reported_where_checks_used_to_raise(
+        validator: Validator, fields: dict[str, Any], expected: tuple[str, str]) -> None:
+    """Bindings, per-1 and FHIRPath comparisons met objects, arrays and impossible dates that the
+    walk reports, and raised TypeError/ValueError (a 500 at the API) instead of returning."""
+    found = [(e, d) for _, e, d in errors(validator, {**CONDITION, **fields})]
+    assert expected in found, found
+
+
+def test_a_comparison_with_an_object_is_an_unevaluable_invariant(validator: Validator) -> None:
+    request = {"resourceType": "ServiceRequest", "id": "s", "status": "active", "intent": "order",
+               "subject": {"reference": "Patient/p"}, "text": CONDITION["text"],
+               "occurrenceTiming": {"repeat": {"duration": {"x": 1}, "durationUnit": "h"}}}
+    found = errors(validator, request)
+    where = "ServiceRequest.occurrence.ofType(Timing).repeat"
+    assert ("value", f"{where}.duration", "expected a JSON number for a decimal, got dict") in found
+    assert any(e == where and d.startswith("tim-4:") and "could not be evaluated" in d for _, e, d in found), found
+
+
+def test_a_reference_to_an_entry_whose_resource_type_is_an_object(validator: Validator) -> None:
+    odd = "urn:uuid:7b7e5f55-0000-4000-8000-000000000001"
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": odd, "resource": {"resourceType": {"x": 1}, "id": "o"}},
+        {"fullUrl": "urn:uuid:7b7e5f55-0000-4000-8000-000000000002",
+         "resource": {**CONDITION, "subject": {"reference": odd}}}]}
+    found = errors(validator, bundle)
+    assert ("structure", "Bundle.entry[0].resource", "resourceType is missing") in found
+    assert ("invalid", "Bundle.entry[1].resource.subject",
+            "reference resolves to a {'x': 1}; allowed here: Group | Patient") in found, found

@@ -180,7 +180,9 @@ class Compiler:
             if isinstance(v, str):
                 return codes is not None and v in codes
             if isinstance(v, dict) and "coding" in v:
-                return any(member(c.get("system"), c.get("code")) for c in v["coding"] if isinstance(c, dict))
+                coding = v["coding"]
+                return isinstance(coding, list) and any(
+                    member(c.get("system"), c.get("code")) for c in coding if isinstance(c, dict))
             return isinstance(v, dict) and member(v.get("system"), v.get("code"))
         return inside
 
@@ -324,7 +326,7 @@ class Compiler:
                 return
             if ref[:1] == "#":
                 target = invariants.resolve(ref, run)
-                if target is not None and allowed is not None and target.get("resourceType") not in allowed:
+                if target is not None and allowed is not None and not _is_one_of(target.get("resourceType"), allowed):
                     run.error("invalid", f"reference to a {target.get('resourceType')}; allowed here: {allowed_text}",
                               path)
                 return
@@ -361,7 +363,7 @@ class Compiler:
                     bundle.note_unresolved(ref, path, frame.resource)
                 return
             rtype = target.get("resourceType")
-            if literal is None and allowed is not None and rtype not in allowed:
+            if literal is None and allowed is not None and not _is_one_of(rtype, allowed):
                 run.error("invalid", f"reference resolves to a {rtype}; allowed here: {allowed_text}", path)
             elif required and not run.quiet_depth:
                 bundle.require(target, required, path)
@@ -533,6 +535,11 @@ def _complex(plan: ComplexPlan, extra: list[ValueCheck]) -> Spec:
             for c in checks:
                 c(value, path, run)
     return Spec(check, plan=plan, extra=checks)
+
+
+def _is_one_of(rtype: Any, allowed: set[str]) -> bool:
+    """A resolved target's resourceType is one of ``allowed`` (an object or array there is none)."""
+    return isinstance(rtype, str) and rtype in allowed
 
 
 def _record_local_reference(value: Any, path: str, run: Run) -> None:

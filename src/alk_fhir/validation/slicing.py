@@ -100,7 +100,9 @@ def path_getter(path: str, is_type: Callable[[str], bool]) -> Callable[[Any], li
 def _step(value: dict[str, Any], step: str, out: list[Any], is_type: Callable[[str], bool]) -> None:
     if step.startswith("extension('") and step.endswith("')"):
         url = step[11:-2]
-        out.extend(e for e in value.get("extension", []) if isinstance(e, dict) and e.get("url") == url)
+        extensions = value.get("extension")
+        if isinstance(extensions, list):
+            out.extend(e for e in extensions if isinstance(e, dict) and e.get("url") == url)
         return
     found = value.get(step)
     if found is None:
