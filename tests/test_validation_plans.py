@@ -242,3 +242,38 @@ def test_a_reference_to_an_entry_whose_resource_type_is_an_object(validator: Val
     assert ("structure", "Bundle.entry[0].resource", "resourceType is missing") in found
     assert ("invalid", "Bundle.entry[1].resource.subject",
             "reference resolves to a {'x': 1}; allowed here: Group | Patient") in found, found
+
+
+def test_primitive_array_items_are_each_bound_and_located(validator: Validator) -> None:
+    """A primitive array checked in the walk: each item's binding, with the item's index, and a
+    null kept by its '_' part."""
+    param = {"resourceType": "SearchParameter", "id": "sp", "url": "http://example.org/sp", "name": "sp",
+             "status": "active", "description": "d", "code": "sp", "type": "token", "text": CONDITION["text"],
+             "base": ["Patient", "Nope", None, "Observation"], "_base": [None, None, {"id": "b2"}, None]}
+    found = errors(validator, param)
+    assert found == [("code-invalid", "SearchParameter.base[1]", "the value 'Nope' is not in the value set "
+                      "http://hl7.org/fhir/ValueSet/resource-types (required binding)"),
+                     ("invariant", "SearchParameter.base[2]", "ele-1: All FHIR elements must have a @value or children")
+                     ], found  # a '_' part with only an id is still an element without value or children
+    del param["_base"]
+    found = errors(validator, param)
+    assert ("structure", "SearchParameter.base[2]", "'base' has a null without a matching '_base' entry "
+            "(json.html: null only keeps arrays aligned)") in found, found
+
+
+@pytest.mark.parametrize(("resource", "canonical"), [
+    ({"resourceType": "Task", "status": "requested", "intent": "order"}, {"instantiatesCanonical": "#pd"}),
+    ({"resourceType": "CarePlan", "status": "active", "intent": "plan", "subject": {"reference": "Patient/p"}},
+     {"instantiatesCanonical": ["http://example.org/x", "#pd"]}),
+])
+def test_local_canonicals_recorded_in_the_walk_count_for_dom3(
+        validator: Validator, resource: dict[str, Any], canonical: dict[str, Any]) -> None:
+    """A '#id' canonical (single or in an array, not only a Reference) refers to a contained
+    resource (dom-3)."""
+    rtype = resource["resourceType"]
+    resource = {**resource, "id": "r", "text": CONDITION["text"],
+                "contained": [{"resourceType": "PlanDefinition", "id": "pd", "status": "active"}]}
+    dom3 = [e for e in errors(validator, resource) if e[2].startswith("dom-3")]
+    assert [e for _, e, _ in dom3] == [rtype], dom3
+    found = errors(validator, {**resource, **canonical})
+    assert not [e for e in found if e[2].startswith("dom-3")], found
