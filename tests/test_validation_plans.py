@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from alk_fhir.config import REPO_ROOT
 from alk_fhir.knowledge import Package
 from alk_fhir.knowledge.canonical import CONCEPTS_SYSTEM
-from alk_fhir.validation import Validator, build_validator, patterns, primitives
+from alk_fhir.validation import Validator, build_validator, patterns, primitives, xhtml
 
 GUIDELINE_SYSTEM = "https://alk-fhir.org/fhir/CodeSystem/alk-guideline"
 OVERVIEW = "https://alk-fhir.org/fhir/StructureDefinition/alk-case-overview"
@@ -277,3 +277,46 @@ def test_local_canonicals_recorded_in_the_walk_count_for_dom3(
     assert [e for _, e, _ in dom3] == [rtype], dom3
     found = errors(validator, {**resource, **canonical})
     assert not [e for e in found if e[2].startswith("dom-3")], found
+
+
+texts = st.one_of(
+    st.sampled_from(["Klacht.", "a", " ", "\n  ", ""]),
+    st.lists(st.sampled_from(["a", " ", "\t", "\n", "\r", "\x01", "\x0b", "\u00a0", ">", "]]>", "]]", "&amp;", "&nbsp;",
+                              "&#160;", "&", "é", "\ud800", "\ufffe"]), max_size=3).map("".join))
+tags = st.sampled_from(["p", "b", "br", "img", "div", "span", "h1", "script", "P", "x1", "table"])
+
+
+@st.composite
+def narrative_body(draw: st.DrawFn, depth: int = 0) -> str:
+    parts = []
+    for _ in range(draw(st.integers(0, 3))):
+        kind = draw(st.sampled_from(["text", "element", "empty", "odd"] if depth < 3 else ["text", "empty"]))
+        tag = draw(tags)
+        if kind == "text":
+            parts.append(draw(texts))
+        elif kind == "element":
+            close = draw(st.sampled_from([tag, tag, "p", ""]))
+            parts.append(f"<{tag}>{draw(narrative_body(depth + 1))}" + (f"</{close}>" if close else ""))
+        elif kind == "empty":
+            parts.append(draw(st.sampled_from([f"<{tag}/>", f"<{tag} />", f'<{tag} class="x"/>'])))
+        else:
+            parts.append(draw(st.sampled_from(["<!-- c -->", "<![CDATA[x]]>", "</p/>", "<p onclick='x'>y</p>", "<"])))
+    return "".join(parts)
+
+
+@settings(max_examples=1500, deadline=None, database=None, derandomize=True)
+@given(st.sampled_from(['<div xmlns="http://www.w3.org/1999/xhtml">', "<div>", ' <div xmlns="http://www.w3.org/1999/xhtml">',
+                        '<div xmlns="http://www.w3.org/1999/xhtml" lang="nl">', "<p xmlns=\"http://www.w3.org/1999/xhtml\">"]),
+       narrative_body(), st.sampled_from(["</div>", "</div> ", "</p>", ""]))
+def test_the_simple_narrative_reading_answers_as_the_xml_parser(root: str, body: str, end: str) -> None:
+    div = root + body + end
+    assert xhtml.html_problems(div) == xhtml._parsed_problems(div), div
+
+
+def test_a_lone_surrogate_in_a_narrative_is_reported(validator: Validator) -> None:
+    """JSON can carry "\\ud800"; ElementTree raised UnicodeEncodeError on it (a 500 at the API)."""
+    found = errors(validator, {**CONDITION, "text": {"status": "generated",
+                                                     "div": '<div xmlns="http://www.w3.org/1999/xhtml">a\ud800</div>'}})
+    assert [(c, e, d[:6]) for c, e, d in found] == [("invariant", "Condition.text.div", "txt-1:")], found
+    assert xhtml.html_problems('<div xmlns="http://www.w3.org/1999/xhtml">a\ud800</div>') == (
+        "the narrative is not well-formed XHTML: character U+D800 at position 43 is not allowed in XML", None)
