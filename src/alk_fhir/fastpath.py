@@ -382,6 +382,8 @@ class _Compiler:
                 return []
             if isinstance(x, str) != isinstance(y, str):
                 return []
+            if isinstance(x, (dict, list)) or isinstance(y, (dict, list)):  # malformed input: not a primitive
+                raise ValueError("comparison of a non-primitive value")
             return [compare(_num(x), _num(y))]
         return fn, BOOL
 

@@ -54,12 +54,13 @@ class Terminologies:
                 codes: frozenset[str] | None = frozenset(c["code"] for c in term.expand(url))
             except ValueError:
                 codes = None
-            return (lambda s, c: term.contains(url, s, c)), codes
+            return (lambda s, c: type(s) is str and type(c) is str and term.contains(url, s, c)), codes
         core = self._core_expansion(url)
         if core is None:
             return None
         pairs = frozenset(core)
-        return (lambda s, c: (s, c) in pairs), frozenset(c for _, c in pairs)
+        # only strings are codes: a system or code that is an object or array (reported by the walk) is in no set
+        return (lambda s, c: type(s) is str and type(c) is str and (s, c) in pairs), frozenset(c for _, c in pairs)
 
     def _core_expansion(self, url: str) -> list[tuple[str, str]] | None:
         resources: list[dict[str, Any]] = []
@@ -148,7 +149,8 @@ def compile_binding(terms: Terminologies, binding: dict[str, Any], type_code: st
         def check_concept(value: Any, path: str, run: Run) -> None:
             if not isinstance(value, dict):
                 return
-            codings = [c for c in value.get("coding", []) if isinstance(c, dict)]
+            coding = value.get("coding")
+            codings = [c for c in coding if isinstance(c, dict)] if isinstance(coding, list) else []
             if any(member(c.get("system"), c.get("code")) for c in codings):
                 return
             if not codings:

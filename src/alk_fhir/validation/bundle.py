@@ -53,6 +53,7 @@ class BundleIndex:
         self.entry_of: dict[int, tuple[int, str | None]] = {}
         self.required: list[tuple[dict[str, Any], tuple[str, ...], str]] = []
         self.unresolved: list[tuple[str, str, int]] = []
+        self._bases: dict[int, str] = {}  # id(entry resource) -> base of its fullUrl
         entries = bundle.get("entry")
         self.composition: dict[str, Any] | None = None
         for i, entry in enumerate(entries if isinstance(entries, list) else []):
@@ -78,17 +79,38 @@ class BundleIndex:
         found = self.by_full_url.get(reference)
         if found is not None:
             return found
-        m = RESTFUL.match(reference)
+        return self._by_parts(RESTFUL.match(reference), referrer)
+
+    def resolve_parsed(self, reference: str, m: re.Match[str] | None,
+                       referrer: dict[str, Any] | None) -> dict[str, Any] | None:
+        """``resolve`` for a reference the caller has already matched against RESTFUL (the
+        reference check has, for every Reference of every entry)."""
+        found = self.by_full_url.get(reference)
+        if found is not None:
+            return found
+        return self._by_parts(m, referrer)
+
+    def _by_parts(self, m: re.Match[str] | None, referrer: dict[str, Any] | None) -> dict[str, Any] | None:
         if m is None:
             return None
         if not m.group("base") and referrer is not None:
-            _, full_url = self.entry_of.get(id(referrer), (0, None))
-            own = RESTFUL.match(full_url) if full_url else None
-            if own is not None and own.group("base"):
-                found = self.by_full_url.get(f"{own.group('base')}{m.group('type')}/{m.group('id')}")
+            base = self._base_of(referrer)
+            if base:
+                found = self.by_full_url.get(f"{base}{m.group('type')}/{m.group('id')}")
                 if found is not None:
                     return found
         return self.by_type_id.get((m.group("type"), m.group("id")))
+
+    def _base_of(self, referrer: dict[str, Any]) -> str:
+        """The server base of the referrer's RESTful fullUrl ('' if it has none), matched once per
+        entry rather than once per reference the entry makes."""
+        key = id(referrer)
+        base = self._bases.get(key)
+        if base is None:
+            _, full_url = self.entry_of.get(key, (0, None))
+            own = RESTFUL.match(full_url) if full_url else None
+            base = self._bases[key] = own.group("base") if own is not None else ""
+        return base
 
     def entry_path(self, resource: dict[str, Any]) -> str:
         index, _ = self.entry_of.get(id(resource), (-1, None))
@@ -119,6 +141,11 @@ class BundleIndex:
                 self.unresolved.append((reference, path, URN_IN_DOCUMENT if urn else ELSEWHERE_IN_DOCUMENT))
         elif self.type == "transaction" and urn:
             self.unresolved.append((reference, path, URN_IN_TRANSACTION))
+
+    def may_keep_unresolved(self, urn: bool) -> bool:
+        """Whether ``note_unresolved`` could keep a reference (a ``urn:`` one or not) that no entry
+        answers to: the reference check resolves a reference only when something depends on it."""
+        return self.is_document or (self.type == "transaction" and urn)
 
     def _report_duplicate_full_urls(self, run: Run) -> None:
         """Name each entry whose fullUrl (and version) an earlier entry already has: bdl-7 holds for

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from alk_fhir.validation import bindings, invariants, patterns, slicing, structure, tree
 from alk_fhir.validation.bundle import CONDITIONAL, RESTFUL, BundleIndex
@@ -136,9 +136,11 @@ class Compiler:
             cap = code[:1].upper() + code[1:]
             key = base + cap if choice else base
             source = node.slices.get(key, node) if choice else node
-            check, primitive = self._value_check(source, code, _type_entry(source, code, t), url, owner_path)
+            spec = self._value_check(source, code, _type_entry(source, code, t), url, owner_path)
             label = f"{base}.ofType({code})" if choice else base
-            fields.append(Field(key, base, label, array, minimum, maximum, primitive, choice, check))
+            fields.append(Field(key, base, label, array, minimum, maximum, spec.primitive, choice, spec.check,
+                                prim=spec.prim, after=spec.after, record=spec.record, plan=spec.plan,
+                                extra=spec.extra))
         if not fields:
             return []
         out: list[tuple[Field, tuple[str, tuple[str, ...], str] | None]] = [(f, None) for f in fields]
@@ -162,11 +164,11 @@ class Compiler:
             sfields = self._fields_for(snode, url, owner_path, resource_root)
             if not sfields:
                 continue
-            match = slicing.compile_matcher(discriminators, snode, f"{where}:{sname}", self.defs.is_type,
-                                            self._conforms_bool, self._slice_member)
+            match, key = slicing.compile_matcher(discriminators, snode, f"{where}:{sname}", self.defs.is_type,
+                                                 self._conforms_bool, self._slice_member)
             slices.append(slicing.Slice(sname, int(snode.el.get("min", 0)), _max(snode.el.get("max", "*")), match,
-                                        sfields[0][0].check))
-        return slicing.compile_items_check(node, slices, where)
+                                        sfields[0][0].check, key))
+        return slicing.compile_items_check(node, slices, where, self.defs.is_type)
 
     def _slice_member(self, valueset: str, node: tree.Node) -> Callable[[Any], bool] | None:
         found = self.terms.membership(valueset)
@@ -178,16 +180,18 @@ class Compiler:
             if isinstance(v, str):
                 return codes is not None and v in codes
             if isinstance(v, dict) and "coding" in v:
-                return any(member(c.get("system"), c.get("code")) for c in v["coding"] if isinstance(c, dict))
+                coding = v["coding"]
+                return isinstance(coding, list) and any(
+                    member(c.get("system"), c.get("code")) for c in coding if isinstance(c, dict))
             return isinstance(v, dict) and member(v.get("system"), v.get("code"))
         return inside
 
     # ---- one value of one type -----------------------------------------------------------------
     def _value_check(self, node: tree.Node, code: str, type_entry: dict[str, Any], url: str,
-                     owner_path: str) -> tuple[ValueCheck, bool]:
+                     owner_path: str) -> Spec:
         el = node.el
         if code in self.defs.primitive_types or code == "xhtml":
-            return self._primitive_check(node, code), True
+            return self._primitive_check(node, code)
         extra = self._element_checks(node, code, type_entry, set())
         if code == "Resource" or code in self.defs.resource_types:
             profiles = tuple(type_entry.get("profile", []))
@@ -197,26 +201,26 @@ class Compiler:
                 self.check_resource(value, path, run, profiles, contained)
                 for c in extra:
                     c(value, path, run)
-            return check_resource, False
+            return Spec(check_resource)
         if code == "Extension" and not node.children:
             profiles = type_entry.get("profile", [])
             if profiles:
-                return self._with_extra(self.plan(profiles[0]), extra), False
+                return _complex(self.plan(profiles[0]), extra)
             generic = self._extension_check(node.name == "modifierExtension", owner_path)
             if not extra:
-                return generic, False
+                return Spec(generic)
 
             def check_ext(value: Any, path: str, run: Run) -> None:
                 generic(value, path, run)
                 for c in extra:
                     c(value, path, run)
-            return check_ext, False
+            return Spec(check_ext)
         if node.children:
             memo_key = (id(node.children), code)
             known = self._backbones.get(memo_key)
             if known is not None and known[0] is node.children:
                 # a contentReference (Composition.section.section) shares its target's plan
-                return self._with_extra(known[1], extra), False
+                return _complex(known[1], extra)
             type_path = str(el.get("_typePath") or el.get("path")) if code in _STRUCTURAL else code
             plan = ComplexPlan(type_path=type_path, url=url)
             self._backbones[memo_key] = (node.children, plan)
@@ -236,22 +240,11 @@ class Compiler:
                 if check is not None and c.get("key") not in keys:
                     plan.node_checks.append((str(c.get("key")), check))
                     keys.add(str(c.get("key")))
-            return self._with_extra(plan, extra), False
+            return _complex(plan, extra)
         plan = self.plan((type_entry.get("profile") or [type_url(code)])[0])
         keys = {k for k, _ in plan.node_checks}
         extra = self._element_checks(node, code, type_entry, keys) + self._constraints(node, code, keys, url)
-        return self._with_extra(plan, extra), False
-
-    def _with_extra(self, plan: ComplexPlan, extra: list[ValueCheck]) -> ValueCheck:
-        if not extra:
-            return lambda value, path, run: walk(value, path, run, plan)
-
-        def check(value: Any, path: str, run: Run) -> None:
-            walk(value, path, run, plan)
-            if type(value) is dict:
-                for c in extra:
-                    c(value, path, run)
-        return check
+        return _complex(plan, extra)
 
     def _constraints(self, node: tree.Node, type_path: str, skip: set[str], url: str) -> list[ValueCheck]:
         out: list[ValueCheck] = []
@@ -279,7 +272,7 @@ class Compiler:
             out.append(self._reference_check(type_entry))
         return out
 
-    def _primitive_check(self, node: tree.Node, code: str) -> ValueCheck:
+    def _primitive_check(self, node: tree.Node, code: str) -> Spec:
         prim = self._prims.get(code)
         if prim is None:
             prim = self._prims[code] = primitive_checker(code, self.regexes)
@@ -287,8 +280,15 @@ class Compiler:
         max_length = node.el.get("maxLength")
         if isinstance(max_length, int):
             extra.append(_max_length_check(max_length))
+        after: ValueCheck | None = None
+        if len(extra) == 1:
+            after = extra[0]
+        elif extra:
+            def after(value: Any, path: str, run: Run) -> None:
+                for c in extra:
+                    c(value, path, run)
         record = code in _LOCAL_REF_TYPES
-        checker = prim
+        checker, then = prim, after
 
         def check(value: Any, path: str, run: Run) -> None:
             problem = checker(value)
@@ -297,9 +297,9 @@ class Compiler:
                 return
             if record and value[:1] == "#" and run.frame is not None:
                 run.frame.local_refs.add(value)
-            for c in extra:
-                c(value, path, run)
-        return check
+            if then is not None:
+                then(value, path, run)
+        return Spec(check, True, prim=prim, after=after, record=record)
 
     def _reference_check(self, type_entry: dict[str, Any]) -> ValueCheck:
         allowed: set[str] | None = set()
@@ -321,45 +321,49 @@ class Compiler:
 
         def check(value: Any, path: str, run: Run) -> None:
             ref = value.get("reference") if type(value) is dict else None
-            if not isinstance(ref, str) or run.frame is None:
+            frame = run.frame
+            if not isinstance(ref, str) or frame is None:
                 return
-            if ref.startswith("#"):
+            if ref[:1] == "#":
                 target = invariants.resolve(ref, run)
-                if target is not None and allowed is not None and target.get("resourceType") not in allowed:
+                if target is not None and allowed is not None and not _is_one_of(target.get("resourceType"), allowed):
                     run.error("invalid", f"reference to a {target.get('resourceType')}; allowed here: {allowed_text}",
                               path)
                 return
             m = RESTFUL.match(ref)
-            if m is None and run.bundle is not None and run.bundle.type == "transaction":
-                conditional = CONDITIONAL.fullmatch(ref)
-                if conditional is not None:  # http.html#trules: resolved by the server when it processes the bundle
-                    kind = conditional.group("type")
-                    if kind not in resource_types or (allowed is not None and kind not in allowed):
-                        run.error("invalid", f"conditional reference '{ref}': {kind} is not allowed here"
-                                  + (f" (allowed: {allowed_text})" if allowed_text else ""), path)
+            bundles = run.bundles
+            bundle: BundleIndex | None = bundles[-1] if bundles else None
+            if m is None:
+                if bundle is not None and bundle.type == "transaction":
+                    conditional = CONDITIONAL.fullmatch(ref)
+                    if conditional is not None:  # http.html#trules: resolved by the server when it processes it
+                        kind = conditional.group("type")
+                        if kind not in resource_types or (allowed is not None and kind not in allowed):
+                            run.error("invalid", f"conditional reference '{ref}': {kind} is not allowed here"
+                                      + (f" (allowed: {allowed_text})" if allowed_text else ""), path)
+                        return
+                if ":" not in ref:
+                    run.error("invalid", f"'{ref}' is not a valid reference: neither '#id', 'Type/id' nor an absolute"
+                              " URL (references.html#literal)", path)
                     return
-            if m is None and ":" not in ref:
-                run.error("invalid", f"'{ref}' is not a valid reference: neither '#id', 'Type/id' nor an absolute URL"
-                          " (references.html#literal)", path)
-                return
-            literal = m.group("type") if m is not None else None
-            if literal is not None:
+                literal = None
+            else:
+                literal = m.group("type")
                 if literal not in resource_types:
                     run.error("invalid", f"'{literal}' in reference '{ref}' is not a resource type", path)
                     return
                 if allowed is not None and literal not in allowed:
                     run.error("invalid", f"reference to a {literal}; allowed here: {allowed_text}", path)
                     return
-            bundle: BundleIndex | None = run.bundle
-            if bundle is None:
-                return
-            target = bundle.resolve(ref, run.frame.resource)
+            if bundle is None or (literal is not None and not required and not bundle.may_keep_unresolved(False)):
+                return  # a Type/id reference the bundle need not hold, to no profile of ours: nothing to look up
+            target = bundle.resolve_parsed(ref, m, frame.resource)
             if target is None:
                 if not run.quiet_depth:
-                    bundle.note_unresolved(ref, path, run.frame.resource)
+                    bundle.note_unresolved(ref, path, frame.resource)
                 return
             rtype = target.get("resourceType")
-            if literal is None and allowed is not None and rtype not in allowed:
+            if literal is None and allowed is not None and not _is_one_of(rtype, allowed):
                 run.error("invalid", f"reference resolves to a {rtype}; allowed here: {allowed_text}", path)
             elif required and not run.quiet_depth:
                 bundle.require(target, required, path)
@@ -412,7 +416,8 @@ class Compiler:
 
     def _primitive_element_plan(self) -> ComplexPlan:
         plan = ComplexPlan(type_path="Element")
-        plan.add_field(Field("id", "id", "id", False, 0, 1, True, False, self._plain_primitive("string")))
+        plan.add_field(Field("id", "id", "id", False, 0, 1, True, False, self._plain_primitive("string"),
+                             prim=primitive_checker("string", self.regexes)))
         plan.add_field(Field("extension", "extension", "extension", True, 0, -1, False, False,
                              self._extension_check(False, "Element")))
         return plan
@@ -504,6 +509,39 @@ class Compiler:
         return isinstance(value, dict) and not self.conformance(value, url, run)
 
 
+class Spec(NamedTuple):
+    """How one value of one type is checked: ``check`` does all of it; the walk uses the parts
+    when it has them — ``prim`` (the primitive's format; the location string is only built when
+    something is reported or ``after`` needs it), ``record`` (a valid uri/url/canonical starting
+    with '#' is remembered for dom-3) and ``after`` (bindings, fixed values, constraints of a valid
+    primitive), or ``plan`` (walked directly) followed by ``extra`` on a JSON object."""
+    check: ValueCheck
+    primitive: bool = False
+    prim: PrimitiveCheck | None = None
+    after: ValueCheck | None = None
+    record: bool = False
+    plan: ComplexPlan | None = None
+    extra: tuple[ValueCheck, ...] = ()
+
+
+def _complex(plan: ComplexPlan, extra: list[ValueCheck]) -> Spec:
+    if not extra:
+        return Spec(lambda value, path, run: walk(value, path, run, plan), plan=plan)
+    checks = tuple(extra)
+
+    def check(value: Any, path: str, run: Run) -> None:
+        walk(value, path, run, plan)
+        if type(value) is dict:
+            for c in checks:
+                c(value, path, run)
+    return Spec(check, plan=plan, extra=checks)
+
+
+def _is_one_of(rtype: Any, allowed: set[str]) -> bool:
+    """A resolved target's resourceType is one of ``allowed`` (an object or array there is none)."""
+    return isinstance(rtype, str) and rtype in allowed
+
+
 def _record_local_reference(value: Any, path: str, run: Run) -> None:
     """Remember '#id' references for dom-3; '#' alone marks a contained resource that refers to its
     container (recorded as '#>id')."""
@@ -538,13 +576,16 @@ def _max(value: Any) -> int:
 def _fixed_check(kind: str, expected: Any) -> ValueCheck:
     shown = patterns.show(expected)
     if kind == "fixed":
+        same = patterns.compile_equal(expected)
+
         def check_fixed(value: Any, path: str, run: Run) -> None:
-            if not patterns.equal(value, expected):
+            if not same(value):
                 run.error("value", f"value must be exactly {shown}", path)
         return check_fixed
+    test = patterns.compile_pattern(expected)
 
     def check_pattern(value: Any, path: str, run: Run) -> None:
-        if not patterns.matches(value, expected):
+        if not test(value):
             run.error("value", f"value does not match the required pattern {shown}", path)
     return check_pattern
 

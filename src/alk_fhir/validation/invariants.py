@@ -38,6 +38,7 @@ input is unchanged afterwards.
 from __future__ import annotations
 
 import calendar
+import functools
 import re
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -172,8 +173,19 @@ def per1(period: Any, run: Run) -> bool:
 _DT = re.compile(r"(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2}):(\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})?)?)?)?$")
 
 
+@functools.lru_cache(maxsize=4096)
 def _boundary(value: str, high: bool) -> tuple[datetime, str | None] | None:
-    """The earliest (or latest) instant a partial date/dateTime can stand for."""
+    """The earliest (or latest) instant a partial date/dateTime can stand for. Kept per value (a
+    pure function of it, and the same dates recur across a bundle's periods): parsing one takes
+    microseconds. None for what is no instant at all (month 13, hour 25, year 0: the primitive's
+    format check reports it; per-1 cannot hold for it)."""
+    try:
+        return _parse_boundary(value, high)
+    except ValueError:  # calendar.IllegalMonthError, datetime's range checks
+        return None
+
+
+def _parse_boundary(value: str, high: bool) -> tuple[datetime, str | None] | None:
     m = _DT.match(value)
     if m is None:
         return None

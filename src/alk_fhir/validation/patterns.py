@@ -46,17 +46,70 @@ def matches(value: Any, pattern: Any) -> bool:
 
 
 def compile_pattern(pattern: Any) -> Callable[[Any], bool]:
-    """``matches(value, pattern)`` as a closure built once: slicing asks it for every item and slice."""
+    """``matches(value, pattern)`` as a closure built once: profile checks and slicing ask it for
+    every occurrence, so the recursion over the pattern is decided here rather than per value."""
     if isinstance(pattern, dict):
-        if all(not isinstance(p, (dict, list, bool)) for p in pattern.values()):
-            flat = tuple(pattern.items())  # a Coding, an Identifier: compare the properties directly
-            return lambda v: type(v) is dict and all(k in v and v[k] == p for k, p in flat)
+        flat = _flat(pattern)
+        if flat is not None:
+            return flat
         parts = tuple((k, compile_pattern(p)) for k, p in pattern.items())
-        return lambda v: type(v) is dict and all(k in v and m(v[k]) for k, m in parts)
+        if len(parts) == 1:  # a CodeableConcept pattern: {"coding": [...]}
+            (key, part), = parts
+            return lambda v: isinstance(v, dict) and key in v and part(v[key])
+        return lambda v: isinstance(v, dict) and all(k in v and m(v[k]) for k, m in parts)
     if isinstance(pattern, list):
         items = tuple(compile_pattern(p) for p in pattern)
-        return lambda v: type(v) is list and all(any(m(x) for x in v) for m in items)
-    return lambda v: matches(v, pattern)
+
+        def each_found(v: Any) -> bool:  # every pattern item matches some item of the value
+            if not isinstance(v, list):
+                return False
+            for m in items:
+                for x in v:
+                    if m(x):
+                        break
+                else:
+                    return False
+            return True
+        return each_found
+    return _scalar(pattern)
+
+
+def compile_equal(fixed: Any) -> Callable[[Any], bool]:
+    """``equal(value, fixed)`` as a closure built once."""
+    if isinstance(fixed, dict):
+        keys = fixed.keys()
+        parts = tuple((k, compile_equal(p)) for k, p in fixed.items())
+        return lambda v: isinstance(v, dict) and v.keys() == keys and all(m(v[k]) for k, m in parts)
+    if isinstance(fixed, list):
+        items = tuple(compile_equal(p) for p in fixed)
+        n = len(items)
+        return lambda v: isinstance(v, list) and len(v) == n and all(m(x) for m, x in zip(items, v, strict=True))
+    return _scalar(fixed)
+
+
+def _scalar(expected: Any) -> Callable[[Any], bool]:
+    """A JSON scalar compared as ``equal``/``matches`` do: booleans by identity (so ``true`` never
+    equals ``1``), everything else by ``==``."""
+    if isinstance(expected, bool):
+        return lambda v: v is expected
+    if isinstance(expected, (int, float)):
+        return lambda v: v == expected and not isinstance(v, bool)
+    return lambda v: bool(v == expected)  # a string (or null): no boolean equals it
+
+
+def _flat(pattern: dict[str, Any]) -> Callable[[Any], bool] | None:
+    """A pattern whose values are all strings (a Coding, an Identifier): its properties compared
+    directly, without a closure per property."""
+    if not all(isinstance(p, str) for p in pattern.values()):
+        return None
+    items = tuple(pattern.items())
+    if len(items) == 1:
+        (k1, p1), = items
+        return lambda v: isinstance(v, dict) and v.get(k1) == p1
+    if len(items) == 2:
+        (k1, p1), (k2, p2) = items
+        return lambda v: isinstance(v, dict) and v.get(k1) == p1 and v.get(k2) == p2
+    return lambda v: isinstance(v, dict) and all(v.get(k) == p for k, p in items)
 
 
 def show(value: Any) -> str:

@@ -45,6 +45,18 @@ def load_regexes(defs: Definitions) -> dict[str, re.Pattern[str]]:
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
+# Formats a printable string (str.isprintable: no control characters and no whitespace but the
+# space, verified over every code point in tests/test_validation_plans.py) already satisfies, keyed by
+# the published regex text: for those strings neither the control-character search nor the regex
+# can fail, so both are skipped. Any other string goes through both.
+_IMPLIED_BY_PRINTABLE: dict[str, Callable[[str], bool]] = {
+    r"[ \r\n\t\S]+": lambda v: v.isprintable(),  # string, markdown (v is not empty here)
+    r"\S*": lambda v: v.isprintable() and " " not in v,  # uri, url, canonical
+    r"[^\s]+(\s[^\s]+)*": lambda v: (v.isprintable() and v[0] != " " and v[-1] != " "  # code
+                                    and "  " not in v),
+}
+
+
 def primitive_checker(code: str, regexes: dict[str, re.Pattern[str]]) -> PrimitiveCheck:
     """A check returning None when ``value`` is a valid JSON value of primitive ``code``, else why not."""
     regex = regexes.get(code)
@@ -69,12 +81,16 @@ def primitive_checker(code: str, regexes: dict[str, re.Pattern[str]]) -> Primiti
     if code == "xhtml":
         return lambda v: None if type(v) is str and v else f"expected an XHTML string, got {_show(v)}"
 
+    implied = _IMPLIED_BY_PRINTABLE.get(regex.pattern) if regex is not None else None
+
     def check_string(v: Any) -> str | None:
         if type(v) is not str:
             return f"expected a JSON string for a {code}, got {_show(v)}"
         if not v:
             return f"an empty string is not a valid {code} (json.html: no empty values)"
-        if _CONTROL.search(v) is not None:
+        if implied is not None and implied(v):
+            return None
+        if not v.isprintable() and _CONTROL.search(v) is not None:
             return (f"{_show(v)} is not a valid {code}: control characters other than tab, CR and LF are not "
                     "allowed (datatypes.html#string)")
         if regex is not None and regex.fullmatch(v) is None:
@@ -85,11 +101,16 @@ def primitive_checker(code: str, regexes: dict[str, re.Pattern[str]]) -> Primiti
     return check_string
 
 
+_DAYS = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
 def _real_date(v: str) -> bool:
     if len(v) < 10:
         return True  # year or year-month: the regex has checked it
-    year, month, day = int(v[0:4]), int(v[5:7]), int(v[8:10])
-    return day <= calendar.monthrange(year, month)[1]
+    year, month, day = int(v[0:4]), int(v[5:7]), int(v[8:10])  # the regex allows months 01-12 only
+    if month == 2:
+        return day <= (29 if calendar.isleap(year) else 28)
+    return day <= _DAYS[month]
 
 
 def _show(v: Any) -> str:

@@ -25,7 +25,7 @@ ELE1 = "ele-1: All FHIR elements must have a @value or children"
 ItemsCheck = Callable[[list[Any], str, Any, Run, dict[str, Any]], None]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Field:
     key: str  # JSON key
     name: str  # element name (``value`` for ``value[x]``)
@@ -37,9 +37,17 @@ class Field:
     choice: bool
     check: ValueCheck  # one item, already known to be of the right JSON shape
     slicing: ItemsCheck | None = None  # replaces the per-item loop when the element is sliced
+    # What ``check`` does, in parts the walk calls directly (compile.Spec): a primitive's format
+    # check (message or None) and what follows on a valid value; or the plan of a complex value and
+    # the checks that follow on a JSON object.
+    prim: Callable[[Any], str | None] | None = None
+    after: ValueCheck | None = None
+    record: bool = False  # a uri/url/canonical: '#id' values are local references (dom-3)
+    plan: ComplexPlan | None = None
+    extra: tuple[ValueCheck, ...] = ()
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class ComplexPlan:
     type_path: str
     url: str = ""
@@ -95,6 +103,34 @@ def walk(node: Any, path: str, run: Run, plan: ComplexPlan) -> None:
             if f.slicing is not None:
                 f.slicing(value, f"{path}.{f.label}", f, run, node)
                 continue
+            prim = f.prim
+            if prim is not None:
+                parts = node.get("_" + key)
+                after = f.after
+                for i, item in enumerate(value):
+                    if item is not None:
+                        problem = prim(item)
+                        if problem is not None:
+                            run.error("value", problem, f"{path}.{f.label}[{i}]")
+                            continue
+                        if f.record and item[:1] == "#" and run.frame is not None:
+                            run.frame.local_refs.add(item)
+                        if after is not None:
+                            after(item, f"{path}.{f.label}[{i}]", run)
+                    elif type(parts) is not list or i >= len(parts) or parts[i] is None:
+                        run.error("structure", f"'{key}' has a null without a matching '_{key}' entry"
+                                  " (json.html: null only keeps arrays aligned)", f"{path}.{f.label}[{i}]")
+                continue
+            sub = f.plan
+            if sub is not None:
+                extra = f.extra
+                for i, item in enumerate(value):
+                    where = f"{path}.{f.label}[{i}]"
+                    walk(item, where, run, sub)
+                    if extra and type(item) is dict:
+                        for c in extra:
+                            c(item, where, run)
+                continue
             check = f.check
             if f.primitive:
                 parts = node.get("_" + key)
@@ -114,9 +150,28 @@ def walk(node: Any, path: str, run: Run, plan: ComplexPlan) -> None:
             if value is None:
                 run.error("structure", f"'{key}' is null (json.html: absent values are left out)", f"{path}.{f.label}")
                 continue
+            prim = f.prim
+            if prim is not None:
+                problem = prim(value)
+                if problem is not None:
+                    run.error("value", problem, f"{path}.{f.label}")
+                    continue
+                if f.record and value[:1] == "#" and run.frame is not None:
+                    run.frame.local_refs.add(value)
+                if f.after is not None:
+                    f.after(value, f"{path}.{f.label}", run)
+                continue
+            sub = f.plan
+            if sub is not None:
+                where = f"{path}.{f.label}"
+                walk(value, where, run, sub)
+                if f.extra and type(value) is dict:
+                    for c in f.extra:
+                        c(value, where, run)
+                continue
             f.check(value, f"{path}.{f.label}", run)
     for label, keys, message in plan.required:
-        if not any(k in node for k in keys):
+        if node.keys().isdisjoint(keys):
             run.error("required", message, f"{path}.{label}")
     for _, node_check in plan.node_checks:
         node_check(node, path, run)
