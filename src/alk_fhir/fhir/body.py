@@ -11,10 +11,17 @@ what the bytes say, not on how many there are. ``[{},{},…]`` turns 20 MB into 
 Python dicts and ``["ab","ab",…]`` 19 MB into some 260 MB of strings, where FHIR JSON of 20 MB
 parses into about 115 MB (it holds some 43,000 values per MB), so the cap on bytes alone would not
 bound memory; every value, scalar or container, costs 60-70 bytes once parsed, so the count does.
-Bodies are parsed on the event loop, one at a time: parsed in threads, four bodies just within the
-value cap at once held four trees (379 MB in the shared pool, 346 MB on one dedicated thread, against
-271 MB here). The price: while the largest body is parsed, the loop answers no one else (1.2-1.7 s
-for 17.7 MB of FHIR JSON on the shared, loaded 2-core machine of issue 25).
+
+A big body (more than :data:`BIG_BODY` bytes) is parsed, and its request handled
+(:func:`run_body_work`), in a worker thread, and only :data:`BIG_BODIES_AT_ONCE` of them per process
+at a time (:class:`BodyGate`): a request whose body turns out big waits for the place before the
+rest of its body is read (a waiting body costs at most :data:`BIG_BODY` here, the socket holds the
+rest) and keeps it until its answer is sent; once it has the place, the rest must arrive within
+:data:`BIG_BODY_SECONDS` (408 otherwise), so a client that stops sending cannot keep it. Why both:
+parsed and validated on the event loop, 17.7 MB of FHIR JSON kept every other client waiting
+1.2-1.7 s on the loaded 2-core machine of issue 25; in threads without a bound, four such bodies at
+once held four trees (346-379 MB). A small body (a CDS call is about 100 kB) is parsed on the loop
+as before: no thread hop on the hot path.
 
 Every parse error is a 400 naming where it is (a JSON path, or the line and column of the text):
 an integer of more digits than Python converts (:data:`MAX_INT_DIGITS`, 4,300: ``int()`` raises a
@@ -23,21 +30,27 @@ escape (``"\\ud800"``: RFC 8259 §8.2 calls such strings unpredictable, and no U
 writes them back, so it would fail in every later hash, response or database write).
 
 Refusals are :class:`BodyError` (413 too large, 415 not JSON by its Content-Type, 400 not JSON
-or too deep, 400 when the client went away mid-body). Each face renders them in its own error
-shape on top: ``api.outcome.read_json_body`` as a FHIR OperationOutcome, ``cds.routes`` as the
-CDS error body.
+or too deep, 400 when the client went away mid-body, 408 when a big body stalls). Each face
+renders them in its own error shape on top: ``api.outcome.read_json_body`` as a FHIR
+OperationOutcome, ``cds.routes`` as the CDS error body.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
 import sys
-from typing import Any
+import weakref
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+import anyio
 import orjson
+from anyio import to_thread
 from starlette.requests import ClientDisconnect, Request
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from alk_fhir.fhir.outcome import operation_outcome
 
@@ -50,6 +63,11 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 # decode), or, in a str body, the character itself.
 _SURROGATE_ESCAPE = re.compile("\\\\u[dD][89a-fA-F]|[\ud800-\udfff]")
 _SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
+BIG_BODY = 1024 * 1024  # bytes: a larger body is parsed and handled in a worker thread, behind the gate
+BIG_BODIES_AT_ONCE = 1  # big bodies handled at once per process (each may cost some 120 MB while handled)
+BIG_BODY_SECONDS = 60  # once a big body holds the gate, the rest of it must arrive within this (else 408)
+SLOT = "alk_fhir.body_slot"  # the request scope's key of its _Slot (set by BodyGate)
+T = TypeVar("T")
 JSON_TYPES = frozenset({"application/fhir+json", "application/json", "application/json+fhir", ""})
 
 
@@ -70,22 +88,104 @@ def _too_large(limit: int) -> BodyError:
     return BodyError(413, "too-long", f"request body larger than {limit} bytes")
 
 
+class _Slot:
+    """A request's claim on one of the gate's places: taken when its body turns out big, given back
+    when the request is done (by :class:`BodyGate`, whatever happened)."""
+
+    __slots__ = ("held", "limiter")
+
+    def __init__(self, limiter: anyio.CapacityLimiter) -> None:
+        self.limiter = limiter
+        self.held = False
+
+    async def take(self) -> None:
+        if not self.held:
+            await self.limiter.acquire_on_behalf_of(self)
+            self.held = True
+
+    def give_back(self) -> None:
+        if self.held:
+            self.held = False
+            self.limiter.release_on_behalf_of(self)
+
+
+class BodyGate:
+    """ASGI middleware giving each HTTP request a :class:`_Slot` of one shared limiter of
+    :data:`BIG_BODIES_AT_ONCE` places, which :func:`read_body` takes when the body is big and this
+    gives back once the response is sent. One limiter per event loop (tests run apps on several)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = \
+            weakref.WeakKeyDictionary()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        loop = asyncio.get_running_loop()
+        limiter = self.limiters.get(loop)
+        if limiter is None:
+            limiter = self.limiters[loop] = anyio.CapacityLimiter(BIG_BODIES_AT_ONCE)
+        slot = scope[SLOT] = _Slot(limiter)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            slot.give_back()
+
+
+def holds_big_body(request: Request) -> bool:
+    """Whether this request's body was big (it holds a place of the gate)."""
+    slot = request.scope.get(SLOT)
+    return slot is not None and slot.held
+
+
+async def run_body_work(request: Request, work: Callable[..., T], *args: Any) -> T:
+    """``work(*args)``, in a worker thread when the request's body was big (the event loop keeps
+    answering other clients meanwhile), inline otherwise (a thread hop costs a small request more
+    than its work)."""
+    if holds_big_body(request):
+        return await to_thread.run_sync(work, *args)
+    return work(*args)
+
+
 async def read_body(request: Request, limit: int | None = None) -> bytearray:
     """The raw body, at most ``limit`` bytes (default :data:`MAX_BODY`); BodyError 413 beyond it,
-    decided from ``Content-Length`` before reading when the client declared one."""
+    decided from ``Content-Length`` before reading when the client declared one. A body of more than
+    :data:`BIG_BODY` bytes waits for a place of the :class:`BodyGate` before more of it is read."""
     cap = MAX_BODY if limit is None else limit
     declared = request.headers.get("content-length", "").strip()
     if declared.isdigit() and int(declared) > cap:
         raise _too_large(cap)
+    slot: _Slot | None = request.scope.get(SLOT)
+    deadline = None
+    if slot is not None and declared.isdigit() and int(declared) > BIG_BODY:
+        await slot.take()
+        deadline = anyio.current_time() + BIG_BODY_SECONDS
     body = bytearray()
+    chunks = request.stream().__aiter__()
     try:
-        async for chunk in request.stream():
+        while True:
+            try:
+                if deadline is None:
+                    chunk = await chunks.__anext__()
+                else:
+                    with anyio.fail_after(max(0.0, deadline - anyio.current_time())):
+                        chunk = await chunks.__anext__()
+            except StopAsyncIteration:
+                break
             if len(body) + len(chunk) > cap:
                 raise _too_large(cap)
+            if slot is not None and deadline is None and len(body) + len(chunk) > BIG_BODY:
+                await slot.take()
+                deadline = anyio.current_time() + BIG_BODY_SECONDS
             body += chunk
     except ClientDisconnect:
         raise BodyError(400, "incomplete", "the client closed the connection before the body was complete") \
             from None
+    except TimeoutError:
+        raise BodyError(408, "timeout", f"the rest of a body of more than {BIG_BODY} bytes did not arrive within "
+                        f"{BIG_BODY_SECONDS} seconds") from None
     return body
 
 
@@ -100,7 +200,10 @@ async def read_json(request: Request, *, limit: int | None = None, send: str = "
     ctype = media_type(request)
     if ctype not in JSON_TYPES:
         raise BodyError(415, "not-supported", f"unsupported Content-Type {ctype}; send {send}")
-    return parse_json(await read_body(request, limit))
+    raw = await read_body(request, limit)
+    if len(raw) > BIG_BODY:  # orjson holds the GIL for its part (about 0.1 s per 10 MB); the walks do not
+        return await to_thread.run_sync(parse_json, raw)
+    return parse_json(raw)
 
 
 def parse_json(raw: bytes | bytearray | str) -> Any:
