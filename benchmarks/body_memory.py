@@ -279,6 +279,16 @@ def realistic_bundle(megabytes: float) -> bytes:
                        "entry": [entries[i % len(entries)] for i in range(count)]}).encode("utf-8")
 
 
+def body_cap(src: str | None) -> int:
+    """The served code's cap on body bytes: ALK_FHIR_MAX_BODY_MB when set, else its MAX_BODY."""
+    if os.environ.get("ALK_FHIR_MAX_BODY_MB"):
+        return int(os.environ["ALK_FHIR_MAX_BODY_MB"]) * MB
+    code = "import alk_fhir.fhir.body as b; print(b.MAX_BODY)"
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")} if src else None
+    return int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                              env=env).stdout)
+
+
 def body_values_cap(src: str | None) -> int:
     """The served code's cap on JSON values per body (its container cap before issue 25)."""
     code = ("import alk_fhir.fhir.body as b; "
@@ -473,15 +483,24 @@ def big_bodies(port: int, base: str, key: ec.EllipticCurvePrivateKey, sampler: S
                args: argparse.Namespace) -> list[float]:
     """The largest FHIR body the cap admits, to each endpoint that reads a Bundle, alone and
     ``--parallel`` at once, with another client's slowest answer meanwhile."""
-    bundle = realistic_bundle(19)
+    cap = body_cap(args.src)
+    token = access_token(base, key)
+    nineteen = realistic_bundle(19)
+    with sampler.window() as peak:
+        sent = stream_body(port, "/fhir/$validate", iter([nineteen]), length=len(nineteen), headers={})
+    count = nineteen.count(b'"resource":')
+    print(f"A 19 MB collection Bundle ({count:,} entries) to /fhir/$validate, body cap "
+          f"{cap / MB:.0f} MB: HTTP {sent.status}  {sent.seconds:5.1f} s  peak {peak[0]:4.0f} MB")
+    del nineteen
+    peaks = [peak[0]]
+    bundle = realistic_bundle(cap / MB - 0.1)
     entries = bundle.count(b'"resource":')
     as_data = b'{"resourceType":"Parameters","parameter":[{"name":"data","resource":' + bundle + b"}]}"
-    token = access_token(base, key)
     targets = [("/fhir/$validate", bundle, {}), ("/fhir/Bundle", bundle, {"Authorization": f"Bearer {token}"}),
                ("/app/api/render-overview", bundle, {}), ("/fhir/PlanDefinition/$apply", as_data, {})]
-    print(f"A {len(bundle) / MB:.1f} MB collection Bundle of FHIR resources ({entries:,} entries) to each endpoint "
-          "that reads one (status, seconds, peak RSS, slowest answer of another client meanwhile):")
-    peaks: list[float] = []
+    print(f"A {len(bundle) / MB:.1f} MB collection Bundle of FHIR resources ({entries:,} entries), the largest the cap "
+          "admits, to each endpoint that reads one (status, seconds, peak RSS, slowest answer of another client "
+          "meanwhile):")
     prober = Prober(base)
     try:
         for path, body, headers in targets:

@@ -263,3 +263,21 @@ def test_the_realistic_big_bundle_shape_is_what_the_benchmark_sends() -> None:
     """benchmarks/body_memory.py builds its Bundle from the example patients; they must stay there."""
     root = Path(__file__).resolve().parents[1] / "examples" / "patients"
     assert any(root.glob("*.json"))
+
+
+def test_the_served_app_takes_its_body_cap_from_the_settings(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ALK_FHIR_MAX_BODY_MB (default 15: any body under 300 MB, README "Security") reaches the reader."""
+    from alk_fhir.api.app import create_served_app
+    from alk_fhir.config import Settings
+
+    monkeypatch.setattr(body_module, "MAX_BODY", body_module.MAX_BODY)  # restored after the test
+    monkeypatch.setenv("ALK_FHIR_MAX_BODY_MB", "3")
+    monkeypatch.setenv("ALK_FHIR_DATABASE_URL", f"sqlite:///{tmp_path / 'cap.sqlite3'}")
+    settings = Settings.from_env()
+    assert settings.max_body_mb == 3 and Settings().max_body_mb == 15
+    create_served_app(settings)
+    assert body_module.MAX_BODY == 3 * 1024 * 1024
+    monkeypatch.setenv("ALK_FHIR_MAX_BODY_MB", "0")
+    with pytest.raises(ValueError):
+        Settings.from_env()

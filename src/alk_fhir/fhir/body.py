@@ -54,7 +54,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from alk_fhir.fhir.outcome import operation_outcome
 
-MAX_BODY = 20 * 1024 * 1024  # bytes; module-level so that tests can lower it
+# Bytes; module-level so that tests can lower it and `alk-fhir serve` can set it (ALK_FHIR_MAX_BODY_MB).
+# FHIR JSON costs about 8 times its size while it is parsed: the body itself, orjson's intermediate
+# document (about twice the body) and the Python tree (about 5 times). A serving process idles at
+# ~160 MB and settles at ~200 MB after a few big bodies (memory freed in pieces stays mapped), so
+# 15 MB keeps the largest body under 300 MB; 16 MB bodies peaked at 281-302 MB, 19 MB at 310-338 MB.
+MAX_BODY = 15 * 1024 * 1024
 MAX_DEPTH = 128  # a Bundle of QuestionnaireResponses with ten levels of nested items stays under 60
 MAX_VALUES = 900_000  # JSON values (objects, arrays and scalars) per body; 20 MB of FHIR JSON holds 850,000
 MAX_INT_DIGITS = sys.get_int_max_str_digits() or 4300  # what int() converts (CPython's limit, 4,300 digits)
@@ -64,7 +69,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _SURROGATE_ESCAPE = re.compile("\\\\u[dD][89a-fA-F]|[\ud800-\udfff]")
 _SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
 BIG_BODY = 1024 * 1024  # bytes: a larger body is parsed and handled in a worker thread, behind the gate
-BIG_BODIES_AT_ONCE = 1  # big bodies handled at once per process (each may cost some 120 MB while handled)
+BIG_BODIES_AT_ONCE = 1  # big bodies handled at once per process (each costs up to ~8 times its size meanwhile)
 BIG_BODY_SECONDS = 60  # once a big body holds the gate, the rest of it must arrive within this (else 408)
 SLOT = "alk_fhir.body_slot"  # the request scope's key of its _Slot (set by BodyGate)
 T = TypeVar("T")
