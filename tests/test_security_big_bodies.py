@@ -281,3 +281,40 @@ def test_the_served_app_takes_its_body_cap_from_the_settings(
     monkeypatch.setenv("ALK_FHIR_MAX_BODY_MB", "0")
     with pytest.raises(ValueError):
         Settings.from_env()
+
+
+# --- a big Bundle is parsed in pieces ---------------------------------------------------------------------
+
+def entries_bundle(count: int, inner: bool = False) -> dict[str, Any]:
+    entries: list[dict[str, Any]] = [
+        {"fullUrl": f"urn:uuid:00000000-0000-4000-8000-{i:012d}",
+         "resource": {"resourceType": "Basic", "id": f"b{i}", "code": {"text": "x},{\"fullUrl\": é" * 3}}}
+        for i in range(count)]
+    if inner:  # a Bundle inside an entry: its entries split too, at another depth
+        entries[count // 2]["resource"] = {"resourceType": "Bundle", "type": "collection",
+                                           "entry": entries_bundle(50)["entry"]}
+    return {"resourceType": "Bundle", "type": "collection", "entry": entries}
+
+
+@pytest.mark.parametrize("inner", [False, True])
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_a_big_bundle_parsed_in_pieces_is_the_bundle(monkeypatch: pytest.MonkeyPatch, inner: bool,
+                                                     wrapped: bool) -> None:
+    """orjson's intermediate document is about twice its input: a body whose bulk is a Bundle's entries is
+    parsed a piece at a time, and gives the same value as parsed whole (a nested Bundle: parsed whole)."""
+    monkeypatch.setattr(body_module, "PIECE", 2048)
+    value: Any = entries_bundle(300, inner)
+    if wrapped:
+        value = {"resourceType": "Parameters", "parameter": [{"name": "data", "resource": value}]}
+    raw = json.dumps(value, ensure_ascii=False).encode("utf-8")
+    pieced = body_module._loads_in_pieces(bytearray(raw))
+    assert (pieced is body_module._NOT_PIECED) is inner
+    assert body_module.parse_json(bytearray(raw)) == value
+
+
+def test_what_orjson_refuses_in_a_piece_is_refused_with_its_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(body_module, "PIECE", 2048)
+    raw = json.dumps(entries_bundle(300)).encode("utf-8").replace(b'"b150"', b'"b\\ud800"')
+    with pytest.raises(BodyError) as caught:
+        body_module.parse_json(raw)
+    assert caught.value.status == 400 and "$.entry[150].resource.id" in caught.value.diagnostics

@@ -42,6 +42,7 @@ import json
 import math
 import re
 import sys
+import uuid
 import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -241,6 +242,10 @@ def _loads(raw: bytes | bytearray | str) -> Any:
     than :data:`MAX_INT_DIGITS` digits and lone surrogates are refused with the JSON path of the
     first one (:func:`unusable_value`)."""
     try:
+        if not isinstance(raw, str) and len(raw) > 2 * PIECE:
+            pieced = _loads_in_pieces(raw)
+            if pieced is not _NOT_PIECED:
+                return pieced
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         hooks = _Hooks()
@@ -252,6 +257,71 @@ def _loads(raw: bytes | bytearray | str) -> Any:
         if where is not None:
             raise BodyError(400, "value", f"request body is not usable JSON at {where[0]}: {where[1]}")
     return value
+
+
+PIECE = 512 * 1024  # bytes of a big body's array elements orjson parses at once (_loads_in_pieces)
+# Where one element of an array of objects ends and the next begins, when the next one's first member
+# is a Bundle entry's fullUrl or resource. In valid JSON these bytes can only be structure: a '"'
+# that closed a string cannot be followed by a letter, so this '"' opens one, and the '{' and ',' and
+# '}' before it stand outside any string. (At which depth is not known: see _loads_in_pieces.)
+_NEXT_ENTRY = re.compile(rb'\}\s*(,)\s*\{\s*"(?:fullUrl|resource)"\s*:')
+_NOT_PIECED = object()
+
+
+def _loads_in_pieces(raw: bytes | bytearray) -> Any:
+    """``orjson.loads(raw)`` for a body whose bulk is one array of entries (a Bundle, also inside a
+    Parameters), its entries parsed :data:`PIECE` bytes at a time; :data:`_NOT_PIECED` when the body
+    does not split that way (the caller then parses it whole). Why: orjson builds an intermediate
+    document of about twice its input before the Python objects, so a 19 MB Bundle cost 38 MB more
+    than its tree for the length of the parse, and held the GIL (the event loop) for all of it.
+
+    The first and last entry stay in a skeleton (the rest of the body, with a sentinel string in
+    place of the middle entries); each piece is ``[`` + consecutive middle entries + ``]``. Every
+    piece must parse as an array and the skeleton must hold the sentinel exactly once as an array
+    item, which holds only when every split is between elements of that one array: a split inside a
+    nested array (a Bundle in an entry) leaves some piece unbalanced, and the body is parsed whole.
+    Whatever orjson refuses in a piece (a lone surrogate, a huge integer) raises as it would whole."""
+    cuts = [m.start(1) for m in _NEXT_ENTRY.finditer(raw)]
+    if len(cuts) < 3:
+        return _NOT_PIECED
+    sentinel = f"alk-fhir-entries-{uuid.uuid4()}"
+    if raw.find(sentinel.encode("ascii")) >= 0:  # pragma: no cover - a fresh uuid4
+        return _NOT_PIECED
+    view = memoryview(raw)
+    try:
+        skeleton = orjson.loads(b"".join((view[:cuts[0]], f',"{sentinel}"'.encode("ascii"), view[cuts[-1]:])))
+    except orjson.JSONDecodeError:
+        return _NOT_PIECED
+    holder = _holding(skeleton, sentinel)
+    if holder is None:
+        return _NOT_PIECED
+    middle: list[Any] = []
+    start = cuts[0]
+    for i, cut in enumerate(cuts[1:], 1):
+        if cut - start >= PIECE or i == len(cuts) - 1:
+            try:
+                piece = orjson.loads(b"".join((b"[", view[start + 1:cut], b"]")))
+            except orjson.JSONDecodeError:
+                return _NOT_PIECED
+            middle.extend(piece)
+            start = cut
+    at = holder.index(sentinel)
+    holder[at:at + 1] = middle
+    return skeleton
+
+
+def _holding(node: Any, sentinel: str) -> list[Any] | None:
+    """The one list in ``node`` that has ``sentinel`` as an item (None if none, or more than one)."""
+    found: list[list[Any]] = []
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if type(item) is dict:
+            stack.extend(item.values())
+        elif type(item) is list:
+            found.extend([item] * item.count(sentinel))
+            stack.extend(item)
+    return found[0] if len(found) == 1 else None
 
 
 class _Unusable:
