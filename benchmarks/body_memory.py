@@ -411,7 +411,7 @@ def floods(port: int, base: str, token: str, sampler: Sampler, args: argparse.Na
     statuses = sorted({r.status for r in results}, key=str)
     print(f"  {args.parallel} x {args.mb} MB at once to /fhir/$validate (chunked): HTTP {statuses}, "
           f"peak {peak[0]:.0f} MB")
-    print("Within the 20 MB cap, what parsing costs:")
+    print("Within the body cap, what parsing costs:")
     with sampler.window() as peak:
         sent = stream_body(port, "/fhir/$validate", empty_objects(19 * MB), length=None, headers={})
     peaks.append(peak[0])

@@ -102,9 +102,9 @@ class Settings:
     auth_clock_skew: int = 60
     cds_token_max_lifetime: int = 300
     # ALK_FHIR_MAX_BODY_MB 15: the largest request body, in MiB (1-100; fhir.body.MAX_BODY, set by
-    # `alk-fhir serve`). FHIR JSON costs about 8 times its size while parsed (the body, orjson's
-    # intermediate document, the tree) over a serving process of 160-200 MB: 15 keeps any body under
-    # 300 MB; 20 admits a 19 MB Bundle, which peaks at 310-338 MB (issue 25).
+    # `alk-fhir serve`). FHIR JSON costs about 6 times its size while handled (the body and its tree)
+    # over a serving process of 160-230 MB: 15 keeps any body under 300 MB; 20 admits a 19 MB Bundle,
+    # which peaks at 275 MB alone and 291-297 MB after others (issue 25).
     max_body_mb: int = 15
     # Retention (issue 22, README "Privacy"): what the store keeps, how long; `alk-fhir store purge` and
     # start-up enforce it. ALK_FHIR_RETENTION_FEEDBACK_DAYS (CDS feedback), _SHOWN_MONTHS (cards shown),

@@ -56,10 +56,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from alk_fhir.fhir.outcome import operation_outcome
 
 # Bytes; module-level so that tests can lower it and `alk-fhir serve` can set it (ALK_FHIR_MAX_BODY_MB).
-# FHIR JSON costs about 8 times its size while it is parsed: the body itself, orjson's intermediate
-# document (about twice the body) and the Python tree (about 5 times). A serving process idles at
-# ~160 MB and settles at ~200 MB after a few big bodies (memory freed in pieces stays mapped), so
-# 15 MB keeps the largest body under 300 MB; 16 MB bodies peaked at 281-302 MB, 19 MB at 310-338 MB.
+# FHIR JSON costs about 6 times its size while it is handled: the body itself and the Python tree
+# (about 5 times; orjson's intermediate document, twice the body, is avoided for Bundles by
+# _loads_in_pieces). A serving process idles at ~160 MB and settles at 200-230 MB after floods and big
+# bodies (memory freed in pieces stays mapped: fragmentation, not retention), so 15 MB keeps the
+# largest body under 300 MB; a 19 MB Bundle peaks at 275 MB alone, 291-297 MB after others.
 MAX_BODY = 15 * 1024 * 1024
 MAX_DEPTH = 128  # a Bundle of QuestionnaireResponses with ten levels of nested items stays under 60
 MAX_VALUES = 900_000  # JSON values (objects, arrays and scalars) per body; 20 MB of FHIR JSON holds 850,000
