@@ -1,6 +1,6 @@
 """Server memory under huge request bodies: every endpoint that takes a body gets 400 MB.
 
-Run: ``.venv/bin/python benchmarks/body_memory.py [--mb 400] [--parallel 4] [--realistic] [--src DIR]``.
+Run: ``.venv/bin/python benchmarks/body_memory.py [--mb 400] [--parallel 4] [--only big] [--src DIR]``.
 
 Starts ``alk-fhir serve`` on 127.0.0.1 (one worker, SQLite in a temporary directory, CDS client JWTs
 off so that the CDS endpoints read their bodies too, one registered exchange partner so that
@@ -12,14 +12,23 @@ keeps writing after the answer arrives, as a hostile client would, until the who
 the server closes the connection. A thread samples the server process's RSS
 (``/proc/<pid>/status``) every 10 ms. Then ``--parallel`` chunked bodies go to ``/fhir/$validate``
 at once, and 19 MB of ``[{},{},…]`` and of ``["ab","ab",…]`` (scalars: the value count covers them
-too since issue 25), once and ``--parallel`` at once; ``--realistic`` adds a 19 MB Bundle of real
-resources, the largest body the cap admits.
+too since issue 25), once and ``--parallel`` at once.
+
+Big bodies within the cap (issue 25: validated on the event loop, a 17.7 MB Bundle kept other
+clients waiting 1.2-1.7 s; a 19 MB Bundle peaked at 369 MB): a collection Bundle of the example
+patients' resources repeated to 19 MB (37,000 entries, the largest body the cap admits) to each
+endpoint that reads a Bundle (``$validate``, ``POST /fhir/Bundle``, the app's render-overview, and
+``$apply`` with it as ``data``), then ``--parallel`` of them at once to ``$validate`` and to the
+four endpoints. Meanwhile another client asks ``/healthz`` and validates a small Patient every
+20 ms: its slowest answer is the stall other clients saw.
 
 Header floods (issue 25: a 100 MB header used to cost 373 MB and 12 s, a 200 MB ``Authorization``
 1,173 MB and 48 s, stalling other clients): ``--header-mb`` MB of one header line, of an
 ``Authorization: Bearer`` value, of a URL, and of 100-byte header lines, each streamed 1 MB at a
 time to the CDS endpoint (no token needed to reach the head parser). Meanwhile a second client
 asks ``/healthz`` every 20 ms; its slowest answer is printed as the stall other clients saw.
+
+``--only big`` runs only that part (``--only heads``, ``--only floods`` the others).
 
 Printed: the server's RSS idle and after one small request per endpoint, and per request the
 status, how many MB had been sent when the answer came, and the peak RSS; the verdict compares the
@@ -227,24 +236,32 @@ def head_flood(port: int, kind: str, total: int) -> Sent:
 
 
 class Prober:
-    """Asks ``/healthz`` every 20 ms on its own connection; ``worst`` is the slowest answer in a window."""
+    """Another client: every 20 ms, on its own connection, asks ``/healthz`` or (every other time) has a
+    small Patient validated; ``worst`` is its slowest answer in a window, ``answered`` how many it got."""
 
     def __init__(self, base: str) -> None:
-        self.base, self.worst, self.running = base, 0.0, True
+        self.base, self.worst, self.running, self.answered = base, 0.0, True, 0
         self.session = requests.Session()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
+        small = {"resourceType": "Patient", "id": "p", "gender": "female"}
+        turn = 0
         while self.running:
             started = time.monotonic()
             with suppress(requests.RequestException):
-                self.session.get(self.base + "/healthz", timeout=120)
+                if turn % 2:
+                    self.session.post(self.base + "/fhir/$validate", json=small, timeout=120)
+                else:
+                    self.session.get(self.base + "/healthz", timeout=120)
+                self.answered += 1
             self.worst = max(self.worst, time.monotonic() - started)
+            turn += 1
             time.sleep(0.02)
 
     def reset(self) -> None:
-        self.worst = 0.0
+        self.worst, self.answered = 0.0, 0
 
     def stop(self) -> None:
         self.running = False
@@ -260,6 +277,16 @@ def realistic_bundle(megabytes: float) -> bytes:
     count = int(megabytes * MB / (average + 2))
     return json.dumps({"resourceType": "Bundle", "type": "collection",
                        "entry": [entries[i % len(entries)] for i in range(count)]}).encode("utf-8")
+
+
+def body_cap(src: str | None) -> int:
+    """The served code's cap on body bytes: ALK_FHIR_MAX_BODY_MB when set, else its MAX_BODY."""
+    if os.environ.get("ALK_FHIR_MAX_BODY_MB"):
+        return int(os.environ["ALK_FHIR_MAX_BODY_MB"]) * MB
+    code = "import alk_fhir.fhir.body as b; print(b.MAX_BODY)"
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")} if src else None
+    return int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                              env=env).stdout)
 
 
 def body_values_cap(src: str | None) -> int:
@@ -358,16 +385,158 @@ def server(port: int, tmp: Path, partners: Path, src: str | None) -> Iterator[su
             proc.kill()
 
 
+def floods(port: int, base: str, token: str, sampler: Sampler, args: argparse.Namespace) -> list[float]:
+    """Whitespace past the body cap to every endpoint, then JSON floods within it; the peaks."""
+    total = args.mb * MB
+    targets = endpoints(base)
+    peaks: list[float] = []
+    print(f"{args.mb} MB of JSON whitespace to each of {len(targets)} endpoints "
+          "(status, MB sent when the answer came, peak server RSS):")
+    for path, needs_token, _ in targets:
+        headers = {"Authorization": f"Bearer {token}"} if needs_token else {}
+        if path == "/auth/token":
+            headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        for chunked in (False, True):
+            with sampler.window() as peak:
+                sent = stream_body(port, path, whitespace(total), length=None if chunked else total, headers=headers)
+            peaks.append(peak[0])
+            when = "no answer" if sent.mb_before_answer is None else f"{sent.mb_before_answer:6.0f} MB"
+            mode = "chunked       " if chunked else "Content-Length"
+            print(f"  {path:<44} {mode}  HTTP {sent.status}  answer after {when}  "
+                  f"peak {peak[0]:5.0f} MB  ({sent.mb_sent:.0f} MB sent, {sent.seconds:.1f} s)")
+    with sampler.window() as peak:
+        results = at_once(args.parallel, lambda: stream_body(port, "/fhir/$validate", whitespace(total), length=None,
+                                                             headers={}))
+    peaks.append(peak[0])
+    statuses = sorted({r.status for r in results}, key=str)
+    print(f"  {args.parallel} x {args.mb} MB at once to /fhir/$validate (chunked): HTTP {statuses}, "
+          f"peak {peak[0]:.0f} MB")
+    print("Within the body cap, what parsing costs:")
+    with sampler.window() as peak:
+        sent = stream_body(port, "/fhir/$validate", empty_objects(19 * MB), length=None, headers={})
+    peaks.append(peak[0])
+    print(f"  19 MB of [{{}},{{}},...] (6.6 million empty objects) to /fhir/$validate: HTTP {sent.status}, "
+          f"peak {peak[0]:.0f} MB")
+    with sampler.window() as peak:
+        sent = stream_body(port, "/fhir/$validate", scalars(19 * MB), length=None, headers={})
+    peaks.append(peak[0])
+    print(f'  19 MB of ["ab","ab",...] (4 million strings) to /fhir/$validate: HTTP {sent.status}, '
+          f"peak {peak[0]:.0f} MB")
+    values = body_values_cap(args.src)
+    for label, make in (("[{},{},...]", empty_objects), ('["ab","ab",...]', scalars)):
+        size = (values // 2 - 2) * 3 if make is empty_objects else (values - 2) * 5
+        with sampler.window() as peak:
+            results = at_once(args.parallel, lambda m=make, n=size: stream_body(  # type: ignore[misc]
+                port, "/fhir/$validate", m(n), length=None, headers={}))
+        peaks.append(peak[0])
+        statuses = sorted({r.status for r in results}, key=str)
+        print(f"  {args.parallel} x {size / MB:.1f} MB of {label} at once (just within the value cap, "
+              f"{values:,} values): HTTP {statuses}, peak {peak[0]:.0f} MB")
+    # One issue per JSON value (integers where strings belong): 1.7 MB gave 890,001 issues and 780 MB
+    # before the validator kept at most 10,000 of them.
+    given = b'{"resourceType":"Patient","name":[{"given":[' + b",".join([b"1"] * (values - 10)) + b"]}]}"
+    with sampler.window() as peak:
+        sent = stream_body(port, "/fhir/$validate", iter([given]), length=len(given), headers={})
+    peaks.append(peak[0])
+    print(f"  a {len(given) / MB:.1f} MB Patient of {values - 10:,} integers in name.given (one issue each) to "
+          f"/fhir/$validate: HTTP {sent.status}, peak {peak[0]:.0f} MB")
+    return peaks
+
+
+def heads(port: int, base: str, sampler: Sampler, args: argparse.Namespace) -> list[float]:
+    peaks: list[float] = []
+    print(f"Request heads of {args.header_mb} MB to /cds-services/alk-patient-view (status, MB sent when "
+          "the answer came, peak RSS, slowest answer of another client meanwhile):")
+    prober = Prober(base)
+    try:
+        for kind in ("header", "authorization", "url", "lines"):
+            prober.reset()
+            with sampler.window() as peak:
+                sent = head_flood(port, kind, args.header_mb * MB)
+            peaks.append(peak[0])
+            when = "no answer" if sent.mb_before_answer is None else f"{sent.mb_before_answer:6.0f} MB"
+            print(f"  {kind:<14} HTTP {sent.status}  answer after {when}  peak {peak[0]:5.0f} MB  "
+                  f"({sent.mb_sent:.0f} MB sent, {sent.seconds:.1f} s)  other client's slowest "
+                  f"answer {prober.worst * 1000:.0f} ms")
+    finally:
+        prober.stop()
+    return peaks
+
+
+def at_once(count: int, send: Any) -> list[Any]:
+    """``send()`` from ``count`` threads at once; what each returned."""
+    return each_at_once([send] * count)
+
+
+def each_at_once(sends: list[Any]) -> list[Any]:
+    """Each of ``sends`` called in its own thread, all at once; what they returned."""
+    results: list[Any] = []
+    threads = [threading.Thread(target=lambda f=f: results.append(f())) for f in sends]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def big_bodies(port: int, base: str, key: ec.EllipticCurvePrivateKey, sampler: Sampler,
+               args: argparse.Namespace) -> list[float]:
+    """The largest FHIR body the cap admits, to each endpoint that reads a Bundle, alone and
+    ``--parallel`` at once, with another client's slowest answer meanwhile."""
+    cap = body_cap(args.src)
+    token = access_token(base, key)
+    nineteen = realistic_bundle(19)
+    with sampler.window() as peak:
+        sent = stream_body(port, "/fhir/$validate", iter([nineteen]), length=len(nineteen), headers={})
+    count = nineteen.count(b'"resource":')
+    print(f"A 19 MB collection Bundle ({count:,} entries) to /fhir/$validate, body cap "
+          f"{cap / MB:.0f} MB: HTTP {sent.status}  {sent.seconds:5.1f} s  peak {peak[0]:4.0f} MB")
+    del nineteen
+    peaks = [peak[0]]
+    bundle = realistic_bundle(cap / MB - 0.1)
+    entries = bundle.count(b'"resource":')
+    as_data = b'{"resourceType":"Parameters","parameter":[{"name":"data","resource":' + bundle + b"}]}"
+    targets = [("/fhir/$validate", bundle, {}), ("/fhir/Bundle", bundle, {"Authorization": f"Bearer {token}"}),
+               ("/app/api/render-overview", bundle, {}), ("/fhir/PlanDefinition/$apply", as_data, {})]
+    print(f"A {len(bundle) / MB:.1f} MB collection Bundle of FHIR resources ({entries:,} entries), the largest the cap "
+          "admits, to each endpoint that reads one (status, seconds, peak RSS, slowest answer of another client "
+          "meanwhile):")
+    prober = Prober(base)
+    try:
+        for path, body, headers in targets:
+            prober.reset()
+            before = rss_mb(sampler.pid)
+            with sampler.window() as peak:
+                sent = stream_body(port, path, iter([body]), length=len(body), headers=headers)
+            peaks.append(peak[0])
+            print(f"  {path:<30} HTTP {sent.status}  {sent.seconds:5.1f} s  RSS before {before:4.0f} MB, peak "
+                  f"{peak[0]:4.0f} MB  other client's slowest answer {prober.worst * 1000:5.0f} ms "
+                  f"({prober.answered} answers)")
+        for label, chosen in (("/fhir/$validate", targets[:1] * args.parallel),
+                              ("the four endpoints", (targets * args.parallel)[:args.parallel])):
+            prober.reset()
+            started = time.monotonic()
+            with sampler.window() as peak:
+                results = each_at_once([lambda p=p, b=b, h=h: stream_body(port, p, iter([b]), length=len(b), headers=h)
+                                        for p, b, h in chosen])
+            peaks.append(peak[0])
+            statuses = sorted({r.status for r in results}, key=str)
+            print(f"  {len(chosen)} at once to {label}: HTTP {statuses}  {time.monotonic() - started:5.1f} s  "
+                  f"peak {peak[0]:5.0f} MB  other client's slowest answer {prober.worst * 1000:5.0f} ms "
+                  f"({prober.answered} answers)")
+    finally:
+        prober.stop()
+    return peaks
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mb", type=int, default=400, help="body size in MB (default 400)")
-    parser.add_argument("--parallel", type=int, default=4, help="bodies sent at once in the last round")
+    parser.add_argument("--parallel", type=int, default=4, help="bodies sent at once")
     parser.add_argument("--header-mb", type=int, default=200, help="size of each header flood in MB (default 200)")
     parser.add_argument("--src", default=None, help="serve the alk_fhir package from this src directory")
-    parser.add_argument("--realistic", action="store_true",
-                        help="also validate a 19 MB Bundle of real FHIR resources (slow: the largest accepted body)")
+    parser.add_argument("--only", choices=("floods", "heads", "big"), default=None, help="run one part only")
     args = parser.parse_args()
-    total = args.mb * MB
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         key, partners = partner_setup(tmp)
@@ -377,8 +546,7 @@ def main() -> None:
             time.sleep(1)
             idle = rss_mb(proc.pid)
             token = access_token(base, key)
-            targets = endpoints(base)
-            for path, needs_token, small in targets:  # everything lazily built is built now
+            for path, needs_token, small in endpoints(base):  # everything lazily built is built now
                 headers = {"Authorization": f"Bearer {token}"} if needs_token else {}
                 if path == "/auth/token":
                     requests.post(base + path, data={"grant_type": "client_credentials"}, timeout=60)
@@ -386,87 +554,15 @@ def main() -> None:
                     requests.post(base + path, json=small, headers=headers, timeout=60)
             warm = rss_mb(proc.pid)
             print(f"server RSS: idle {idle:.0f} MB, after one small request per endpoint {warm:.0f} MB")
-            print(f"{args.mb} MB of JSON whitespace to each of {len(targets)} endpoints "
-                  "(status, MB sent when the answer came, peak server RSS):")
             sampler = Sampler(proc.pid)
             peaks: list[float] = []
             try:
-                for path, needs_token, _ in targets:
-                    headers = {"Authorization": f"Bearer {token}"} if needs_token else {}
-                    if path == "/auth/token":
-                        headers = {"Content-Type": "application/x-www-form-urlencoded"}
-                    for chunked in (False, True):
-                        with sampler.window() as peak:
-                            sent = stream_body(port, path, whitespace(total), length=None if chunked else total,
-                                               headers=headers)
-                        peaks.append(peak[0])
-                        when = "no answer" if sent.mb_before_answer is None else f"{sent.mb_before_answer:6.0f} MB"
-                        mode = "chunked       " if chunked else "Content-Length"
-                        print(f"  {path:<44} {mode}  HTTP {sent.status}  answer after {when}  "
-                              f"peak {peak[0]:5.0f} MB  ({sent.mb_sent:.0f} MB sent, {sent.seconds:.1f} s)")
-                with sampler.window() as peak:
-                    results: list[Sent] = []
-                    threads = [threading.Thread(target=lambda: results.append(stream_body(
-                        port, "/fhir/$validate", whitespace(total), length=None, headers={})))
-                        for _ in range(args.parallel)]
-                    for t in threads:
-                        t.start()
-                    for t in threads:
-                        t.join()
-                peaks.append(peak[0])
-                statuses = sorted({r.status for r in results}, key=str)
-                print(f"  {args.parallel} x {args.mb} MB at once to /fhir/$validate (chunked): HTTP {statuses}, "
-                      f"peak {peak[0]:.0f} MB")
-                print("Within the 20 MB cap, what parsing costs:")
-                with sampler.window() as peak:
-                    sent = stream_body(port, "/fhir/$validate", empty_objects(19 * MB), length=None, headers={})
-                peaks.append(peak[0])
-                print(f"  19 MB of [{{}},{{}},...] (6.6 million empty objects) to /fhir/$validate: HTTP {sent.status}, "
-                      f"peak {peak[0]:.0f} MB")
-                with sampler.window() as peak:
-                    sent = stream_body(port, "/fhir/$validate", scalars(19 * MB), length=None, headers={})
-                peaks.append(peak[0])
-                print(f'  19 MB of ["ab","ab",...] (4 million strings) to /fhir/$validate: HTTP {sent.status}, '
-                      f"peak {peak[0]:.0f} MB")
-                values = body_values_cap(args.src)
-                for label, make in (("[{},{},...]", empty_objects), ('["ab","ab",...]', scalars)):
-                    size = (values // 2 - 2) * 3 if make is empty_objects else (values - 2) * 5
-                    with sampler.window() as peak:
-                        results = []
-                        threads = [threading.Thread(target=lambda m=make, n=size, out=results: out.append(stream_body(
-                            port, "/fhir/$validate", m(n), length=None, headers={}))) for _ in range(args.parallel)]
-                        for t in threads:
-                            t.start()
-                        for t in threads:
-                            t.join()
-                    peaks.append(peak[0])
-                    statuses = sorted({r.status for r in results}, key=str)
-                    print(f"  {args.parallel} x {size / MB:.1f} MB of {label} at once (just within the value cap, "
-                          f"{values:,} values): HTTP {statuses}, peak {peak[0]:.0f} MB")
-                print(f"Request heads of {args.header_mb} MB to /cds-services/alk-patient-view (status, MB sent when "
-                      "the answer came, peak RSS, slowest /healthz of another client meanwhile):")
-                prober = Prober(base)
-                try:
-                    for kind in ("header", "authorization", "url", "lines"):
-                        prober.reset()
-                        with sampler.window() as peak:
-                            sent = head_flood(port, kind, args.header_mb * MB)
-                        peaks.append(peak[0])
-                        when = "no answer" if sent.mb_before_answer is None else f"{sent.mb_before_answer:6.0f} MB"
-                        print(f"  {kind:<14} HTTP {sent.status}  answer after {when}  peak {peak[0]:5.0f} MB  "
-                              f"({sent.mb_sent:.0f} MB sent, {sent.seconds:.1f} s)  other client's slowest "
-                              f"answer {prober.worst * 1000:.0f} ms")
-                finally:
-                    prober.stop()
-                if args.realistic:
-                    body = realistic_bundle(19)
-                    with sampler.window() as peak:
-                        response = requests.post(base + "/fhir/$validate", data=body, timeout=1800,
-                                                 headers={"Content-Type": "application/fhir+json"})
-                    entries = body.count(b'"resource":')
-                    print(f"  a {len(body) / MB:.0f} MB collection Bundle of FHIR resources ({entries} entries) "
-                          f"to /fhir/$validate: HTTP {response.status_code}, peak {peak[0]:.0f} MB "
-                          "(the largest body the cap admits: not counted in the verdict)")
+                if args.only in (None, "floods"):
+                    peaks += floods(port, base, token, sampler, args)
+                if args.only in (None, "heads"):
+                    peaks += heads(port, base, sampler, args)
+                if args.only in (None, "big"):
+                    peaks += big_bodies(port, base, key, sampler, args)
             finally:
                 sampler.stop()
             highest = max(peaks)

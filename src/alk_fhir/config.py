@@ -101,6 +101,11 @@ class Settings:
     token_lifetime: int = 300
     auth_clock_skew: int = 60
     cds_token_max_lifetime: int = 300
+    # ALK_FHIR_MAX_BODY_MB 15: the largest request body, in MiB (1-100; fhir.body.MAX_BODY, set by
+    # `alk-fhir serve`). FHIR JSON costs about 6 times its size while handled (the body and its tree)
+    # over a serving process of 160-230 MB: 15 keeps any body under 300 MB; 20 admits a 19 MB Bundle,
+    # which peaks at 275 MB alone and 291-297 MB after others (issue 25).
+    max_body_mb: int = 15
     # Retention (issue 22, README "Privacy"): what the store keeps, how long; `alk-fhir store purge` and
     # start-up enforce it. ALK_FHIR_RETENTION_FEEDBACK_DAYS (CDS feedback), _SHOWN_MONTHS (cards shown),
     # _VERSION_DAYS (superseded document versions; the current one is always kept), _COMMENT_DAYS
@@ -141,6 +146,7 @@ class Settings:
             token_lifetime=_env_int("ALK_FHIR_TOKEN_LIFETIME", 300, 1, 300),
             auth_clock_skew=_env_int("ALK_FHIR_AUTH_CLOCK_SKEW", 60, 0, 300),
             cds_token_max_lifetime=_env_int("ALK_FHIR_CDS_TOKEN_MAX_LIFETIME", 300, 1, 3600),
+            max_body_mb=_env_int("ALK_FHIR_MAX_BODY_MB", 15, 1, 100),
             retention_feedback_days=_env_int("ALK_FHIR_RETENTION_FEEDBACK_DAYS", 730, 1, 3650),
             retention_shown_months=_env_int("ALK_FHIR_RETENTION_SHOWN_MONTHS", 24, 1, 120),
             retention_version_days=_env_int("ALK_FHIR_RETENTION_VERSION_DAYS", 365, 0, 3650),

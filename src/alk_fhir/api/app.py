@@ -41,6 +41,7 @@ from alk_fhir.auth import CdsClientAuth, install_auth_state, smart_routes
 from alk_fhir.cds.routes import router as cds_router
 from alk_fhir.config import Settings
 from alk_fhir.demo import demo_settings, install_demo
+from alk_fhir.fhir import BodyGate, body
 from alk_fhir.knowledge import Package, load_package
 from alk_fhir.store import Store, StoreAuditSink, StoreJtiCache, open_store
 
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None, package: Package | None = None)
     app.state.store = open_store(settings.database_url, settings.retention())
     purge_on_start(app.state.store)
     app.state.cds_feedback = app.state.store
+    app.add_middleware(BodyGate)  # big request bodies one at a time, in a worker thread (fhir.body)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
                            allow_methods=["GET", "POST", "OPTIONS"], allow_headers=["Authorization", "Content-Type"])
@@ -140,6 +142,7 @@ def create_served_app(settings: Settings | None = None) -> FastAPI:
     140 ms pause. ``gc.freeze()`` takes the start-up objects out of its walks and a higher threshold
     lets it run every few dozen requests instead. Tests use :func:`create_app`, untouched."""
     app = create_app(settings)
+    body.MAX_BODY = app.state.settings.max_body_mb * 1024 * 1024  # this process serves one app
     started = app.router.lifespan_context
 
     @asynccontextmanager

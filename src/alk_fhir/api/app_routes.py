@@ -40,6 +40,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from alk_fhir.api.outcome import FHIRError, read_json_body
 from alk_fhir.config import Settings
+from alk_fhir.fhir import run_body_work
 from alk_fhir.knowledge.canonical import GUIDELINE_SYSTEM, TRANSLATION_EXT
 
 router = APIRouter(tags=["app"])
@@ -148,12 +149,14 @@ async def render_overview(request: Request) -> Response:
     from alk_fhir.api.validate_routes import require_valid_document
     from alk_fhir.overview import DocumentError, render_html
 
-    document = await read_json_body(request)
-    require_valid_document(request, document)  # 422 with the OperationOutcome: render only what conforms
-    try:
-        page = render_html(document, request.app.state.package)
-    except DocumentError as exc:
-        raise FHIRError(422, "invalid", f"not a case-overview document: {exc}") from exc
+    def render(document: Any) -> str:
+        require_valid_document(request, document)  # 422 with the OperationOutcome: render only what conforms
+        try:
+            return render_html(document, request.app.state.package)
+        except DocumentError as exc:
+            raise FHIRError(422, "invalid", f"not a case-overview document: {exc}") from exc
+
+    page = await run_body_work(request, render, await read_json_body(request))
     return HTMLResponse(page, headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
 
 
@@ -175,11 +178,17 @@ def _holds(value: Any) -> bool:
 async def safety(request: Request) -> Response:
     """The safety facts that hold for the record, as $apply's triggers name them."""
     # $apply's own parameter reading and trigger wording: one way to do each
-    from alk_fhir.api.apply_routes import _subject_id, _today, parse_parameters
+    from alk_fhir.api.apply_routes import parse_parameters
+
+    params = parse_parameters(await read_json_body(request))
+    return await run_body_work(request, _safety, request, params)
+
+
+def _safety(request: Request, params: dict[str, Any]) -> Response:
+    from alk_fhir.api.apply_routes import _subject_id, _today
     from alk_fhir.apply.engine import _trigger
     from alk_fhir.context import build_context, compile_facts
 
-    params = parse_parameters(await read_json_body(request))
     data = params.get("data")
     if not isinstance(data, dict) or data.get("resourceType") != "Bundle":
         raise FHIRError(400, "required", "parameter 'data' (a Bundle with the patient's resources) is required")

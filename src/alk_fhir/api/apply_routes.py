@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request
 from alk_fhir.api.outcome import FHIRError, FHIRResponse, fhir_response, read_json_body
 from alk_fhir.apply import Engine, NoSubject, pinned_day, run
 from alk_fhir.apply.engine import DEFAULT_PLAN
+from alk_fhir.fhir import run_body_work
 
 router = APIRouter(tags=["apply"])
 _ALLOWED = {"subject", "data", "practitioner", "planDefinition", "url", "today", "encounter", "organization",
@@ -90,7 +91,7 @@ def apply_operation(request: Request, plan_url: str, params: dict[str, Any]) -> 
 async def apply_type(request: Request) -> FHIRResponse:
     params = parse_parameters(await read_json_body(request))
     plan = params.get("planDefinition") or params.get("url") or DEFAULT_PLAN
-    return apply_operation(request, str(plan), params)
+    return await run_body_work(request, apply_operation, request, str(plan), params)
 
 
 @router.post("/fhir/PlanDefinition/{plan_id}/$apply", response_class=FHIRResponse)
@@ -99,4 +100,4 @@ async def apply_instance(request: Request, plan_id: str) -> FHIRResponse:
     plan = request.app.state.package.get("PlanDefinition", plan_id)
     if plan is None:
         raise FHIRError(404, "not-found", f"PlanDefinition/{plan_id} not found")
-    return apply_operation(request, plan["url"], params)
+    return await run_body_work(request, apply_operation, request, plan["url"], params)

@@ -169,9 +169,9 @@ async def call_service(request: Request) -> Response:
             return json_response({"cards": []})  # guidance for professionals only (usageRequirements)
         if needs_network(hook, service):
             resolved = await run_in_threadpool(resolve, hook, service, state.open_source)
-        else:  # everything came in the prefetch: no thread hop on the hot path
-            resolved = resolve(hook, service, state.open_source)
-        body = answer(state, service, hook, resolved, lang)
+        else:  # everything came in the prefetch: no thread hop on the hot path (unless the body was big)
+            resolved = await fhir_body.run_body_work(request, resolve, hook, service, state.open_source)
+        body = await fhir_body.run_body_work(request, answer, state, service, hook, resolved, lang)
         record_shown(request.app, service.id, hook.hook_instance, body["cards"])  # learning loop (issue 13)
         return json_response(body)
     except CdsError as exc:
@@ -185,7 +185,7 @@ async def feedback(request: Request) -> Response:
     try:
         state = cds_state(request.app)
         service = service_of(request)
-        entries = check_feedback(await read_json(request))
+        entries = await fhir_body.run_body_work(request, check_feedback, await read_json(request))
         try:
             # the snooze first: a retry after a failure below snoozes again (same row) and stores once
             await run_in_threadpool(state.snoozer.on_feedback, entries, state.today())

@@ -7,14 +7,18 @@ One helper for one job: a face that needs one of these imports it from here, nev
 from __future__ import annotations
 
 from alk_fhir.fhir.body import (
+    BIG_BODY,
     MAX_BODY,
     MAX_DEPTH,
     MAX_VALUES,
     BodyError,
+    BodyGate,
     dump_json,
+    holds_big_body,
     parse_json,
     read_body,
     read_json,
+    run_body_work,
     shallow_enough,
 )
 from alk_fhir.fhir.document import document_identifier
@@ -34,6 +38,7 @@ from alk_fhir.fhir.outcome import FHIR_JSON, OUTCOME_SYSTEM, issue_code, operati
 from alk_fhir.fhir.transport import LOOPBACK_HOSTS, is_secure_transport, require_secure_transport
 
 __all__ = [
+    "BIG_BODY",
     "FHIR_ID",
     "FHIR_JSON",
     "ID_SCHEMA_PATTERN",
@@ -46,9 +51,11 @@ __all__ = [
     "RELATIVE_REFERENCE",
     "RESOURCE_TYPE",
     "BodyError",
+    "BodyGate",
     "Reference",
     "document_identifier",
     "dump_json",
+    "holds_big_body",
     "is_secure_transport",
     "issue_code",
     "operation_outcome",
@@ -59,6 +66,7 @@ __all__ = [
     "read_json",
     "reference_schema_pattern",
     "require_secure_transport",
+    "run_body_work",
     "shallow_enough",
     "uuid5_from_sha1",
     "uuid5_text",

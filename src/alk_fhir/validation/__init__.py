@@ -109,7 +109,7 @@ class Validator:
             self.compiler.check_resource(resource, path, run, (profile,) if profile else ())
         except RecursionError:
             return fatal_outcome(source + TOO_DEEP, code="too-costly")
-        return to_outcome(run.issues)
+        return to_outcome(run.issues, run.dropped)
 
     def validate_file(self, path: Path, profile: str | None = None) -> dict[str, Any]:
         """Validate one JSON file; a file that cannot be read or parsed gives a fatal issue naming it.
