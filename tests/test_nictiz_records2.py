@@ -1,0 +1,156 @@
+"""Records the project was not built around: public zib2020 instances of Nictiz's example patient
+(nl-core-Patient-01, Jo van Putten) that the corpus test does not read, in four records, with the
+facts written by hand from FHIR's Condition rules and the seeds before the Library was read.
+
+The instances (tests/fixtures/nictiz/zib2020-records2/, NOTICE.md) are kept unchanged; what a record
+adds is a copy of a Nictiz Condition in the same nl-core-Problem shape with only its code, status
+and dates replaced, so that the shape is Dutch and the question is one of statuses and codes:
+
+- FHIR R4 Condition: ``verificationStatus`` refuted / entered-in-error means the patient does not
+  have it; ``clinicalStatus`` inactive / remission / resolved means it is not current, recurrence and
+  relapse mean it is current again (http://hl7.org/fhir/R4/valueset-condition-clinical.html).
+- ICPC-1-NL occurs under ``http://hl7.org/fhir/sid/icpc-1-nl`` and under the OID
+  ``urn:oid:2.16.840.1.113883.2.4.4.31.1`` (/work/shared/terminology.md); P75 is an ALK condition.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from alk_fhir.cli import main
+
+HERE = Path(__file__).resolve().parent / "fixtures" / "nictiz"
+TODAY = "2026-03-16"
+ICPC_OID = "urn:oid:2.16.840.1.113883.2.4.4.31.1"
+ICD10 = "http://hl7.org/fhir/sid/icd-10"
+SCT = "http://snomed.info/sct"
+CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+
+
+def _load(name: str) -> dict[str, Any]:
+    for folder in ("zib2020-records2", "zib2020"):
+        path = HERE / folder / f"{name}.json"
+        if path.exists():
+            data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+            return data
+    raise FileNotFoundError(name)
+
+
+BASE = ["nl-core-Patient-01", "nl-core-Alert-01-Condition-01", "nl-core-Alert-01", "nl-core-Alert-02",
+        "nl-core-CareTeam-01-Condition-01", "nl-core-CareTeam-01-Condition-02",
+        "nl-core-CareTeam-01-Condition-03", "nl-core-EpisodeOfCare-02-Condition-01",
+        "nl-core-EpisodeOfCare-03", "nl-core-EpisodeOfCare-04", "nl-core-Procedure-01-Condition-01",
+        "nl-core-TreatmentObjective-03-Condition-01"]
+
+
+def _like(template: str, new_id: str, system: str, code: str, display: str, *,
+          clinical: str | None = None, verification: str | None = None,
+          onset: str | None = None, abatement: str | None = None) -> dict[str, Any]:
+    """A Nictiz Condition with its code and statuses replaced (the narrative dropped: it would lie)."""
+    res = copy.deepcopy(_load(template))
+    res["id"] = new_id
+    res.pop("text", None)
+    res["code"] = {"coding": [{"system": system, "code": code, "display": display}]}
+    for key, system_url, value in (("clinicalStatus", CLINICAL, clinical),
+                                   ("verificationStatus", VERIFICATION, verification)):
+        res.pop(key, None)
+        if value:
+            res[key] = {"coding": [{"system": system_url, "code": value}]}
+    for key, value in (("onsetDateTime", onset), ("abatementDateTime", abatement)):
+        res.pop(key, None)
+        if value:
+            res[key] = value
+    return res
+
+
+def record(extra: list[dict[str, Any]]) -> dict[str, Any]:
+    entries = [{"fullUrl": f"http://example.org/fhir/{r['resourceType']}/{r['id']}", "resource": r}
+               for r in [_load(n) for n in BASE] + extra]
+    return {"resourceType": "Bundle", "type": "collection", "entry": entries}
+
+
+ICPC_TEMPLATE = "nl-core-EpisodeOfCare-02-Condition-01"  # ICPC-coded problem, no statuses
+STATUS_TEMPLATE = "nl-core-Alert-01-Condition-01"  # problem with clinical + verification status
+
+PATIENTS: dict[str, list[dict[str, Any]]] = {
+    # no ALK: the Nictiz problems as they are
+    "putten-no-alk": [],
+    # a GP record: ICPC P75 under the OID, a problem since 2019 without statuses (as Nictiz sends them)
+    "putten-icpc-oid-p75": [
+        _like(ICPC_TEMPLATE, "r2-p75", ICPC_OID, "P75", "Somatisatie", onset="2019-05-21")],
+    # ALK diagnoses that do not hold: refuted, entered in error, resolved
+    "putten-refuted-resolved": [
+        _like(STATUS_TEMPLATE, "r2-f451-refuted", ICD10, "F45.1", "Ongedifferentieerde somatoforme stoornis",
+              verification="refuted", onset="2024-01-10"),
+        _like(STATUS_TEMPLATE, "r2-m797-error", ICD10, "M79.7", "Fibromyalgie",
+              verification="entered-in-error", onset="2023-02-01"),
+        _like(STATUS_TEMPLATE, "r2-ibs-resolved", SCT, "10743008", "Prikkelbaredarmsyndroom",
+              clinical="resolved", verification="confirmed", onset="2020-03-01", abatement="2025-06-01")],
+    # in remission vs. recurring
+    "putten-remission-recurrence": [
+        _like(STATUS_TEMPLATE, "r2-f451-remission", ICD10, "F45.1", "Ongedifferentieerde somatoforme stoornis",
+              clinical="remission", verification="confirmed", onset="2021-04-01"),
+        _like(STATUS_TEMPLATE, "r2-g933-recurrence", ICD10, "G93.3", "Chronisch vermoeidheidssyndroom",
+              clinical="recurrence", verification="confirmed", onset="2022-09-01")],
+}
+
+# Written by hand before the Library was read (see the module docstring); a list means "exactly
+# these references", a bool the fact's value. Facts left out are not decided by these records.
+EXPECTED: dict[str, dict[str, Any]] = {
+    "putten-no-alk": {
+        "hasAlk": False, "alkConditions": [], "resolvedAlkConditions": [], "alkResolved": False,
+        "persistentAlk": False, "possiblyPersistent": False, "longStandingAlkConditions": [],
+        "psychiatricComorbidity": False, "medicationsInUse": [], "polypharmacy": False,
+        "hasCaseCoordinator": False, "moreThanAlk": False, "wishToDie": False,
+    },
+    "putten-icpc-oid-p75": {
+        "hasAlk": True, "alkConditions": ["Condition/r2-p75"], "resolvedAlkConditions": [],
+        "alkResolved": False, "persistentAlk": False, "longStandingAlkConditions": ["Condition/r2-p75"],
+        "psychiatricComorbidity": False, "medicationsInUse": [], "polypharmacy": False,
+        "moreThanAlk": False, "wishToDie": False,
+    },
+    "putten-refuted-resolved": {
+        "hasAlk": False, "alkConditions": [], "resolvedAlkConditions": ["Condition/r2-ibs-resolved"],
+        "alkResolved": True, "persistentAlk": False, "longStandingAlkConditions": [],
+        "psychiatricComorbidity": False, "medicationsInUse": [], "moreThanAlk": False, "wishToDie": False,
+    },
+    "putten-remission-recurrence": {
+        "hasAlk": True, "alkConditions": ["Condition/r2-g933-recurrence"], "alkResolved": False,
+        "persistentAlk": False, "longStandingAlkConditions": ["Condition/r2-g933-recurrence"],
+        "psychiatricComorbidity": False, "medicationsInUse": [], "moreThanAlk": False, "wishToDie": False,
+    },
+}
+
+
+@functools.cache
+def _facts(patient: str) -> dict[str, Any]:
+    """The facts ``alk-fhir apply --explain`` prints for the record, as a clinician would run it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{patient}.json"
+        path.write_text(json.dumps(record(PATIENTS[patient])), encoding="utf-8")
+        out = CliRunner().invoke(main, ["apply", str(path), "--date", TODAY, "--explain"])
+    assert out.exit_code == 0, out.output
+    facts: dict[str, Any] = json.loads(out.stderr)["facts"]
+    return facts
+
+
+def _normal(value: Any) -> Any:
+    if isinstance(value, list):
+        return sorted(v if isinstance(v, str) else json.dumps(v, sort_keys=True) for v in value)
+    return value
+
+
+@pytest.mark.parametrize(("patient", "fact"),
+                         [(p, f) for p, facts in EXPECTED.items() for f in facts])
+def test_fact(patient: str, fact: str) -> None:
+    facts = _facts(patient)
+    assert _normal(facts[fact]) == _normal(EXPECTED[patient][fact]), facts[fact]
