@@ -72,6 +72,30 @@ def _like(template: str, new_id: str, system: str, code: str, display: str, *,
     return res
 
 
+def _copy(template: str, new_id: str, **fields: Any) -> dict[str, Any]:
+    """A Nictiz instance with its id and the given top-level elements replaced (narrative dropped)."""
+    res = copy.deepcopy(_load(template))
+    res["id"] = new_id
+    res.pop("text", None)
+    res.update(fields)
+    return res
+
+
+def _encounter(new_id: str, status: str, start: str, end: str) -> dict[str, Any]:
+    # an outpatient contact in the shape of nl-core-Encounter-01 (class AMB, the v3 ActCode of the same system)
+    return _copy("nl-core-Encounter-01", new_id, status=status, period={"start": start, "end": end},
+                 **{"class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB",
+                              "display": "ambulatory"}})
+
+
+def _procedure(new_id: str, status: str, code: str, display: str, performed: str) -> dict[str, Any]:
+    res = _copy("nl-core-Procedure-event-01", new_id, status=status, performedDateTime=performed,
+                code={"coding": [{"system": SCT, "code": code, "display": display}]})
+    for key in ("bodySite", "reasonReference", "location"):
+        res.pop(key, None)
+    return res
+
+
 def record(extra: list[dict[str, Any]]) -> dict[str, Any]:
     entries = [{"fullUrl": f"http://example.org/fhir/{r['resourceType']}/{r['id']}", "resource": r}
                for r in [_load(n) for n in BASE] + extra]
@@ -101,6 +125,29 @@ PATIENTS: dict[str, list[dict[str, Any]]] = {
               clinical="remission", verification="confirmed", onset="2021-04-01"),
         _like(STATUS_TEMPLATE, "r2-g933-recurrence", ICD10, "G93.3", "Chronisch vermoeidheidssyndroom",
               clinical="recurrence", verification="confirmed", onset="2022-09-01")],
+    # a GP episode (nl-core-EpisodeOfCare-04 shape) closed in 2015 is the only status its ICPC P75 has
+    "putten-episode-closed": [
+        _like(ICPC_TEMPLATE, "r2-p75-closed", "http://hl7.org/fhir/sid/icpc-1-nl", "P75", "Somatisatie",
+              onset="2014-04-05"),
+        _copy("nl-core-EpisodeOfCare-04", "r2-episode-p75", extension=[],
+              diagnosis=[{"condition": {"reference": "Condition/r2-p75-closed", "type": "Condition"}}])],
+    # zib ProblemEndDate (abatementDateTime) without a ProblemStatus
+    "putten-abated-no-status": [
+        _like(STATUS_TEMPLATE, "r2-f451-ended", ICD10, "F45.1", "Ongedifferentieerde somatoforme stoornis",
+              verification="confirmed", onset="2019-01-01", abatement="2024-05-01")],
+    # ALK with treatments that did not happen and contacts that did not all take place
+    "putten-not-done-contacts": [
+        _like(STATUS_TEMPLATE, "r2-f451-active", ICD10, "F45.1", "Ongedifferentieerde somatoforme stoornis",
+              clinical="active", verification="confirmed", onset="2020-01-01"),
+        _procedure("r2-cbt-not-done", "not-done", "228557008", "cognitieve gedragstherapie", "2025-06-01"),
+        _procedure("r2-physio-error", "entered-in-error", "91251008", "fysiotherapie", "2025-09-01"),
+        _encounter("r2-enc-1", "finished", "2025-05-02", "2025-05-02"),
+        _encounter("r2-enc-2", "finished", "2025-09-10", "2025-09-10"),
+        _encounter("r2-enc-3", "finished", "2026-01-20", "2026-01-20"),
+        _encounter("r2-enc-cancelled", "cancelled", "2026-02-10", "2026-02-10"),
+        _encounter("r2-enc-error", "entered-in-error", "2026-02-11", "2026-02-11"),
+        _encounter("r2-enc-planned", "planned", "2026-04-10", "2026-04-10"),
+        _encounter("r2-enc-old", "finished", "2024-11-01", "2024-11-01")],
 }
 
 # Written by hand before the Library was read (see the module docstring); a list means "exactly
@@ -127,6 +174,20 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "hasAlk": True, "alkConditions": ["Condition/r2-g933-recurrence"], "alkResolved": False,
         "persistentAlk": False, "longStandingAlkConditions": ["Condition/r2-g933-recurrence"],
         "psychiatricComorbidity": False, "medicationsInUse": [], "moreThanAlk": False, "wishToDie": False,
+    },
+    "putten-episode-closed": {
+        "hasAlk": False, "alkConditions": [], "persistentAlk": False, "longStandingAlkConditions": [],
+    },
+    "putten-abated-no-status": {
+        "hasAlk": False, "alkConditions": [], "resolvedAlkConditions": ["Condition/r2-f451-ended"],
+        "alkResolved": True, "persistentAlk": False, "longStandingAlkConditions": [],
+    },
+    "putten-not-done-contacts": {
+        "hasAlk": True, "alkConditions": ["Condition/r2-f451-active"], "alkTreatments": [],
+        "failedAttempts": [], "failedTreatmentCount": 0, "effectiveTreatments": [],
+        "careContacts": ["Encounter/r2-enc-1", "Encounter/r2-enc-2", "Encounter/r2-enc-3"],
+        "careContactCount": 3, "longStandingAlkConditions": ["Condition/r2-f451-active"],
+        "persistentAlk": False,
     },
 }
 
