@@ -148,6 +148,25 @@ PATIENTS: dict[str, list[dict[str, Any]]] = {
         _encounter("r2-enc-error", "entered-in-error", "2026-02-11", "2026-02-11"),
         _encounter("r2-enc-planned", "planned", "2026-04-10", "2026-04-10"),
         _encounter("r2-enc-old", "finished", "2024-11-01", "2024-11-01")],
+    # onset written as a period, as text only, or not at all (only the date it was recorded)
+    "putten-onset-shapes": [
+        {**_like(STATUS_TEMPLATE, "r2-f451-period", ICD10, "F45.1", "Ongedifferentieerde somatoforme stoornis",
+                 clinical="active", verification="confirmed"), "onsetPeriod": {"start": "2020-01-01"}},
+        {**_like(STATUS_TEMPLATE, "r2-m797-text", ICD10, "M79.7", "Fibromyalgie",
+                 clinical="active", verification="confirmed"), "onsetString": "sinds jaren"},
+        {**_like(STATUS_TEMPLATE, "r2-ibs-recorded", SCT, "10743008", "Prikkelbaredarmsyndroom",
+                 clinical="active", verification="confirmed"), "recordedDate": "2019-06-01"},
+        {**_like(STATUS_TEMPLATE, "r2-ibs-recent", SCT, "10743008", "Prikkelbaredarmsyndroom",
+                 clinical="active", verification="confirmed"), "recordedDate": "2026-01-10"}],
+    # contacts under way, open-ended, by telephone; one with status unknown (as nl-core-Encounter-01)
+    "putten-contact-shapes": [
+        _encounter("r2-enc-in-progress", "in-progress", "2026-03-16", "2026-03-16"),
+        {**_encounter("r2-enc-open", "finished", "2025-12-01", "2025-12-01"), "period": {"start": "2025-12-01"}},
+        {**_encounter("r2-enc-phone", "finished", "2026-02-02", "2026-02-02"),
+         "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "VR",
+                   "display": "virtual"}},
+        _encounter("r2-enc-unknown", "unknown", "2025-10-01", "2025-10-01"),
+        _encounter("r2-enc-outside", "finished", "2025-03-15", "2025-03-15")],
 }
 
 # Written by hand before the Library was read (see the module docstring); a list means "exactly
@@ -188,6 +207,21 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "careContacts": ["Encounter/r2-enc-1", "Encounter/r2-enc-2", "Encounter/r2-enc-3"],
         "careContactCount": 3, "longStandingAlkConditions": ["Condition/r2-f451-active"],
         "persistentAlk": False,
+    },
+    "putten-onset-shapes": {
+        "hasAlk": True,
+        "alkConditions": ["Condition/r2-f451-period", "Condition/r2-m797-text", "Condition/r2-ibs-recorded",
+                          "Condition/r2-ibs-recent"],
+        # onset 2020 (period), recorded 2019 and still active: a year or more; text and a recent
+        # record do not show a year
+        "longStandingAlkConditions": ["Condition/r2-f451-period", "Condition/r2-ibs-recorded"],
+    },
+    "putten-contact-shapes": {
+        "hasAlk": False,
+        # careContactsSince 2025-03-16: the one of 2025-03-15 is outside; status unknown is not
+        # counted as a contact that took place
+        "careContacts": ["Encounter/r2-enc-in-progress", "Encounter/r2-enc-open", "Encounter/r2-enc-phone"],
+        "careContactCount": 3,
     },
 }
 
