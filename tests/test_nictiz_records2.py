@@ -88,9 +88,12 @@ def _encounter(new_id: str, status: str, start: str, end: str) -> dict[str, Any]
                               "display": "ambulatory"}})
 
 
-def _procedure(new_id: str, status: str, code: str, display: str, performed: str) -> dict[str, Any]:
-    res = _copy("nl-core-Procedure-event-01", new_id, status=status, performedDateTime=performed,
+def _procedure(new_id: str, status: str, code: str, display: str,
+               performed: str | dict[str, str]) -> dict[str, Any]:
+    res = _copy("nl-core-Procedure-event-01", new_id, status=status,
                 code={"coding": [{"system": SCT, "code": code, "display": display}]})
+    res.pop("performedDateTime", None)
+    res["performedDateTime" if isinstance(performed, str) else "performedPeriod"] = performed
     for key in ("bodySite", "reasonReference", "location"):
         res.pop(key, None)
     return res
@@ -167,6 +170,14 @@ PATIENTS: dict[str, list[dict[str, Any]]] = {
                    "display": "virtual"}},
         _encounter("r2-enc-unknown", "unknown", "2025-10-01", "2025-10-01"),
         _encounter("r2-enc-outside", "finished", "2025-03-15", "2025-03-15")],
+    # ALK treatments in the nl-core-Procedure-event shape: over a period, under way, only being prepared
+    "putten-treatment-states": [
+        _like(STATUS_TEMPLATE, "r2-f451-tx", ICD10, "F45.1", "Ongedifferentieerde somatoforme stoornis",
+              clinical="active", verification="confirmed", onset="2021-01-01"),
+        _procedure("r2-cbt-period", "completed", "228557008", "cognitieve gedragstherapie",
+                   {"start": "2025-01-06", "end": "2025-04-14"}),
+        _procedure("r2-physio-running", "in-progress", "91251008", "fysiotherapie", "2026-02-01"),
+        _procedure("r2-cbt-preparation", "preparation", "228557008", "cognitieve gedragstherapie", "2026-04-01")],
 }
 
 # Written by hand before the Library was read (see the module docstring); a list means "exactly
@@ -222,6 +233,13 @@ EXPECTED: dict[str, dict[str, Any]] = {
         # counted as a contact that took place
         "careContacts": ["Encounter/r2-enc-in-progress", "Encounter/r2-enc-open", "Encounter/r2-enc-phone"],
         "careContactCount": 3,
+    },
+    "putten-treatment-states": {
+        "hasAlk": True, "failedAttempts": [], "effectiveTreatments": [],
+        # done, outcome not coded: the one treatment without a recorded effect; the running one has
+        # no outcome yet and the prepared one has not happened
+        "uncodedOutcomeTreatments": ["Procedure/r2-cbt-period"],
+        "possiblyPersistent": True,
     },
 }
 
