@@ -1,5 +1,5 @@
 """Records the project was not built around: public zib2020 instances of Nictiz's example patient
-(nl-core-Patient-01, Jo van Putten) that the corpus test does not read, in four records, with the
+(nl-core-Patient-01, Jo van Putten) that the corpus test does not read, in nine records, with the
 facts written by hand from FHIR's Condition rules and the seeds before the Library was read.
 
 The instances (tests/fixtures/nictiz/zib2020-records2/, NOTICE.md) are kept unchanged; what a record
