@@ -61,6 +61,12 @@ class ComplexPlan:
         self.fields[f.key] = f
 
 
+
+def _unaligned_null(run: Run, key: str, where: str) -> None:
+    """One wording for a null in a primitive array with no `_key` entry beside it (json.html)."""
+    run.error("structure", f"'{key}' has a null without a matching '_{key}' entry"
+              " (json.html: null only keeps arrays aligned)", where)
+
 def walk(node: Any, path: str, run: Run, plan: ComplexPlan) -> None:
     if type(node) is not dict:
         run.error("structure", f"expected a JSON object, got {_kind(node)}", path)
@@ -118,8 +124,7 @@ def walk(node: Any, path: str, run: Run, plan: ComplexPlan) -> None:
                         if after is not None:
                             after(item, f"{path}.{f.label}[{i}]", run)
                     elif type(parts) is not list or i >= len(parts) or parts[i] is None:
-                        run.error("structure", f"'{key}' has a null without a matching '_{key}' entry"
-                                  " (json.html: null only keeps arrays aligned)", f"{path}.{f.label}[{i}]")
+                        _unaligned_null(run, key, f"{path}.{f.label}[{i}]")
                 continue
             sub = f.plan
             if sub is not None:
@@ -138,8 +143,7 @@ def walk(node: Any, path: str, run: Run, plan: ComplexPlan) -> None:
                     if item is not None:
                         check(item, f"{path}.{f.label}[{i}]", run)
                     elif type(parts) is not list or i >= len(parts) or parts[i] is None:
-                        run.error("structure", f"'{key}' has a null without a matching '_{key}' entry"
-                                  " (json.html: null only keeps arrays aligned)", f"{path}.{f.label}[{i}]")
+                        _unaligned_null(run, key, f"{path}.{f.label}[{i}]")
             else:
                 for i, item in enumerate(value):
                     check(item, f"{path}.{f.label}[{i}]", run)
