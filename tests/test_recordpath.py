@@ -221,16 +221,15 @@ def test_a_date_plus_calendar_units_is_add_temporals_answer() -> None:
     import itertools
     from decimal import Decimal
 
-    from alk_fhir.fhirpath.values import FDate, add_temporal
-    from alk_fhir.recordpath import Quantity, _add_to_day
+    from alk_fhir.fhirpath.values import FDate, Quantity, add_temporal, add_to_date_text
 
     days = ["2024-02-29", "2024-01-31", "2023-12-31", "2026-11-23", "0001-01-01", "9999-12-31", "2000-02-29"]
     amounts = [Decimal(x) for x in ("0", "1", "-1", "12", "-12", "1.5", "-1.5", "2.9", "-2.9", "9999", "-9999")]
     shortcut = 0
     for day, amount, unit, sign in itertools.product(days, amounts, ("day", "week", "month", "year"), (1, -1)):
-        found = _add_to_day(FDate.parse(day), Quantity(amount, unit), sign)
+        found = add_to_date_text(FDate.parse(day), Quantity(amount, unit), sign)
         if found is not None:
             shortcut += 1
             assert found == add_temporal(FDate.parse(day), Quantity(amount, unit), sign).text(), (day, amount, unit)
     assert shortcut > 500
-    assert _add_to_day(FDate.parse("9999-12-31"), Quantity(Decimal(1), "day"), 1) is None
+    assert add_to_date_text(FDate.parse("9999-12-31"), Quantity(Decimal(1), "day"), 1) is None

@@ -22,12 +22,10 @@ tests/test_fhirpath_suite.py runs the HL7 FHIRPath suite through this generator 
 
 from __future__ import annotations
 
-import calendar
 import itertools
 import re
 from collections.abc import Callable
-from datetime import date
-from decimal import ROUND_DOWN, Decimal
+from decimal import Decimal
 from typing import Any, ClassVar
 
 from alk_fhir.fastpath import _CHOICES, Fn, NoValue, _eq, _num, _truth, collection_op, string_test
@@ -41,6 +39,7 @@ from alk_fhir.fhirpath.values import (
     FHIRPathEvaluationError,
     Quantity,
     add_temporal,
+    add_to_date_text,
     compare,
     compare_temporal,
 )
@@ -505,7 +504,7 @@ def _add(a: list[Any], b: list[Any], sign: int) -> list[Any]:
         t = _date_parts(x)
         if t is None:
             raise FHIRPathEvaluationError(f"cannot add a quantity to {x!r}")
-        found = _add_to_day(t, y, sign) if type(t) is FDate else None
+        found = add_to_date_text(t, y, sign) if type(t) is FDate else None
         return [found if found is not None else add_temporal(t, y, sign).text()]
     if type(x) is str and type(y) is str and sign == 1:
         return [x + y]
@@ -514,34 +513,6 @@ def _add(a: list[Any], b: list[Any], sign: int) -> list[Any]:
         return [x + y if sign == 1 else x - y]
     raise FHIRPathEvaluationError(f"cannot {'add' if sign == 1 else 'subtract'} {type(y).__name__} "
                                   f"{'to' if sign == 1 else 'from'} {type(x).__name__}")
-
-
-def _add_to_day(t: FDate, q: Quantity, sign: int) -> str | None:
-    """``add_temporal`` for the common case, a full date plus days, weeks, months or years (``%today - 12
-    months``, an MP9 start + its duration in weeks), as text, without building values: the same
-    arithmetic (the quantity truncated towards zero, a month's end kept within the month); None for
-    anything else, out of range included, which add_temporal then answers (or refuses) itself."""
-    unit = q.unit
-    if len(t.parts) != 3 or unit not in ("day", "week", "month", "year"):
-        return None
-    value = q.value * sign
-    if unit == "week":
-        value = value * 7
-    n = int(value.to_integral_value(rounding=ROUND_DOWN))
-    y, m, d = t.parts
-    if unit in ("day", "week"):
-        try:
-            day = date.fromordinal(date(y, m, d).toordinal() + n)
-        except (ValueError, OverflowError):
-            return None
-        y, m, d = day.year, day.month, day.day
-    else:
-        total = y * 12 + (m - 1) + (n * 12 if unit == "year" else n)
-        y, m = total // 12, total % 12 + 1
-        if not 1 <= y <= 9999:
-            return None
-        d = min(d, calendar.monthrange(y, m)[1])
-    return f"{y:04d}-{m:02d}-{d:02d}"
 
 
 def _one_or_none(items: list[Any], what: str) -> None:

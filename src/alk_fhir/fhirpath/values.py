@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import calendar
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from typing import Any
 
@@ -289,6 +289,35 @@ def temporal_equivalent(a: _Temporal, b: _Temporal) -> bool:
 
 
 _CAL_ORDER = ("year", "month", "day", "hour", "minute", "second")
+
+
+def add_to_date_text(t: FDate, q: Quantity, sign: int) -> str | None:
+    """What :func:`add_temporal` gives, as text, for the common case: a full date plus days, weeks,
+    months or years (``%today - 12 months``, an MP9 start + its duration in weeks), without building
+    values; the same arithmetic (the quantity truncated towards zero, a month's end kept within the
+    month), kept beside it so that date arithmetic has one home (recordpath's facts call this first);
+    None for anything else, out of range included, which add_temporal then answers (or refuses)."""
+    unit = q.unit
+    if len(t.parts) != 3 or unit not in ("day", "week", "month", "year"):
+        return None
+    value = q.value * sign
+    if unit == "week":
+        value = value * 7
+    n = int(value.to_integral_value(rounding=ROUND_DOWN))
+    y, m, d = t.parts
+    if unit in ("day", "week"):
+        try:
+            day = date.fromordinal(date(y, m, d).toordinal() + n)
+        except (ValueError, OverflowError):
+            return None
+        y, m, d = day.year, day.month, day.day
+    else:
+        total = y * 12 + (m - 1) + (n * 12 if unit == "year" else n)
+        y, m = total // 12, total % 12 + 1
+        if not 1 <= y <= 9999:
+            return None
+        d = min(d, calendar.monthrange(y, m)[1])
+    return f"{y:04d}-{m:02d}-{d:02d}"
 
 
 def add_temporal(t: _Temporal, q: Quantity, sign: int) -> _Temporal:
